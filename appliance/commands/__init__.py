@@ -1,0 +1,1 @@
+"""One module per `appliance` verb (or verb group); each exposes register(subparsers)."""

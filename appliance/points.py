@@ -1,0 +1,58 @@
+"""Depth points and estimates: the one vocabulary of labels, truth, estimators and metrics.
+
+See ../shared/docs/depth-points.md. A point is a depth in mm, or None when absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+POINT_NAMES: tuple[str, str, str] = ("entry", "transition", "exit")
+
+
+@dataclass(frozen=True)
+class DepthPoints:
+    entry_mm: float | None
+    transition_mm: float | None
+    exit_mm: float | None
+
+    def get(self, name: str) -> float | None:
+        return getattr(self, f"{name}_mm")
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {f"{n}_mm": self.get(n) for n in POINT_NAMES}
+
+    def order_problem(self) -> str | None:
+        """Why the points are out of order (entry < transition < exit), or None."""
+        present = [(n, self.get(n)) for n in POINT_NAMES if self.get(n) is not None]
+        for (n1, v1), (n2, v2) in zip(present, present[1:], strict=False):
+            if not v1 < v2:
+                return f"{n1} ({v1} mm) must be shallower than {n2} ({v2} mm)"
+        return None
+
+
+@dataclass(frozen=True)
+class DepthEstimate:
+    """What an estimator says of one hole.
+
+    spread_mm: disagreement between ensemble members per point (0 for a single estimator);
+    presence: probability that each point exists; confidence: the estimator's own 0..1
+    trust in each present point.
+    """
+
+    entry_mm: float | None
+    transition_mm: float | None
+    exit_mm: float | None
+    spread_mm: dict[str, float | None] = field(default_factory=dict)
+    presence: dict[str, float] = field(default_factory=dict)
+    confidence: dict[str, float | None] = field(default_factory=dict)
+    model_version: str | None = None
+    estimator: str = "heuristic"  # "ensemble" | "heuristic"
+    note: str | None = None  # e.g. why the fallback estimator answered
+
+    @property
+    def points(self) -> DepthPoints:
+        return DepthPoints(self.entry_mm, self.transition_mm, self.exit_mm)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
