@@ -1,1 +1,7 @@
-"""jobs"""
+"""Training jobs in a child process, and the nightly schedule.
+
+- runner.JobRunner: one job at a time; snapshot -> `appliance train` child -> candidate.
+- events: the child's JSON-lines progress events.
+- records.StoreJobRecords: jobs persisted in the store.
+- schedule.NightlySchedule: wakes once a day at a local time.
+"""

@@ -1,0 +1,87 @@
+"""The Litestar app: thin controllers over appliance.services.daemon.Daemon.
+
+create_app(daemon) is all a server (uvicorn in `appliance serve`) or a test client needs.
+The OpenAPI schema is served at /schema/openapi.json, without a key (clients generate code
+from it); every other route is behind api.auth.require_key.
+"""
+
+from __future__ import annotations
+
+import time
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+import appliance
+from api.auth import require_key
+from api.errors import EXCEPTION_HANDLERS
+from api.routes.holes import HoleController
+from api.routes.jobs import JobController
+from api.routes.models import ModelController
+from api.routes.system import SystemController
+from appliance.services.daemon import Daemon
+
+
+def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
+    routes = Router(
+        path="/",
+        route_handlers=[HoleController, JobController, ModelController, SystemController],
+        guards=[require_key],
+        security=[{"BearerAuth": []}],
+    )
+    openapi = OpenAPIConfig(
+        title="Drill appliance",
+        version=appliance.__version__,
+        description=("Rig-side depth estimation daemon: holes, labels, training jobs, model "
+                     "versions. Every route needs `Authorization: Bearer <key>` (keys from "
+                     "`appliance keys create NAME`); reads are open when the daemon runs with "
+                     "--open-reads."),
+        path="/schema",
+        render_plugins=[JsonRenderPlugin()],
+        components=Components(security_schemes={
+            "BearerAuth": SecurityScheme(type="http", scheme="bearer",
+                                         description="an API key"),
+        }),
+        use_handler_docstrings=False,
+    )
+    app = Litestar(
+        route_handlers=[routes],
+        dependencies={"daemon": Provide(lambda: daemon, use_cache=True, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=openapi,
+        middleware=[_metrics_middleware],
+        request_max_body_size=daemon.config.max_body_bytes,
+        on_shutdown=[daemon.close] if close_on_shutdown else [],
+        debug=False,
+    )
+    app.state.daemon = daemon
+    return app
+
+
+def _metrics_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, recording_send)
+        finally:
+            daemon: Daemon = scope["app"].state.daemon
+            route = scope.get("path_template") or "unmatched"
+            daemon.metrics.observe_request(scope["method"], route, status,
+                                           time.perf_counter() - start)
+
+    return middleware

@@ -1,0 +1,1 @@
+"""One controller per resource: holes, jobs, models, system (health, metrics, audit)."""

@@ -1,0 +1,43 @@
+"""OpenAPI pieces shared by the controllers: error answers and raw upload bodies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+
+from api.schemas import ErrorOut
+from appliance.services.daemon import Daemon
+
+
+def errors(*codes: int) -> dict[int, ResponseSpec]:
+    text = {400: "malformed request", 401: "missing or invalid API key", 404: "not found",
+            409: "refused in the current state", 413: "body larger than the size limit",
+            422: "input rejected, with the reason"}
+    return {c: ResponseSpec(data_container=ErrorOut, description=text[c]) for c in codes}
+
+
+@dataclass
+class UploadOperation(Operation):
+    """A hole upload: a Setitec file as raw bytes, or a JSON trace + result message pair."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            required=True,
+            description=(
+                "A Setitec log as raw bytes (application/octet-stream, name it with the "
+                "`source` query parameter), or a JSON body holding a trace message and its "
+                "result message (see appliance.ingest.parse_bytes for the accepted shapes)."
+            ),
+            content={
+                "application/octet-stream": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, format="binary")),
+                "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT)),
+            },
+        )
+
+
+DaemonDep: TypeAlias = NamedDependency[Daemon]

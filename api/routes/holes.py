@@ -1,0 +1,110 @@
+"""Holes: upload, list, read, plot, estimate, label."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, Parameter, RawBody
+
+from api.auth import actor_of
+from api.routes._docs import DaemonDep, UploadOperation, errors
+from api.schemas import (
+    DepthEstimateOut,
+    HoleOut,
+    HolePage,
+    IngestOut,
+    LabelIn,
+    LabelOut,
+    TraceOut,
+    to_struct,
+    utc_text,
+)
+from appliance.points import DepthPoints
+from appliance.services.holes import HoleFilter
+
+SourceParam = Annotated[str | None, Parameter(
+    description="name of the upload (file name); a label only, never a path", max_length=255)]
+GroupParam = Annotated[str | None, Parameter(
+    description="source group for grouped cross-validation (default 'api')", max_length=255)]
+HoleId = Annotated[str, Parameter(description="hole id (16 hex characters)", max_length=64)]
+
+
+class HoleController(Controller):
+    path = "/"
+    tags = ["holes"]
+
+    @post("/holes", operation_id="ingestHole", status_code=201, sync_to_thread=True,
+          operation_class=UploadOperation,
+          summary="Store a hole and estimate its depth points",
+          responses={200: ResponseSpec(IngestOut, description="already stored (duplicate)"),
+                     **errors(401, 413, 422)})
+    def ingest(self, daemon: DaemonDep, body: RawBody, source: SourceParam = None,
+               group: GroupParam = None) -> Response[IngestOut]:
+        hole, estimate, created = daemon.holes.ingest(body, source, group)
+        out = to_struct(IngestOut, {"hole": hole, "estimate": estimate, "created": created})
+        return Response(out, status_code=201 if created else 200)
+
+    @post("/estimate", operation_id="estimateUpload", status_code=200, sync_to_thread=True,
+          operation_class=UploadOperation,
+          summary="Estimate a hole's depth points without storing anything",
+          responses=errors(401, 413, 422))
+    def estimate_upload(self, daemon: DaemonDep, body: RawBody,
+                        source: SourceParam = None) -> DepthEstimateOut:
+        return to_struct(DepthEstimateOut, daemon.holes.estimate_bytes(body, source))
+
+    @get("/holes", operation_id="listHoles", sync_to_thread=True,
+         summary="List holes (needs-review: unlabelled, most uncertain first)",
+         responses=errors(401))
+    def list_holes(
+        self, daemon: DaemonDep,
+        status: Annotated[HoleFilter, Parameter(description="which holes")] = "all",
+        since: Annotated[datetime | None, Parameter(
+            description="only holes ingested at or after this time (ISO 8601)")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
+    ) -> HolePage:
+        items, total = daemon.holes.list(status, utc_text(since),
+                                         limit, offset)
+        return to_struct(HolePage, {"items": items, "total": total, "limit": limit,
+                                    "offset": offset})
+
+    @get("/holes/{hole_id:str}", operation_id="getHole", sync_to_thread=True,
+         summary="One hole: metadata, latest label, stored estimate", responses=errors(401, 404))
+    def get_hole(self, daemon: DaemonDep, hole_id: HoleId) -> HoleOut:
+        return to_struct(HoleOut, daemon.holes.get(hole_id))
+
+    @get("/holes/{hole_id:str}/trace", operation_id="getHoleTrace", sync_to_thread=True,
+         summary="A hole's samples, downsampled for plotting (keeps minima and maxima)",
+         responses=errors(401, 404))
+    def get_trace(
+        self, daemon: DaemonDep, hole_id: HoleId,
+        max_points: Annotated[int, Parameter(ge=10, le=1_000_000)] = 2000,
+    ) -> TraceOut:
+        return to_struct(TraceOut, daemon.holes.trace(hole_id, max_points))
+
+    @get("/holes/{hole_id:str}/estimate", operation_id="getHoleEstimate", sync_to_thread=True,
+         summary="The active model's estimate of a hole (stored, or computed and stored)",
+         responses=errors(401, 404))
+    def get_estimate(
+        self, daemon: DaemonDep, hole_id: HoleId,
+        fresh: Annotated[bool, Parameter(description="recompute even if stored")] = False,
+    ) -> DepthEstimateOut:
+        est = daemon.holes.estimate(hole_id, fresh, daemon.models.active_version())
+        return to_struct(DepthEstimateOut, est)
+
+    @put("/holes/{hole_id:str}/label", operation_id="labelHole", sync_to_thread=True,
+         summary="Append an operator's label (entry < transition < exit, inside the trace)",
+         responses=errors(401, 404, 422))
+    def put_label(self, request: Request, daemon: DaemonDep, hole_id: HoleId,
+                  data: JSONBody[LabelIn]) -> LabelOut:
+        points = DepthPoints(data.entry_mm, data.transition_mm, data.exit_mm)
+        label = daemon.holes.add_label(hole_id, points, data.by, actor_of(request))
+        return to_struct(LabelOut, label)
+
+    @get("/holes/{hole_id:str}/labels", operation_id="listHoleLabels", sync_to_thread=True,
+         summary="A hole's label history, oldest first", responses=errors(401, 404))
+    def get_labels(self, daemon: DaemonDep, hole_id: HoleId) -> list[LabelOut]:
+        return [to_struct(LabelOut, lab) for lab in daemon.holes.labels(hole_id)]

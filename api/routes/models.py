@@ -1,0 +1,62 @@
+"""Model versions: list, inspect, activate (gated), roll back, activation history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Request, get, post
+from litestar.params import JSONBody, Parameter
+
+from api.auth import actor_of
+from api.routes._docs import DaemonDep, errors
+from api.schemas import ActivateIn, ActivationOut, ModelDetail, ModelOut, RollbackIn, to_struct
+from appliance.errors import ValidationError
+
+VersionParam = Annotated[str, Parameter(description="model version", max_length=200)]
+
+
+class ModelController(Controller):
+    path = "/models"
+    tags = ["models"]
+
+    @get("/", operation_id="listModels", sync_to_thread=True,
+         summary="Every registered model version", responses=errors(401))
+    def list_models(self, daemon: DaemonDep) -> list[ModelOut]:
+        return [to_struct(ModelOut, m) for m in daemon.models.list()]
+
+    @get("/active", operation_id="getActiveModel", sync_to_thread=True,
+         summary="The version serving estimates (404 when only the rule-based estimator runs)",
+         responses=errors(401, 404))
+    def active(self, daemon: DaemonDep) -> ModelOut:
+        return to_struct(ModelOut, daemon.models.active())
+
+    @get("/activations", operation_id="listActivations", sync_to_thread=True,
+         summary="Activation and rollback history, newest first", responses=errors(401))
+    def activations(self, daemon: DaemonDep,
+                    limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+                    ) -> list[ActivationOut]:
+        return [to_struct(ActivationOut, a) for a in daemon.models.activations(limit)]
+
+    @post("/rollback", operation_id="rollbackModel", status_code=200, sync_to_thread=True,
+          summary="Re-activate the previous version (or a named earlier one)",
+          responses=errors(401, 404, 409))
+    def rollback(self, request: Request, daemon: DaemonDep, data: JSONBody[RollbackIn]) -> ModelOut:
+        model = daemon.models.rollback(data.version, actor_of(request), data.reason)
+        return to_struct(ModelOut, model)
+
+    @get("/{version:str}", operation_id="getModel", sync_to_thread=True,
+         summary="A version's card, gate report and metrics", responses=errors(401, 404))
+    def show(self, daemon: DaemonDep, version: VersionParam) -> ModelDetail:
+        return to_struct(ModelDetail, daemon.models.show(version))
+
+    @post("/{version:str}/activate", operation_id="activateModel", status_code=200,
+          sync_to_thread=True,
+          summary="Serve this version; refused naming the failing gate unless forced with a "
+                  "reason",
+          responses=errors(401, 404, 409, 422))
+    def activate(self, request: Request, daemon: DaemonDep, version: VersionParam,
+                 data: JSONBody[ActivateIn]) -> ModelOut:
+        if data.force and not data.reason:
+            raise ValidationError("force needs a reason (it is written to the audit log)")
+        model = daemon.models.activate(version, actor_of(request), data.force, data.reason)
+        return to_struct(ModelOut, model)

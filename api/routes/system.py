@@ -1,0 +1,44 @@
+"""Health, Prometheus metrics and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from litestar import Controller, MediaType, get
+from litestar.params import Parameter
+
+from api.routes._docs import DaemonDep, errors
+from api.routes.jobs import job_out
+from api.schemas import AuditOut, HealthOut, to_struct, utc_text
+
+
+class SystemController(Controller):
+    path = "/"
+    tags = ["system"]
+
+    @get("/health", operation_id="getHealth", sync_to_thread=True,
+         summary="Store, active model, running job, disk space", responses=errors(401))
+    def health(self, daemon: DaemonDep) -> HealthOut:
+        health = daemon.health()
+        running = health.pop("running_job")
+        out = to_struct(HealthOut, {**health, "running_job": None})
+        out.running_job = job_out(running) if running else None
+        return out
+
+    @get("/metrics", operation_id="getMetrics", sync_to_thread=True,
+         media_type=MediaType.TEXT, summary="Prometheus text exposition",
+         responses=errors(401))
+    def metrics(self, daemon: DaemonDep) -> str:
+        return daemon.metrics_text()
+
+    @get("/audit", operation_id="listAudit", sync_to_thread=True,
+         summary="Audit log (who did what), newest first", responses=errors(401))
+    def audit(
+        self, daemon: DaemonDep,
+        since: Annotated[datetime | None, Parameter(description="ISO 8601")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
+    ) -> list[AuditOut]:
+        rows = daemon.db.audit_log(utc_text(since), limit, offset)
+        return [to_struct(AuditOut, r) for r in rows]

@@ -1,0 +1,243 @@
+"""The API's request and response bodies (msgspec Structs: validated in, documented in OpenAPI).
+
+Field names follow the domain: depth points are `entry_mm`, `transition_mm`, `exit_mm` in every
+body, exactly as in appliance.points.DepthEstimate.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Depth = Annotated[float, Meta(ge=-100_000.0, le=100_000.0, description="depth in mm")]
+Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
+Reason = Annotated[str, Meta(min_length=1, max_length=1000)]
+Version = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class DepthEstimateOut(Struct):
+    """What an estimator says of one hole (appliance.points.DepthEstimate)."""
+
+    entry_mm: float | None
+    transition_mm: float | None
+    exit_mm: float | None
+    spread_mm: dict[str, float | None]
+    presence: dict[str, float]
+    confidence: dict[str, float | None]
+    model_version: str | None
+    estimator: str
+    note: str | None = None
+
+
+class LabelIn(Struct, forbid_unknown_fields=True):
+    """An operator's depth points for a hole; null means the point is absent."""
+
+    entry_mm: Depth | None
+    transition_mm: Depth | None
+    exit_mm: Depth | None
+    by: Name
+
+
+class LabelOut(Struct):
+    label_id: int
+    hole_id: str
+    entry_mm: float | None
+    transition_mm: float | None
+    exit_mm: float | None
+    by: str
+    at: str
+    origin: str
+
+
+class HoleOut(Struct, kw_only=True):
+    id: str
+    source: str
+    variant: str
+    n_samples: int
+    depth_min_mm: float | None
+    depth_max_mm: float | None
+    ingested_at: str
+    labelled: bool
+    label: LabelOut | None
+    estimate: DepthEstimateOut | None
+    uncertainty_mm: float | None = None  # largest ensemble spread of the stored estimate
+    source_group: str | None = None
+    file_version: int | None = None
+    cycle_date: str | None = None
+    drill_serial: str | None = None
+    head_name: str | None = None
+    head_local_counter: int | None = None
+    exam: bool | None = None  # in the frozen exam set (never trained on); detail view only
+
+
+class HolePage(Struct):
+    items: list[HoleOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class IngestOut(Struct):
+    hole: HoleOut
+    estimate: DepthEstimateOut
+    created: bool
+
+
+class TraceOut(Struct):
+    """A hole's samples for plotting; `index` are the original sample numbers kept."""
+
+    hole_id: str
+    n_samples: int
+    n_points: int
+    index: list[int]
+    depth_mm: list[float]
+    torque_a: list[float]
+    thrust_a: list[float]
+    step: list[int]
+
+
+class FineTuneIn(Struct, forbid_unknown_fields=True):
+    folds: Annotated[int, Meta(ge=2, le=24)] = 5
+    epochs: Annotated[int, Meta(ge=1, le=1000)] = 20
+    head_only: bool = False
+    architecture: Literal["patchtsmixer", "cnn"] | None = None  # None: the parent's
+    seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+
+
+class JobProgress(Struct):
+    fraction: float | None = None  # 0..1
+    fold: int | None = None
+    folds: int | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    eta_s: float | None = None
+    last_event: str | None = None
+    dataset_holes: int | None = None
+    dataset_hash: str | None = None
+    parent: str | None = None
+    gate_passed: bool | None = None
+    failing_gates: list[str] | None = None
+    activated: bool | None = None
+    pid: int | None = None  # the training child's process id while it runs
+
+
+class JobOut(Struct):
+    id: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    params: dict[str, Any]
+    progress: JobProgress
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    candidate_version: str | None
+    log_tail: list[str]
+
+
+class NightlyIn(Struct, forbid_unknown_fields=True):
+    force: bool = False  # start even with fewer new labels than the configured minimum
+
+
+class NightlyOut(Struct):
+    started: bool
+    reason: str
+    new_labels: int
+    min_new_labels: int
+    job: JobOut | None
+
+
+class ModelOut(Struct):
+    version: str
+    parent: str | None
+    architecture: str | None
+    created_at: str | None
+    status: str
+    active: bool
+    dataset_hash: str | None
+    gate_passed: bool | None
+    metrics: dict[str, Any]
+
+
+class ModelDetail(Struct):
+    model: ModelOut
+    card: str | None  # the model folder's README.md
+    gate_report: dict[str, Any] | None
+    manifest: dict[str, Any]
+
+
+class ActivateIn(Struct, forbid_unknown_fields=True):
+    force: bool = False
+    reason: Reason | None = None  # required with force
+
+
+class RollbackIn(Struct, forbid_unknown_fields=True):
+    version: Version | None = None  # None: the version active before the current one
+    reason: Reason | None = None
+
+
+class ActivationOut(Struct):
+    at: str
+    version: str
+    previous_version: str | None
+    action: str
+    actor: str
+    reason: str | None
+
+
+class AuditOut(Struct):
+    at: str
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any] | None
+
+
+class StoreHealth(Struct):
+    ok: bool
+    path: str
+    holes: int | None
+    labelled_holes: int | None
+
+
+class DiskHealth(Struct):
+    path: str
+    free_bytes: int
+    total_bytes: int
+    free_fraction: float
+
+
+class HealthOut(Struct):
+    status: Literal["ok", "degraded"]
+    version: str
+    store: StoreHealth
+    active_model: str | None
+    estimator: str
+    running_job: JobOut | None
+    disk: DiskHealth
+    nightly_next: str | None
+    open_reads: bool
+
+
+class ErrorOut(Struct):
+    status_code: int
+    detail: str
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """A query's time as naive UTC ISO text, the store's convention (no zone = UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat()
+
+
+def to_struct(cls: type[Struct], obj: dict[str, Any]) -> Any:
+    """A Struct from a domain dict, ignoring extra keys (the domain may know more)."""
+    return msgspec.convert(obj, cls, strict=False)

@@ -1,0 +1,40 @@
+"""Options shared by `train` and `train-baseline`, and the lazy import of the train extra."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+TRAIN_EXTRA_MODULES = {"torch", "transformers", "safetensors", "onnxscript"}
+
+
+def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
+                         seed: int = 0, arch: str = "patchtsmixer", patience: int = 4) -> None:
+    p.add_argument("--arch", choices=("patchtsmixer", "cnn"), default=arch)
+    p.add_argument("--folds", type=int, default=folds, help=f"K of K-fold CV (default {folds})")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--head-only", action="store_true",
+                   help="fine-tune the head only, backbone frozen (fast)")
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--patience", type=int, default=patience,
+                   help="epochs without a better validation loss before a phase stops")
+    p.add_argument("--progress-json", action="store_true",
+                   help="print JSON-lines progress events on stdout (for the job runner)")
+
+
+def load_train_module() -> ModuleType | None:
+    """appliance.train.run, imported only when a training verb runs: serving stays torch-free."""
+    try:
+        return importlib.import_module("appliance.train.run")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in TRAIN_EXTRA_MODULES:
+            print(f"appliance: training needs {exc.name!r}, which is not installed; "
+                  "install the train extra: pip install -e '.[train]' "
+                  "(torch first, CPU build)", file=sys.stderr)
+            return None
+        raise

@@ -1,0 +1,187 @@
+"""`appliance models list|show|register|gate|activate|rollback|history`: the model registry.
+
+These open the store directly, so they work when no daemon runs (with `appliance serve`
+running, use its API). Activation of a candidate that failed a gate is refused (exit 4)
+naming the gate, unless --force with a --reason, which is audited.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from typing import Any
+
+from appliance.commands._common import add_home, add_json, print_json, print_table
+from appliance.config import load_config
+from appliance.registry import ServingService
+
+EXIT_REFUSED = 4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list, register, gate, activate, roll back models",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        a = sub.add_parser(name, help=help_text)
+        add_home(a)
+        add_json(a)
+        a.add_argument("--actor", default=None, help="who does this (default: login name)")
+        return a
+
+    action("list", "every registered version").set_defaults(func=handle_list)
+    a = action("show", "one version with its gate report")
+    a.add_argument("version")
+    a.set_defaults(func=handle_show)
+    a = action("register", "copy a candidate model folder into the registry")
+    a.add_argument("folder")
+    a.set_defaults(func=handle_register)
+    a = action("gate", "run the promotion gates on a version")
+    a.add_argument("version")
+    a.set_defaults(func=handle_gate)
+    a = action("activate", "serve a version (load, warm, swap)")
+    a.add_argument("version")
+    a.add_argument("--force", action="store_true", help="override failed gates (needs --reason)")
+    a.add_argument("--reason", default=None, help="why (stored in the activation log)")
+    a.set_defaults(func=handle_activate)
+    a = action("rollback", "back to the previous active version, or to VERSION")
+    a.add_argument("version", nargs="?", default=None)
+    a.add_argument("--reason", default=None)
+    a.set_defaults(func=handle_rollback)
+    action("history", "the activation log, newest first").set_defaults(func=handle_history)
+
+
+def _open(args: argparse.Namespace) -> ServingService:
+    config = load_config(args.home)
+    return ServingService.open(config.home, config.gates)
+
+
+def _actor(args: argparse.Namespace) -> str:
+    if args.actor:
+        return args.actor
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "operator"
+
+
+_LIST_COLUMNS = ["version", "status", "architecture", "parent", "created_at", "gates"]
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    report = row.get("gate_report") or {}
+    gates = report.get("gates") or []
+    text = ",".join(f"{g['gate']}:{g['status']}" for g in gates) or "-"
+    return {**{k: row.get(k) for k in _LIST_COLUMNS[:-1]}, "gates": text}
+
+
+def handle_list(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        rows = service.list_versions()
+        if args.json:
+            print_json([_summary(r) | {"gate_report": r.get("gate_report"),
+                                       "metrics": r.get("metrics")} for r in rows])
+        else:
+            print_table([_summary(r) for r in rows], _LIST_COLUMNS)
+    finally:
+        service.close()
+    return 0
+
+
+def handle_show(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        row = service.show(args.version)
+    finally:
+        service.close()
+    if args.json:
+        print_json(row)
+        return 0
+    for key in ("version", "status", "architecture", "parent", "created_at", "path",
+                "dataset_hash"):
+        print(f"{key:13} {row.get(key) if row.get(key) is not None else '-'}")
+    _print_report(row.get("gate_report"))
+    return 0
+
+
+def handle_register(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        row = service.register(args.folder, _actor(args))
+    finally:
+        service.close()
+    if args.json:
+        print_json(_summary(row) | {"gate_report": row.get("gate_report")})
+    else:
+        print(f"registered {row['version']} ({row['status']})")
+        _print_report(row.get("gate_report"))
+    return 0 if row["status"] != "rejected" else EXIT_REFUSED
+
+
+def handle_gate(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        report = service.gate(args.version, _actor(args))
+    finally:
+        service.close()
+    if args.json:
+        print_json(report.as_dict())
+    else:
+        _print_report(report.as_dict())
+    return 0 if report.passed else EXIT_REFUSED
+
+
+def handle_activate(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        done = service.activate(args.version, _actor(args), force=args.force,
+                                reason=args.reason)
+    finally:
+        service.close()
+    if args.json:
+        print_json(done)
+    elif not done.get("changed", True):
+        print(f"{args.version} is already active")
+    else:
+        forced = " (forced past failed gates)" if done.get("forced") else ""
+        print(f"activated {done['version']} (was {done['previous_version'] or 'none'}), "
+              f"loaded in {done['load_s']:.2f} s{forced}")
+    return 0
+
+
+def handle_rollback(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        done = service.rollback(args.version, _actor(args), args.reason)
+    finally:
+        service.close()
+    if args.json:
+        print_json(done)
+    else:
+        print(f"rolled back to {done['version']} (was {done['previous_version']})")
+    return 0
+
+
+def handle_history(args: argparse.Namespace) -> int:
+    service = _open(args)
+    try:
+        rows = service.history()
+    finally:
+        service.close()
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["at", "action", "version", "previous_version", "actor", "reason"])
+    return 0
+
+
+def _print_report(report: dict[str, Any] | None) -> None:
+    if not report:
+        print("gates        not run")
+        return
+    for g in report.get("gates", []):
+        print(f"  {g['gate']:10} {g['status']:22} {g.get('summary', '')}")
+    if report.get("recovery"):
+        print(f"  recovery   {report['recovery']}")

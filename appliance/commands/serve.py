@@ -1,0 +1,58 @@
+"""`appliance serve`: the daemon (REST API, active model, jobs, nightly schedule)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from appliance.commands._common import add_home
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the daemon: REST API, active model, training jobs, nightly schedule",
+        description="Run the appliance daemon. It owns the store: other verbs that need the "
+                    "database (ingest, label, ...) go through its API while it runs.")
+    add_home(p)
+    p.add_argument("--config", default=None,
+                   help="TOML settings (default: <home>/appliance.toml when present)")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default 8470)")
+    p.add_argument("--open-reads", action="store_true", default=None,
+                   help="allow read routes without an API key")
+    p.add_argument("--no-schedule", action="store_true",
+                   help="do not run the nightly fine-tune schedule in this process")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from appliance.config import load_config
+    from appliance.services.daemon import Daemon
+
+    config = load_config(args.home, args.config, host=args.host, port=args.port,
+                         open_reads=args.open_reads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    if not config.is_loopback:
+        print(f"appliance serve: warning: binding {config.host}, not a loopback address: "
+              "the API is reachable from the network", file=sys.stderr)
+    daemon = Daemon.open(config, schedule=not args.no_schedule)
+    app = create_app(daemon, close_on_shutdown=True)
+    if daemon.first_key_file is not None:
+        print(f"appliance serve: no API key existed; created key 'admin' in "
+              f"{daemon.first_key_file} (use it as `Authorization: Bearer <key>`, or "
+              "`appliance tui --key \"$(cat FILE)\"`)", file=sys.stderr)
+    print(f"appliance serve: http://{config.host}:{config.port} home={config.home} "
+          f"model={daemon.models.active_version() or 'rule-based'}", file=sys.stderr, flush=True)
+    try:
+        # uvicorn finishes requests in flight on SIGTERM/SIGINT, then runs the app's
+        # shutdown hook, which stops a running job and closes the store
+        uvicorn.run(app, host=config.host, port=config.port, log_level="warning",
+                    timeout_graceful_shutdown=10, access_log=False)
+    finally:
+        daemon.close()
+    return 0

@@ -1,0 +1,33 @@
+"""`appliance train`: a cross-validated ensemble from a dataset snapshot, optionally fine-tuned."""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.commands._train_common import add_training_options, load_train_module
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train (or fine-tune) an ensemble and write a candidate model folder",
+        description="Train one member per cross-validation fold on a dataset snapshot "
+                    "(and/or synthetic holes), export to ONNX, write a model folder.")
+    p.add_argument("--dataset", default=None, help="dataset snapshot directory (store export)")
+    p.add_argument("--out", required=True, help="candidate model folder to write")
+    p.add_argument("--parent", default=None,
+                   help="model folder to fine-tune from (member i starts from parent member i)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="add N generated holes to the training set")
+    add_training_options(p, epochs=20, folds=5)
+    p.add_argument("--version", default=None, help="version name (default: cand-<time>-<hash>)")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if not args.dataset and not args.synthetic:
+        print("appliance train: give --dataset SNAPSHOT_DIR and/or --synthetic N")
+        return 2
+    run = load_train_module()
+    if run is None:
+        return 2
+    return run.run_train(args)

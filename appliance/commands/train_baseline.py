@@ -1,0 +1,38 @@
+"""`appliance train-baseline`: rebuild the shipped baseline (synthetic + real labelled logs)."""
+
+from __future__ import annotations
+
+import argparse
+
+from appliance.commands._train_common import add_training_options, load_train_module
+
+# The shipped baseline's recipe (the model card records what a run actually used).
+BASELINE_SYNTHETIC = 1000
+BASELINE_SEED = 20261128
+BASELINE_EPOCHS = 10
+BASELINE_PATIENCE = 3
+BASELINE_ARCH = "cnn"  # beat PatchTSMixer at equal budget on this CPU (see model card)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-baseline", help="reproduce the shipped baseline model folder",
+        description="Train the baseline on synthetic holes plus, when ../shared is present, "
+                    "the real labelled Setitec logs; write the folder with its model card.")
+    p.add_argument("--out", default="models/baseline", help="model folder to write")
+    p.add_argument("--synthetic", type=int, default=BASELINE_SYNTHETIC, metavar="N")
+    p.add_argument("--no-real", action="store_true",
+                   help="synthetic holes only, even when ../shared is present")
+    p.add_argument("--exam", type=int, default=1000, metavar="N",
+                   help="unseen synthetic holes to measure the ensemble on (model card)")
+    p.add_argument("--version", default=None, help="version name (default: baseline-1)")
+    add_training_options(p, epochs=BASELINE_EPOCHS, folds=5, seed=BASELINE_SEED,
+                         arch=BASELINE_ARCH, patience=BASELINE_PATIENCE)
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    run = load_train_module()
+    if run is None:
+        return 2
+    return run.run_baseline(args)

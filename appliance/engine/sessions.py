@@ -1,0 +1,54 @@
+"""onnxruntime sessions for ensemble members (CPU only: the appliance has no accelerator)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnxruntime as ort
+
+INPUT_NAMES = ("x", "scalars")
+OUTPUT_NAMES = ("scores", "presence")
+
+
+def default_threads() -> int:
+    """Intra-op threads per session.
+
+    Members run one after another, so each may use the cores, but beyond 4 threads the small
+    per-hole graphs only pay synchronisation; APPLIANCE_ORT_THREADS overrides.
+    """
+    env = os.environ.get("APPLIANCE_ORT_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def make_session(model_bytes: bytes, threads: int | None = None) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Logs go to stderr of a daemon; only errors are worth a line there.
+    opts.log_severity_level = 3
+    if os.environ.get("APPLIANCE_ORT_SPIN", "0") != "1":
+        # Idle pool threads spin by default; on a small shared CPU that spinning steals the
+        # cores from other sessions' requests (and from loading a new model during a swap).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def io_signature(session: ort.InferenceSession) -> dict[str, dict[str, list]]:
+    """Input and output names -> declared shapes (dims as int or symbolic name)."""
+    return {
+        "inputs": {i.name: list(i.shape) for i in session.get_inputs()},
+        "outputs": {o.name: list(o.shape) for o in session.get_outputs()},
+    }
+
+
+def run_member(
+    session: ort.InferenceSession, x: np.ndarray, scalars: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    scores, presence = session.run(list(OUTPUT_NAMES), {"x": x, "scalars": scalars})
+    return np.asarray(scores, dtype=np.float32), np.asarray(presence, dtype=np.float32)

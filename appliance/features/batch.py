@@ -1,0 +1,107 @@
+"""Traces -> model input arrays. Training and serving both call make_batch (one place)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.features.grid import Grid, check_trace, moving_mean
+from appliance.features.spec import FeatureSpec
+from appliance.trace import Trace
+
+MIN_TORQUE_SCALE_A = 0.5  # below this a hole is air or noise; do not blow noise up to 1.0
+MIN_THRUST_SCALE_A = 0.5
+EDGE_MM = 0.5
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    x: np.ndarray  # float32 [B, C, L]
+    scalars: np.ndarray  # float32 [B, S]
+    origin_mm: np.ndarray  # float64 [B]: depth of grid position 0
+    sources: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+def _speed_per_sample(trace: Trace) -> tuple[np.ndarray, bool]:
+    """Spindle speed in krpm per sample, or (no-load current proxy, False)."""
+    steps = {int(s.step): float(s.rpm) for s in trace.meta.program}
+    if steps:
+        present = np.unique(trace.step)
+        if all(int(s) in steps for s in present):
+            lut_keys = np.array(sorted(steps))
+            lut_vals = np.array([abs(steps[k]) for k in lut_keys])
+            pos = np.searchsorted(lut_keys, trace.step)
+            return lut_vals[pos] / 1000.0, True
+    if trace.rpm is not None and np.all(np.isfinite(trace.rpm)):
+        return np.abs(trace.rpm) / 1000.0, True
+    if trace.torque_empty_a is not None and np.all(np.isfinite(trace.torque_empty_a)):
+        # No-load current rises with spindle speed: a proxy where rpm was not logged.
+        return np.asarray(trace.torque_empty_a, dtype=np.float64), False
+    return np.zeros(len(trace)), False
+
+
+def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, float]:
+    """One hole: (x [C, L], scalars [S], origin_mm)."""
+    check_trace(trace)
+    origin = spec.start_mm
+    grid = Grid(np.asarray(trace.depth_mm, dtype=np.float64), origin, spec.grid_mm, spec.length)
+    valid = grid.valid
+    torque = grid.resample(trace.torque_a)
+    thrust = grid.resample(trace.thrust_a)
+    t_scale = max(float(np.percentile(np.abs(torque[valid]), 99)) if valid.any() else 0.0,
+                  MIN_TORQUE_SCALE_A)
+    f_scale = max(float(np.percentile(np.abs(thrust[valid]), 99)) if valid.any() else 0.0,
+                  MIN_THRUST_SCALE_A)
+    width = max(1, int(round(spec.smooth_mm / spec.grid_mm)))
+    smooth = moving_mean(torque, width)
+    dtorque = np.gradient(smooth, spec.grid_mm) * valid
+    step = np.asarray(trace.step, dtype=np.int64)
+    changed = np.zeros(len(step), dtype=bool)
+    changed[1:] = step[1:] != step[:-1]
+    speed_samples, speed_is_rpm = _speed_per_sample(trace)
+    speed = grid.resample(speed_samples)
+    x = np.stack([
+        torque / t_scale,
+        thrust / f_scale,
+        dtorque / t_scale,
+        grid.marks(changed),
+        speed,
+        valid.astype(np.float64),
+    ])
+    # Presence cues a pooled backbone can miss: torque where the hole starts and ends.
+    edge = max(1, int(round(EDGE_MM / spec.grid_mm)))
+    cells = np.flatnonzero(valid)
+    start_t = float(np.median(torque[cells[:edge]])) / t_scale if len(cells) else 0.0
+    end_t = float(np.median(torque[cells[-edge:]])) / t_scale if len(cells) else 0.0
+    meta = trace.meta
+    counter = meta.head_local_counter
+    scalars = np.array([
+        math.log1p(max(counter, 0)) / 5.0 if counter is not None else 0.0,
+        1.0 if counter is not None else 0.0,
+        1.0 if meta.predrilled else 0.0,
+        1.0 if meta.predrilled is not None else 0.0,
+        math.log10(t_scale),
+        math.log10(f_scale),
+        1.0 if speed_is_rpm else 0.0,
+        start_t,
+        end_t,
+    ])
+    return x, scalars, origin
+
+
+def make_batch(traces: list[Trace], spec: FeatureSpec) -> FeatureBatch:
+    if not traces:
+        return FeatureBatch(np.zeros((0, spec.n_channels, spec.length), np.float32),
+                            np.zeros((0, spec.n_scalars), np.float32), np.zeros(0), ())
+    xs, ss, origins = zip(*(hole_features(t, spec) for t in traces), strict=True)
+    return FeatureBatch(
+        x=np.stack(xs).astype(np.float32),
+        scalars=np.stack(ss).astype(np.float32),
+        origin_mm=np.asarray(origins, dtype=np.float64),
+        sources=tuple(t.meta.source for t in traces),
+    )

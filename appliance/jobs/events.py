@@ -1,0 +1,64 @@
+"""The training child's JSON-lines progress events, folded into a job's progress.
+
+Events (one JSON object per stdout line, see `appliance train --progress-json`):
+  {"event": "epoch", "fold", "epoch", "train_loss", "val_loss", "eta_s"}
+  {"event": "fold_done", "fold", ...}   {"event": "done", ...}   {"event": "error", "message"}
+Any other line is log text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+EVENT_NAMES = ("epoch", "fold_done", "done", "error")
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """The event on this line, or None when the line is plain log text."""
+    text = line.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict) or obj.get("event") not in EVENT_NAMES:
+        return None
+    return obj
+
+
+def fold_progress(progress: dict[str, Any], event: dict[str, Any], folds: int,
+                  epochs: int) -> dict[str, Any]:
+    """The job's progress after `event`: fold/epoch reached, losses, ETA and a 0..1 fraction."""
+    out = dict(progress)
+    kind = event["event"]
+    out["last_event"] = kind
+    for key in ("fold", "epoch", "train_loss", "val_loss", "eta_s"):
+        value = event.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value if math.isfinite(value) else None
+    out["folds"], out["epochs"] = folds, epochs
+    fold = int(out.get("fold") or 0)
+    epoch = int(out.get("epoch") or 0)
+    # folds and epochs may be counted from 0 or 1 by the trainer; clamp rather than trust
+    if kind == "done":
+        fraction = 1.0
+    elif kind == "fold_done":
+        fraction = (min(fold, folds - 1) + 1) / folds
+    elif kind == "epoch" and _number(event.get("epochs_total")):
+        fraction = float(event.get("epochs_done") or 0) / float(event["epochs_total"])
+    elif kind == "epoch":
+        within = min(epoch + 1, epochs) / max(epochs, 1)
+        fraction = (min(fold, folds - 1) + within) / folds
+    else:
+        fraction = float(out.get("fraction") or 0.0)
+    out["fraction"] = round(max(float(out.get("fraction") or 0.0), min(fraction, 1.0)), 4)
+    if kind == "done":
+        out["eta_s"] = 0.0
+    return out
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0

@@ -1,0 +1,263 @@
+"""The daemon's composition root: one store, the serving model, jobs and the nightly schedule.
+
+`Daemon.open(config)` opens the store (StoreLockedError when another process holds it), starts
+serving (the shipped baseline is registered and activated on first start), fails any job a
+previous run left unfinished, and starts the nightly schedule. `close()` stops a running job,
+the schedule, and closes the store. api.app.create_app(daemon) serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import appliance
+from appliance.config import DaemonConfig
+from appliance.errors import ApplianceError, NotFoundError, ValidationError
+from appliance.jobs.records import StoreJobRecords
+from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
+from appliance.jobs.schedule import NightlySchedule
+from appliance.services.db import Db
+from appliance.services.holes import HoleService
+from appliance.services.keys import hash_key, new_key
+from appliance.services.metrics import Metrics
+from appliance.services.models import ModelService
+from appliance.store import Store
+
+log = logging.getLogger("appliance.daemon")
+FIRST_KEY_FILE = "admin.key"
+
+
+class Daemon:
+    def __init__(self, config: DaemonConfig, store: Store, serving: Any,
+                 schedule: bool = True) -> None:
+        self.config = config
+        self.store = store
+        self.db = Db(store)
+        self.metrics = Metrics()
+        self.models = ModelService(serving)
+        self.holes = HoleService(self.db, self.models, self.metrics)
+        self.jobs = JobRunner(
+            StoreJobRecords(store), config.home / "jobs", prepare=self._prepare,
+            on_candidate=self._adopt, on_finish=self._job_finished)
+        self._keys: dict[str, str] = {}  # hash -> name of keys seen valid
+        self._keys_lock = threading.Lock()
+        self._closed = False
+        self.first_key_file: Path | None = None
+        self.schedule: NightlySchedule | None = None
+        if schedule and config.nightly.enabled:
+            hour, minute = config.nightly.hour_minute
+            self.schedule = NightlySchedule(hour, minute, lambda: self.nightly("schedule"))
+
+    @classmethod
+    def open(cls, config: DaemonConfig, schedule: bool = True,
+             baseline_dir: Path | None = None) -> Daemon:
+        """baseline_dir: the model registered and activated on first start (default: the
+        shipped models/baseline)."""
+        store = Store.open(config.home)
+        try:
+            serving = _open_serving(store, config, baseline_dir)
+            daemon = cls(config, store, serving, schedule=schedule)
+            for job_id in daemon.jobs.recover():
+                log.warning("job %s was left unfinished by a previous run: marked failed",
+                            job_id)
+        except BaseException:
+            store.close()
+            raise
+        if daemon.schedule is not None:
+            daemon.schedule.start()
+        daemon.first_key_file = daemon._bootstrap_key()
+        return daemon
+
+    def _bootstrap_key(self) -> Path | None:
+        """With no API key at all, create one so a fresh install is usable at once: written
+        to <home>/admin.key (owner-only), never printed or logged."""
+        if self.store.api_keys():
+            return None
+        key = new_key()
+        path = self.config.home / FIRST_KEY_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        self.store.add_api_key("admin", hash_key(key))
+        self.store.audit("daemon", "key-create", "admin", {"file": str(path)})
+        log.warning("no API key existed: created key 'admin' in %s", path)
+        return path
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.schedule is not None:
+            self.schedule.stop()
+        self.jobs.close()
+        self.models.close()
+        self.store.close()  # the serving facade shares this store: closed once, here
+
+    # -- auth ----------------------------------------------------------------------------------
+    def authenticate(self, key: str) -> str | None:
+        """The key's name when valid. Keys cannot be revoked while the daemon runs (the CLI
+        cannot open the locked store), so a key once seen valid stays valid until restart."""
+        digest = hash_key(key)
+        with self._keys_lock:
+            name = self._keys.get(digest)
+        if name is None:
+            name = self.store.api_key_name(digest)
+            if name is not None:
+                with self._keys_lock:
+                    self._keys[digest] = name
+        return name
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def start_fine_tune(self, params: dict[str, Any], actor: str, kind: str = "fine-tune",
+                        auto_promote: bool = False) -> dict[str, Any]:
+        if self.models.active_version() is None:
+            raise ValidationError("no active model to fine-tune from")
+        running = self.jobs.running()
+        if running is not None:
+            raise JobConflictError(f"job {running['job_id']} ({running['kind']}) is "
+                                   f"{running['status']}; one job runs at a time: wait for it "
+                                   "or cancel it")
+        n = self._trainable_holes()
+        if n == 0:
+            raise ValidationError("no confirmed labels outside the exam set: nothing to train on")
+        job = self.jobs.start(kind, {**params, "auto_promote": auto_promote}, actor)
+        self.store.audit(actor, "job-start", job["job_id"], {"kind": kind, **params})
+        return job
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id!r} does not exist")
+        return job
+
+    def cancel_job(self, job_id: str, actor: str) -> dict[str, Any]:
+        self.job(job_id)
+        job = self.jobs.cancel(job_id, actor)
+        self.store.audit(actor, "job-cancel", job_id, None)
+        return job
+
+    def nightly(self, actor: str, force: bool = False) -> dict[str, Any]:
+        """The nightly routine: fine-tune from the active model when enough new labels exist;
+        promote automatically when every gate passes and auto_promote is on."""
+        cfg = self.config.nightly
+        since = self._active_dataset_time()
+        new = self._new_labels(since)
+        out: dict[str, Any] = {"started": False, "new_labels": new,
+                               "min_new_labels": cfg.min_new_labels, "job": None}
+        running = self.jobs.running()
+        if running is not None:
+            out["reason"] = f"job {running['job_id']} is {running['status']}"
+            return out
+        if new < cfg.min_new_labels and not force:
+            out["reason"] = (f"{new} new confirmed label(s) since the active model's data set; "
+                             f"{cfg.min_new_labels} needed")
+            return out
+        params = {"folds": cfg.folds, "epochs": cfg.epochs, "head_only": cfg.head_only,
+                  "architecture": cfg.architecture}
+        try:
+            job = self.start_fine_tune(params, actor, kind="nightly",
+                                       auto_promote=cfg.auto_promote)
+        except ValidationError as exc:
+            out["reason"] = str(exc)
+            return out
+        out.update(started=True, job=job,
+                   reason=f"{new} new confirmed label(s); fine-tune started"
+                          + (" (forced)" if force and new < cfg.min_new_labels else ""))
+        return out
+
+    def _prepare(self, job: dict[str, Any], work: Path) -> Prepared:
+        from appliance.store.snapshot import export_dataset
+
+        active = self.models.active_version()
+        if active is None:
+            raise ApplianceError("no active model to fine-tune from")
+        manifest = export_dataset(self.store, work / "dataset")
+        if not manifest.get("n_holes"):
+            raise ApplianceError("the dataset snapshot is empty: no confirmed labels outside "
+                                 "the exam set")
+        parent = self.models.show(active)
+        return Prepared(dataset_dir=work / "dataset", parent_dir=self.models.folder(active),
+                        parent_version=active, dataset=manifest,
+                        architecture=parent["model"].get("architecture"))
+
+    def _adopt(self, job: dict[str, Any], candidate: Path) -> dict[str, Any]:
+        promote = bool(job["params"].get("auto_promote"))
+        return self.models.adopt_candidate(candidate, f"job {job['job_id']}", promote)
+
+    def _job_finished(self, job: dict[str, Any]) -> None:
+        self.metrics.count_job(job["status"])
+        try:
+            self.store.audit("daemon", "job-end", job["job_id"],
+                             {"status": job["status"], "error": job.get("error"),
+                              "candidate_version": job.get("candidate_version")})
+        except Exception:  # closing store at shutdown: the job row already says it
+            log.warning("could not audit the end of job %s", job["job_id"])
+
+    def _trainable_holes(self) -> int:
+        return sum(1 for lab in self.store.latest_labels()
+                   if not self.store.is_exam(lab["hole_id"]))
+
+    def _active_dataset_time(self) -> str | None:
+        """When the data set of the active model was taken (None: the shipped baseline)."""
+        active = self.models.active_version()
+        for job in self.store.list_jobs(status="succeeded"):
+            if job.get("candidate_version") == active and job.get("progress"):
+                return job["progress"].get("dataset_at")
+        return None
+
+    def _new_labels(self, since: str | None) -> int:
+        cut = since.rstrip("Z") if since else None
+        return sum(1 for lab in self.store.latest_labels()
+                   if not self.store.is_exam(lab["hole_id"])
+                   and (cut is None or str(lab["at"]).rstrip("Z") > cut))
+
+    # -- health and metrics --------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        store: dict[str, Any] = {"ok": True, "path": str(self.store.path), "holes": None,
+                                 "labelled_holes": None}
+        try:
+            store["holes"] = self.store.count_holes()
+            store["labelled_holes"] = self.store.count_holes(labelled=True)
+        except Exception as exc:
+            log.error("store health check failed: %s", exc)
+            store["ok"] = False
+        usage = shutil.disk_usage(self.config.home)
+        active = self.models.active_version()
+        running = self.jobs.running()
+        free = usage.free / usage.total if usage.total else 0.0
+        ok = store["ok"] and free > 0.05
+        nxt = self.schedule.next_at if self.schedule is not None else None
+        return {
+            "status": "ok" if ok else "degraded",
+            "version": appliance.__version__,
+            "store": store,
+            "active_model": active,
+            "estimator": "ensemble" if active else "heuristic",
+            "running_job": running,
+            "disk": {"path": str(self.config.home), "free_bytes": usage.free,
+                     "total_bytes": usage.total, "free_fraction": round(free, 4)},
+            "nightly_next": nxt.isoformat() if isinstance(nxt, datetime) else None,
+            "open_reads": self.config.open_reads,
+        }
+
+    def metrics_text(self) -> str:
+        gauges = {"holes": float(self.store.count_holes()),
+                  "labelled_holes": float(self.store.count_holes(labelled=True)),
+                  "job_running": 1.0 if self.jobs.running() else 0.0}
+        return self.metrics.render(gauges, self.models.active_version())
+
+
+def _open_serving(store: Store, config: DaemonConfig, baseline_dir: Path | None) -> Any:
+    """The serving room's facade, with the shipped baseline active on first start."""
+    from appliance.registry.service import ServingService
+
+    serving = ServingService(store, config.home, gate_config=config.gates,
+                             baseline_dir=baseline_dir)
+    serving.start()
+    return serving

@@ -1,0 +1,191 @@
+"""Holes through the daemon: bytes in -> parsed, stored, estimated; listings, traces, labels.
+
+Every store call goes through `self._db` (the daemon's serialised store access); parsing,
+downsampling and estimation run outside it so one slow request never holds the others up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from typing import Any, Literal
+
+import numpy as np
+
+from appliance.errors import IngestError, NotFoundError, ValidationError
+from appliance.points import POINT_NAMES, DepthPoints
+from appliance.services.db import Db
+from appliance.services.downsample import minmax_indices
+from appliance.services.metrics import Metrics
+from appliance.services.models import ModelService
+from appliance.trace import Trace
+
+HoleFilter = Literal["all", "labelled", "unlabelled", "needs-review"]
+MAX_SOURCE_LEN = 255
+TRACE_CACHE = 256  # downsampled traces kept in memory (~50 kB each at 2,000 points)
+
+
+def default_source(data: bytes) -> str:
+    return f"upload-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+def check_source(source: str) -> str:
+    """A client's name for its upload: a label only, never used as a path."""
+    text = source.strip()
+    if not text or len(text) > MAX_SOURCE_LEN or any(ord(c) < 32 for c in text):
+        raise ValidationError(f"source {source[:80]!r} must be 1-{MAX_SOURCE_LEN} printable "
+                              "characters")
+    return text
+
+
+def uncertainty(estimate: dict[str, Any] | None) -> float | None:
+    """The largest member spread of a stored estimate: how unsure the model was."""
+    if not estimate:
+        return None
+    spreads = [v for v in (estimate.get("spread_mm") or {}).values() if v is not None]
+    return float(max(spreads)) if spreads else None
+
+
+class HoleService:
+    def __init__(self, db: Db, models: ModelService, metrics: Metrics) -> None:
+        self._db = db
+        self._models = models
+        self._metrics = metrics
+        self._traces: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # -- bytes in ----------------------------------------------------------------------------
+    def parse(self, data: bytes, source: str) -> Trace:
+        from appliance.ingest import parse_bytes
+
+        return parse_bytes(data, source)
+
+    def ingest(self, data: bytes, source: str | None, group: str | None
+               ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """(hole view, estimate, created). A parse failure is quarantined, then re-raised."""
+        name = check_source(source) if source is not None else default_source(data)
+        try:
+            trace = self.parse(data, name)
+        except IngestError as exc:
+            self._db.quarantine(name, str(exc), data)
+            raise
+        # the group keeps related holes on one side of a cross-validation split: the client
+        # knows best (rig, part, batch); else the drilling unit the log came from
+        hole_id, created = self._db.add_hole(trace, group or trace.meta.drill_serial or "api")
+        stored = None if created else self._db.latest_prediction(hole_id)
+        if stored is not None:
+            estimate = stored
+        else:
+            estimate = self._fresh(hole_id, trace)
+        return self.get(hole_id), estimate, created
+
+    def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
+        """Stateless: parse and estimate, store nothing (not even a quarantine entry)."""
+        name = check_source(source) if source is not None else default_source(data)
+        est = self._models.estimate(self.parse(data, name))
+        self._metrics.count_estimate(est.estimator)
+        return est.as_dict()
+
+    # -- reads -------------------------------------------------------------------------------
+    def get(self, hole_id: str) -> dict[str, Any]:
+        hole = self._db.get_hole(hole_id)
+        return self._view(hole, hole.get("latest_label"), self._db.latest_prediction(hole_id))
+
+    def list(self, status: HoleFilter, since: str | None, limit: int, offset: int
+             ) -> tuple[list[dict[str, Any]], int]:
+        labelled = {"all": None, "labelled": True, "unlabelled": False,
+                    "needs-review": False}[status]
+        rows = self._db.list_holes(labelled=labelled, since=since)
+        predictions = self._db.latest_predictions() if rows else {}
+        views = [self._view(r, r.get("label"), predictions.get(r["hole_id"])) for r in rows]
+        if status == "needs-review":
+            # most uncertain first; holes never estimated are the most uncertain of all
+            views.sort(key=lambda v: -(v["uncertainty_mm"] if v["uncertainty_mm"] is not None
+                                       else float("inf")))
+        return views[offset:offset + limit], len(views)
+
+    def trace(self, hole_id: str, max_points: int) -> dict[str, Any]:
+        # a hole's samples never change (content-addressed): an operator paging back and
+        # forth through holes is served from memory
+        key = (hole_id, max_points)
+        with self._cache_lock:
+            hit = self._traces.get(key)
+            if hit is not None:
+                self._traces.move_to_end(key)
+                return hit
+        view = self._trace_view(hole_id, max_points)
+        with self._cache_lock:
+            self._traces[key] = view
+            while len(self._traces) > TRACE_CACHE:
+                self._traces.popitem(last=False)
+        return view
+
+    def _trace_view(self, hole_id: str, max_points: int) -> dict[str, Any]:
+        trace = self._db.get_trace(hole_id)
+        idx = minmax_indices(max_points, trace.torque_a, trace.thrust_a, trace.step)
+        return {
+            "hole_id": hole_id,
+            "n_samples": len(trace),
+            "n_points": len(idx),
+            "index": idx.tolist(),
+            "depth_mm": _floats(trace.depth_mm[idx]),
+            "torque_a": _floats(trace.torque_a[idx]),
+            "thrust_a": _floats(trace.thrust_a[idx]),
+            "step": trace.step[idx].astype(np.int64).tolist(),
+        }
+
+    def estimate(self, hole_id: str, fresh: bool, active_version: str | None
+                 ) -> dict[str, Any]:
+        """The stored estimate of the active model, or a fresh one (then stored)."""
+        if not fresh:
+            stored = self._db.latest_prediction(hole_id)
+            if stored is not None and stored.get("model_version") == active_version:
+                return stored
+        return self._fresh(hole_id, self._db.get_trace(hole_id))
+
+    # -- labels ------------------------------------------------------------------------------
+    def add_label(self, hole_id: str, points: DepthPoints, by: str, actor: str
+                  ) -> dict[str, Any]:
+        estimate = self._db.latest_prediction(hole_id)
+        label_id = self._db.add_label(hole_id, points, by, estimate, actor)
+        for label in reversed(self._db.label_history(hole_id)):
+            if label["label_id"] == label_id:
+                return label
+        raise NotFoundError(f"label {label_id} of hole {hole_id} vanished")  # pragma: no cover
+
+    def labels(self, hole_id: str) -> list[dict[str, Any]]:
+        self._db.get_hole(hole_id)  # 404 for an unknown hole, not an empty history
+        return self._db.label_history(hole_id)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _fresh(self, hole_id: str, trace: Trace) -> dict[str, Any]:
+        est = self._models.predict_and_record(hole_id, trace)
+        self._metrics.count_estimate(est.estimator)
+        return est.as_dict()
+
+    @staticmethod
+    def _view(hole: dict[str, Any], label: dict[str, Any] | None,
+              estimate: dict[str, Any] | None) -> dict[str, Any]:
+        view = dict(hole)
+        view["id"] = hole["hole_id"]
+        view["depth_min_mm"] = hole.get("depth_min")
+        view["depth_max_mm"] = hole.get("depth_max")
+        view["label"] = label
+        view["labelled"] = label is not None
+        view["estimate"] = estimate
+        view["uncertainty_mm"] = uncertainty(estimate)
+        return view
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    # JSON has no NaN: a missing sample is null
+    arr = np.asarray(values, dtype=np.float64)
+    out: list[float | None] = arr.tolist()
+    for i in np.flatnonzero(~np.isfinite(arr)):
+        out[i] = None
+    return out
+
+
+def points_from(body: dict[str, Any]) -> DepthPoints:
+    return DepthPoints(*(body.get(f"{n}_mm") for n in POINT_NAMES))

@@ -1,0 +1,117 @@
+"""Model versions for the API and the job runner, over the serving room's facade.
+
+Shapes registry rows into the API's model view and adds what the daemon needs on top:
+register + gate a job's candidate in one step, promotion when every gate passed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import NotFoundError
+from appliance.points import DepthEstimate
+from appliance.services.batching import EstimateBatcher
+from appliance.trace import Trace
+
+
+def _gate_passed(row: dict[str, Any]) -> bool | None:
+    report = row.get("gate_report")
+    if not isinstance(report, dict) or "passed" not in report:
+        return None
+    return bool(report["passed"])
+
+
+def _failing(report: dict[str, Any] | None) -> list[str]:
+    if not report:
+        return []
+    return [f"{g['gate']}: {g['status']}: {g.get('summary', '')}"
+            for g in report.get("gates", []) if g.get("status") in ("fail",
+                                                                   "insufficient evidence")]
+
+
+class ModelService:
+    def __init__(self, serving: Any) -> None:
+        self.serving = serving
+        self.batcher = EstimateBatcher(serving.estimate_many)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    # -- estimation ----------------------------------------------------------------------------
+    def estimate(self, trace: Trace) -> DepthEstimate:
+        """The active model's estimate; concurrent callers share one batched model call."""
+        return self.batcher.estimate(trace)
+
+    def predict_and_record(self, hole_id: str, trace: Trace) -> DepthEstimate:
+        """Estimate with the active model and store it (a shadow model's too, unserved)."""
+        return self.serving.predict_and_record(hole_id, trace)
+
+    def active_version(self) -> str | None:
+        return self.serving.active_version
+
+    # -- reads ---------------------------------------------------------------------------------
+    def view(self, row: dict[str, Any], active: str | None) -> dict[str, Any]:
+        return {
+            "version": row["version"], "parent": row.get("parent"),
+            "architecture": row.get("architecture"), "created_at": row.get("created_at"),
+            "status": row.get("status", "candidate"), "active": row["version"] == active,
+            "dataset_hash": row.get("dataset_hash"), "gate_passed": _gate_passed(row),
+            "metrics": row.get("metrics") or {},
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        active = self.active_version()
+        return [self.view(r, active) for r in self.serving.list_versions()]
+
+    def active(self) -> dict[str, Any]:
+        active = self.active_version()
+        if active is None:
+            raise NotFoundError("no model is active: the rule-based estimator answers")
+        return self.view(self.serving.show(active), active)
+
+    def show(self, version: str) -> dict[str, Any]:
+        row = self.serving.show(version)
+        card_path = Path(row["path"]) / "README.md" if row.get("path") else None
+        card = card_path.read_text(encoding="utf-8", errors="replace") if (
+            card_path is not None and card_path.is_file()) else None
+        return {"model": self.view(row, self.active_version()), "card": card,
+                "gate_report": row.get("gate_report"), "manifest": row.get("manifest") or {}}
+
+    def activations(self, limit: int) -> list[dict[str, Any]]:
+        return self.serving.history(limit)
+
+    def folder(self, version: str) -> Path:
+        return Path(self.serving.show(version)["path"])
+
+    # -- changes -------------------------------------------------------------------------------
+    def activate(self, version: str, actor: str, force: bool, reason: str | None
+                 ) -> dict[str, Any]:
+        done = self.serving.activate(version, actor=actor, force=force, reason=reason)
+        self.serving.store.audit(actor, "model-activate", version,
+                                 {"force": force, "reason": reason,
+                                  "previous": done.get("previous_version")})
+        return self.view(self.serving.show(version), self.active_version())
+
+    def rollback(self, version: str | None, actor: str, reason: str | None) -> dict[str, Any]:
+        done = self.serving.rollback(version, actor=actor, reason=reason)
+        self.serving.store.audit(actor, "model-rollback", done.get("version"),
+                                 {"reason": reason, "previous": done.get("previous_version")})
+        active = self.active_version()
+        assert active is not None
+        return self.view(self.serving.show(active), active)
+
+    def adopt_candidate(self, folder: Path, actor: str, promote: bool) -> dict[str, Any]:
+        """Register a job's candidate, gate it, and activate it when asked and all gates pass."""
+        row = self.serving.register(folder, actor=actor)
+        version = row["version"]
+        report = self.serving.gate(version, actor=actor)
+        report = report.as_dict() if hasattr(report, "as_dict") else report
+        passed = bool(report.get("passed"))
+        activated = False
+        if promote and passed:
+            self.serving.activate(version, actor=actor, force=False,
+                                  reason="every gate passed (auto-promote)")
+            activated = True
+        return {"candidate_version": version, "gate_passed": passed,
+                "failing_gates": _failing(report), "activated": activated}

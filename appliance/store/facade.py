@@ -1,0 +1,394 @@
+"""The Store: the one object through which the appliance reads and writes its DuckDB file.
+
+SQL lives in the per-concern modules (holes, labels, predictions, models, jobs, audit);
+this class owns the connection, the transactions and the rules that span tables.
+One connection per Store, guarded by a lock, so threads of the daemon may share it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from appliance.errors import NotFoundError, ValidationError
+from appliance.points import DepthEstimate, DepthPoints
+from appliance.store import audit as audit_sql
+from appliance.store import holes, jobs, labels, models, predictions
+from appliance.store.codec import utcnow
+from appliance.store.connection import StoreOpenError, connect, db_path
+from appliance.store.exam import DEFAULT_EXAM_SHARE, is_exam
+from appliance.store.schema import migrate
+from appliance.trace import Trace
+
+
+class Store:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        read_only: bool = False,
+        exam_share: float = DEFAULT_EXAM_SHARE,
+    ) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self.exam_share = exam_share
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(
+        cls, home: Path, read_only: bool = False, exam_share: float = DEFAULT_EXAM_SHARE
+    ) -> Store:
+        """Open <home>/appliance.duckdb (unless read_only: create home and file, migrate)."""
+        home = Path(home)
+        if home.exists() and not home.is_dir():
+            raise StoreOpenError(f"the appliance home {home} is a file, not a folder")
+        if not read_only:
+            home.mkdir(parents=True, exist_ok=True)
+        path = db_path(home)
+        con = connect(path, read_only=read_only)
+        try:
+            migrate(con, str(path), read_only=read_only)
+        except BaseException:
+            con.close()
+            raise
+        return cls(con, path, read_only=read_only, exam_share=exam_share)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- connection helpers (for SQL that belongs to another room, e.g. the registry) --
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, held exclusively for the block (autocommit)."""
+        with self._lock:
+            yield self._con
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection inside BEGIN ... COMMIT; any exception rolls everything back."""
+        with self._lock:
+            self._con.begin()
+            try:
+                yield self._con
+            except BaseException:
+                self._con.rollback()
+                raise
+            self._con.commit()
+
+    # -- holes --
+
+    def add_hole(self, trace: Trace, group: str | None = None) -> tuple[str, bool]:
+        """Store the hole and all its samples atomically.
+
+        Returns (hole_id, created). Content already stored (same content hash) writes
+        no hole or samples; only a new file name for it is remembered.
+        """
+        holes.check_trace(trace)
+        with self.transaction() as con:
+            return self._put_holes(con, [(trace, group)])[0]
+
+    def add_holes(
+        self, items: list[tuple[Trace, str | None]]
+    ) -> list[tuple[str, bool] | ValidationError]:
+        """Store several holes in one transaction: a few statements and one commit for all.
+
+        Each hole is complete or absent, as with add_hole. A hole that breaks a rule
+        does not sink the others: its ValidationError takes its place in the result and
+        the rest are stored one transaction each. Any other error stores none of them.
+        """
+        try:
+            for trace, _ in items:
+                holes.check_trace(trace)
+            with self.transaction() as con:
+                return list(self._put_holes(con, items))
+        except ValidationError:
+            return [self._try_add_hole(trace, group) for trace, group in items]
+
+    def _try_add_hole(self, trace: Trace, group: str | None) -> tuple[str, bool] | ValidationError:
+        try:
+            return self.add_hole(trace, group)
+        except ValidationError as exc:
+            return exc
+
+    @staticmethod
+    def _put_holes(
+        con: duckdb.DuckDBPyConnection, items: list[tuple[Trace, str | None]]
+    ) -> list[tuple[str, bool]]:
+        now = utcnow()
+        ids = [holes.hole_id_for(trace.meta.content_hash) for trace, _ in items]
+        known = holes.stored_hashes(con, sorted(set(ids)))
+        results, fresh, aliases = [], [], []
+        for (trace, group), hole_id in zip(items, ids, strict=True):
+            content_hash = trace.meta.content_hash
+            if known.get(hole_id, content_hash) != content_hash:
+                raise ValidationError(
+                    f"{trace.meta.source}: hole id {hole_id} is already used by other content"
+                )
+            if hole_id in known:
+                aliases.append((hole_id, trace.meta.source, group))
+                results.append((hole_id, False))
+            else:
+                known[hole_id] = content_hash
+                fresh.append((hole_id, trace, group))
+                results.append((hole_id, True))
+        if fresh:
+            seqs = holes.next_seqs(con, len(fresh))
+            batch = [holes.NewHole(hole_id, seq, trace, group)
+                     for (hole_id, trace, group), seq in zip(fresh, seqs, strict=True)]
+            holes.insert_holes(con, batch, now)
+            holes.insert_samples(con, batch)
+        for hole_id, source, group in aliases:  # after the holes, so a first name is known
+            holes.add_alias(con, hole_id, source, group, now)
+        return results
+
+    def has_content(self, content_hash: str) -> str | None:
+        """The hole id holding this content, if any."""
+        with self.cursor() as con:
+            return holes.find_by_hash(con, content_hash)
+
+    def get_hole(self, hole_id: str) -> dict[str, Any]:
+        with self.cursor() as con:
+            row = holes.get_row(con, hole_id)
+            if row is None:
+                raise NotFoundError(f"hole {hole_id} does not exist")
+            row["sources"] = holes.sources(con, hole_id)
+            row["latest_label"] = labels.latest(con, hole_id)
+            row["label_status"] = "labelled" if row["latest_label"] else "unlabelled"
+            row["exam"] = self.is_exam(hole_id)
+            return row
+
+    def get_trace(self, hole_id: str) -> Trace:
+        with self.cursor() as con:
+            row = holes.get_row(con, hole_id)
+            if row is None:
+                raise NotFoundError(f"hole {hole_id} does not exist")
+            return holes.load_trace(con, row)
+
+    def list_holes(
+        self,
+        labelled: bool | None = None,
+        since: datetime | str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return holes.list_rows(con, labelled, since, limit, offset)
+
+    def count_holes(self, labelled: bool | None = None, since: datetime | str | None = None) -> int:
+        with self.cursor() as con:
+            return holes.count_rows(con, labelled, since)
+
+    def find_holes_by_source(self, name: str) -> list[str]:
+        """Every hole id the name could mean (see holes.SourceIndex for the rules)."""
+        with self.cursor() as con:
+            return holes.SourceIndex(con).lookup(name)
+
+    def find_hole_by_source(self, name: str) -> str | None:
+        """The one hole a file name or path refers to; None when unknown.
+
+        Raises ValidationError when the name fits several holes.
+        """
+        found = self.find_holes_by_source(name)
+        if len(found) > 1:
+            raise ValidationError(
+                f"{name!r} matches {len(found)} holes ({', '.join(found[:5])}); "
+                "give the path relative to the ingest folder or the hole id"
+            )
+        return found[0] if found else None
+
+    def source_index(self) -> holes.SourceIndex:
+        """A snapshot of every known file name, for matching many names at once."""
+        with self.cursor() as con:
+            return holes.SourceIndex(con)
+
+    def is_exam(self, hole_id: str) -> bool:
+        return is_exam(hole_id, self.exam_share)
+
+    # -- labels --
+
+    def add_label(
+        self,
+        hole_id: str,
+        points: DepthPoints,
+        by: str,
+        origin: str = "operator",
+        from_estimate: dict[str, Any] | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        """Append a label (it becomes the hole's truth); returns its label id."""
+        with self.transaction() as con:
+            row = holes.get_row(con, hole_id)
+            if row is None:
+                raise NotFoundError(f"hole {hole_id} does not exist")
+            labels.check_points(points, row["depth_min"], row["depth_max"], hole_id)
+            return labels.insert_label(con, hole_id, points, by, origin, from_estimate, detail)
+
+    def latest_label(self, hole_id: str) -> dict[str, Any] | None:
+        with self.cursor() as con:
+            return labels.latest(con, hole_id)
+
+    def label_history(self, hole_id: str) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return labels.history(con, hole_id)
+
+    def latest_labels(self) -> list[dict[str, Any]]:
+        """The latest label of every labelled hole, by hole id."""
+        with self.cursor() as con:
+            return labels.all_latest(con)
+
+    # -- predictions --
+
+    def add_prediction(self, hole_id: str, estimate: DepthEstimate, shadow: bool = False) -> int:
+        with self.transaction() as con:
+            if holes.get_row(con, hole_id) is None:
+                raise NotFoundError(f"hole {hole_id} does not exist")
+            return predictions.insert(con, hole_id, estimate, shadow)
+
+    def predictions(self, hole_id: str, shadow: bool | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return predictions.for_hole(con, hole_id, shadow)
+
+    def latest_predictions(self, shadow: bool = False) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return predictions.latest_per_hole(con, shadow)
+
+    # -- models and activations --
+
+    def add_model(
+        self,
+        version: str,
+        path: str | Path,
+        architecture: str | None = None,
+        parent: str | None = None,
+        status: str = "candidate",
+        gate_report: dict | None = None,
+        metrics: dict | None = None,
+        dataset_hash: str | None = None,
+        manifest: dict | None = None,
+        created_at: datetime | None = None,
+    ) -> None:
+        with self.transaction() as con:
+            models.insert(con, version, str(path), architecture, parent, status, gate_report,
+                          metrics, dataset_hash, manifest, created_at)
+
+    def get_model(self, version: str) -> dict[str, Any]:
+        with self.cursor() as con:
+            row = models.get(con, version)
+        if row is None:
+            raise NotFoundError(f"model version {version!r} is not registered")
+        return row
+
+    def list_models(self, status: str | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return models.list_all(con, status)
+
+    def update_model(self, version: str, /, **fields: Any) -> None:
+        with self.transaction() as con:
+            models.update(con, version, fields)
+
+    def active_version(self) -> str | None:
+        with self.cursor() as con:
+            return models.active_version(con)
+
+    def record_activation(
+        self,
+        version: str,
+        previous_version: str | None,
+        action: str,
+        actor: str,
+        reason: str | None = None,
+    ) -> int:
+        """Mark version active (the previous active one retired) and log it, atomically."""
+        with self.transaction() as con:
+            if models.get(con, version) is None:
+                raise NotFoundError(f"model version {version!r} is not registered")
+            con.execute(
+                "UPDATE models SET status = 'retired' WHERE status = 'active' AND version <> ?",
+                [version],
+            )
+            models.update(con, version, {"status": "active"})
+            return models.record_activation(con, version, previous_version, action, actor,
+                                            reason)
+
+    def activations(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return models.activations(con, limit)
+
+    # -- jobs --
+
+    def create_job(
+        self, kind: str, params: dict | None = None, status: str = "queued",
+        job_id: str | None = None,
+    ) -> str:
+        with self.transaction() as con:
+            return jobs.insert(con, kind, params, status, job_id)
+
+    def update_job(self, job_id: str, /, **fields: Any) -> None:
+        with self.transaction() as con:
+            jobs.update(con, job_id, fields)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        with self.cursor() as con:
+            row = jobs.get(con, job_id)
+        if row is None:
+            raise NotFoundError(f"job {job_id!r} does not exist")
+        return row
+
+    def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[dict]:
+        with self.cursor() as con:
+            return jobs.list_all(con, status, limit)
+
+    # -- audit, quarantine, API keys --
+
+    def audit(
+        self, actor: str, action: str, subject: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        with self.cursor() as con:
+            return audit_sql.record(con, actor, action, subject, detail)
+
+    def audit_log(self, action: str | None = None, limit: int | None = None) -> list[dict]:
+        with self.cursor() as con:
+            return audit_sql.entries(con, action, limit)
+
+    def quarantine(
+        self, source: str, error: str, data: bytes | None = None, size: int | None = None
+    ) -> int:
+        """Record an input that was rejected (hash and size of its bytes when known)."""
+        with self.cursor() as con:
+            return audit_sql.quarantine(con, source, error, data, size)
+
+    def quarantined(self, limit: int | None = None) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return audit_sql.quarantined(con, limit)
+
+    def add_api_key(self, name: str, key_hash: str) -> None:
+        with self.transaction() as con:
+            audit_sql.add_api_key(con, name, key_hash)
+
+    def api_key_name(self, key_hash: str) -> str | None:
+        with self.cursor() as con:
+            return audit_sql.api_key_name(con, key_hash)
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        with self.cursor() as con:
+            return audit_sql.api_keys(con)
+
+    def delete_api_key(self, name: str) -> bool:
+        with self.transaction() as con:
+            return audit_sql.delete_api_key(con, name)

@@ -1,0 +1,313 @@
+"""SQL for holes, their samples and the names they were seen under."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from appliance.errors import ValidationError
+from appliance.store.codec import (
+    META_COLUMNS,
+    SAMPLE_COLUMNS,
+    build_meta,
+    dumps,
+    iso,
+    loads,
+    meta_rest,
+    program_from_json,
+    program_to_json,
+    samples_table,
+    trace_from_columns,
+)
+from appliance.store.labels import LATEST_LABELS
+from appliance.store.rows import fetch_dicts, fetch_one
+from appliance.trace import Trace
+
+HOLE_ID_LENGTH = 16
+
+_HOLE_COLUMNS = (
+    "hole_id", "source", "source_group", "content_hash", *META_COLUMNS, "program", "meta",
+    "n_samples", "depth_min", "depth_max", "ingested_at",
+)
+_HOLES_ARROW = pa.schema([
+    ("hole_id", pa.string()), ("source", pa.string()), ("source_group", pa.string()),
+    ("content_hash", pa.string()), ("variant", pa.string()), ("file_version", pa.int32()),
+    ("cycle_date", pa.string()), ("drill_serial", pa.string()), ("head_name", pa.string()),
+    ("head_global_counter", pa.int64()), ("head_local_counter", pa.int64()),
+    ("program", pa.string()), ("meta", pa.string()), ("n_samples", pa.int32()),
+    ("depth_min", pa.float64()), ("depth_max", pa.float64()),
+    ("ingested_at", pa.timestamp("us")), ("hole_seq", pa.int64()),
+])
+_SAMPLE_NAMES = ", ".join(name for name, _ in SAMPLE_COLUMNS)
+
+
+def hole_id_for(content_hash: str) -> str:
+    return content_hash[:HOLE_ID_LENGTH].lower()
+
+
+def find_by_hash(con: duckdb.DuckDBPyConnection, content_hash: str) -> str | None:
+    row = con.execute(
+        "SELECT hole_id FROM holes WHERE content_hash = ?", [content_hash]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def check_trace(trace: Trace) -> None:
+    if trace.n_samples == 0:
+        raise ValidationError(f"{trace.meta.source}: the trace has no samples")
+    if len(trace.meta.content_hash or "") < HOLE_ID_LENGTH:
+        raise ValidationError(
+            f"{trace.meta.source}: the trace has no content hash (sha256 hex) to identify it"
+        )
+
+
+@dataclass(frozen=True)
+class NewHole:
+    hole_id: str
+    hole_seq: int  # ingest order; the key of the hole's samples
+    trace: Trace
+    group: str | None
+
+
+def stored_hashes(con: duckdb.DuckDBPyConnection, hole_ids: list[str]) -> dict[str, str]:
+    """{hole_id: content_hash} of those ids already stored, in one query."""
+    rows = con.execute(
+        "SELECT hole_id, content_hash FROM holes WHERE hole_id IN (SELECT unnest(?))",
+        [hole_ids],
+    ).fetchall()
+    return dict(rows)
+
+
+def next_seqs(con: duckdb.DuckDBPyConnection, count: int) -> list[int]:
+    rows = con.execute("SELECT nextval('holes_seq') FROM range(?)", [count]).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def insert_holes(con: duckdb.DuckDBPyConnection, batch: list[NewHole], now: datetime) -> None:
+    """The holes' rows, in one insert from an Arrow table."""
+    records = []
+    for new in batch:
+        m, depth = new.trace.meta, new.trace.depth_mm
+        finite = depth[np.isfinite(depth)]
+        records.append({
+            "hole_id": new.hole_id, "source": m.source, "source_group": new.group,
+            "content_hash": m.content_hash,
+            **{name: getattr(m, name) for name in META_COLUMNS},
+            "program": program_to_json(m.program), "meta": dumps(meta_rest(new.trace)),
+            "n_samples": new.trace.n_samples,
+            "depth_min": float(finite.min()) if finite.size else None,
+            "depth_max": float(finite.max()) if finite.size else None,
+            "ingested_at": now, "hole_seq": new.hole_seq,
+        })
+    new_holes = pa.Table.from_pylist(records, schema=_HOLES_ARROW)  # noqa: F841 - scanned below
+    names = ", ".join(_HOLES_ARROW.names)
+    con.execute(f"INSERT INTO holes ({names}) SELECT {names} FROM new_holes")
+
+
+def insert_samples(con: duckdb.DuckDBPyConnection, batch: list[NewHole]) -> None:
+    """Every sample of the holes, in one insert from one Arrow table."""
+    lengths = np.array([new.trace.n_samples for new in batch])
+    hole_of_row = np.repeat(np.arange(len(batch), dtype=np.int32), lengths)
+    body = pa.concat_tables([samples_table(new.trace) for new in batch])
+    new_samples = body.add_column(  # noqa: F841 - read by DuckDB's replacement scan below
+        0, "hole_id",
+        pa.DictionaryArray.from_arrays(hole_of_row, pa.array([n.hole_id for n in batch])),
+    ).add_column(
+        1, "hole_seq", pa.array(np.repeat([n.hole_seq for n in batch], lengths).astype(np.int64))
+    )
+    con.execute(
+        f"INSERT INTO samples (hole_id, hole_seq, {_SAMPLE_NAMES}) "
+        f"SELECT hole_id, hole_seq, {_SAMPLE_NAMES} FROM new_samples"
+    )
+
+
+def add_alias(
+    con: duckdb.DuckDBPyConnection, hole_id: str, source: str, group: str | None, now: datetime
+) -> None:
+    """Remember another name the hole's content arrived under (not its first one)."""
+    con.execute(
+        """INSERT INTO hole_sources
+           SELECT ?, ?, ?, ?
+           WHERE NOT EXISTS (SELECT 1 FROM holes WHERE hole_id = $1 AND source = $2)
+           ON CONFLICT DO NOTHING""",
+        [hole_id, source, group, now],
+    )
+
+
+def get_row(con: duckdb.DuckDBPyConnection, hole_id: str) -> dict[str, Any] | None:
+    return fetch_one(
+        con,
+        f"SELECT {', '.join(_HOLE_COLUMNS)}, hole_seq FROM holes WHERE hole_id = ?",
+        [hole_id],
+        ("program", "meta"),
+    )
+
+
+def load_trace(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> Trace:
+    """The hole's Trace (row from get_row): samples by hole_seq, metadata from the row."""
+    columns = con.execute(
+        f"SELECT {_SAMPLE_NAMES} FROM samples WHERE hole_seq = ? ORDER BY idx",
+        [row["hole_seq"]],
+    ).fetchnumpy()
+    return trace_from_row(row, columns)
+
+
+def trace_from_row(row: dict[str, Any], columns: dict[str, np.ndarray]) -> Trace:
+    meta_json = row["meta"] if isinstance(row["meta"], dict) else loads(row["meta"]) or {}
+    program = row["program"]
+    program = program_from_json(program if isinstance(program, str) else dumps(program))
+    meta = build_meta({**row, **meta_json}, program)
+    return trace_from_columns(meta, columns, meta_json.get("arrays", []))
+
+
+def list_rows(
+    con: duckdb.DuckDBPyConnection,
+    labelled: bool | None = None,
+    since: datetime | str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
+    """Holes in ingest order with their latest label and its status."""
+    where, params = _filters(labelled, since)
+    sql = f"""
+        SELECT h.hole_id, h.source, h.source_group, h.variant, h.cycle_date, h.head_name,
+               h.head_local_counter, h.n_samples, h.depth_min, h.depth_max, h.ingested_at,
+               l.label_id, l.entry_mm, l.transition_mm, l.exit_mm, l."by" AS label_by,
+               l."at" AS label_at, l.origin AS label_origin,
+               CASE WHEN l.label_id IS NULL THEN 'unlabelled' ELSE 'labelled' END
+                   AS label_status
+        FROM holes h LEFT JOIN ({LATEST_LABELS}) l USING (hole_id)
+        {where}
+        ORDER BY h.hole_seq
+    """
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    if offset:
+        sql += " OFFSET ?"
+        params.append(int(offset))
+    return fetch_dicts(con, sql, params)
+
+
+def count_rows(
+    con: duckdb.DuckDBPyConnection,
+    labelled: bool | None = None,
+    since: datetime | str | None = None,
+) -> int:
+    where, params = _filters(labelled, since)
+    sql = f"""SELECT count(*) FROM holes h LEFT JOIN ({LATEST_LABELS}) l USING (hole_id)
+              {where}"""
+    return int(con.execute(sql, params).fetchone()[0])
+
+
+def _filters(labelled: bool | None, since: datetime | str | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if labelled is True:
+        clauses.append("l.label_id IS NOT NULL")
+    elif labelled is False:
+        clauses.append("l.label_id IS NULL")
+    if since is not None:
+        clauses.append("h.ingested_at >= CAST(? AS TIMESTAMP)")
+        params.append(_timestamp_param(since))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _timestamp_param(value: datetime | str) -> str:
+    text = iso(value) if isinstance(value, datetime) else str(value)
+    return text[:-1] if text.endswith("Z") else text
+
+
+# Every name of every hole: its first source plus the aliases it was seen under since.
+_ALL_SOURCES = """
+    SELECT hole_id, source, source_group, ingested_at AS seen_at FROM holes
+    UNION ALL
+    SELECT hole_id, source, source_group, seen_at FROM hole_sources
+"""
+
+
+def sources(con: duckdb.DuckDBPyConnection, hole_id: str) -> list[str]:
+    rows = con.execute(
+        f"SELECT source FROM ({_ALL_SOURCES}) WHERE hole_id = ? ORDER BY seen_at, source",
+        [hole_id],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+class SourceIndex:
+    """Finds holes by the name of a file they came from.
+
+    A key matches, in this order of preference: a hole id; the source as stored, or a
+    path ending in it / it ending in the key (a path relative to an ingest root), or
+    `group/file`; then the bare file name. A tier that yields one hole wins; a tier with
+    several is ambiguous; an empty tier falls through to the next.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._rows = con.execute(
+            f"SELECT hole_id, source, source_group FROM ({_ALL_SOURCES})"
+        ).fetchall()
+        self._ids = {r[0] for r in self._rows}
+        self._suffixes: dict[str, set[str]] | None = None
+        self._by_name: dict[str, set[str]] = {}
+        for hole_id, source, _group in self._rows:
+            self._by_name.setdefault(_basename(source), set()).add(hole_id)
+
+    def lookup(self, key: str) -> list[str]:
+        """Hole ids the key names (empty: unknown; several: ambiguous)."""
+        key = _normal(key)
+        if not key:
+            return []
+        if key.lower() in self._ids:
+            return [key.lower()]
+        tier = set()
+        for hole_id, source, group in self._rows:
+            src = _normal(source)
+            if (src == key or src.endswith("/" + key)
+                    or ("/" in src and key.endswith("/" + src))
+                    or (group and f"{group}/{_basename(src)}" == key)):
+                tier.add(hole_id)
+        if tier:
+            return sorted(tier)
+        return sorted(self._by_name.get(_basename(key), set()))
+
+    def shortest_name(self, source: str, group: str | None = None) -> str:
+        """The shortest `folder/.../file` ending of source that names only its hole.
+
+        What a labels export writes: portable across machines (no absolute paths), like
+        the paths of shared/data/setitec/labels.csv, and found again by lookup.
+        """
+        if self._suffixes is None:
+            self._suffixes = {}
+            for hole_id, src, grp in self._rows:
+                parts = _as_path(src, grp).split("/")
+                for k in range(1, len(parts) + 1):
+                    self._suffixes.setdefault("/".join(parts[-k:]), set()).add(hole_id)
+        parts = _as_path(source, group).split("/")
+        for k in range(min(2, len(parts)), len(parts) + 1):
+            candidate = "/".join(parts[-k:])
+            if len(self._suffixes.get(candidate, ())) == 1:
+                return candidate
+        return _normal(source)
+
+
+def _as_path(source: str, group: str | None) -> str:
+    """The source as a path; a bare file name is placed in its group's folder."""
+    src = _normal(source).lstrip("/")
+    return f"{group}/{src}" if group and "/" not in src else src
+
+
+def _normal(path: str) -> str:
+    path = path.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
+def _basename(path: str) -> str:
+    return posixpath.basename(_normal(path))

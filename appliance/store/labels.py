@@ -1,0 +1,103 @@
+"""SQL for labels: append-only; the latest label (highest label_id) of a hole is its truth."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import duckdb
+
+from appliance.errors import ValidationError
+from appliance.points import POINT_NAMES, DepthPoints
+from appliance.store.codec import dumps, utcnow
+from appliance.store.rows import fetch_dicts
+
+ORIGINS = ("operator", "import", "auto")
+
+# One row per labelled hole: its latest label. Used by hole listings, exports and snapshots.
+LATEST_LABELS = """
+    SELECT * FROM labels
+    QUALIFY row_number() OVER (PARTITION BY hole_id ORDER BY label_id DESC) = 1
+"""
+
+_COLUMNS = """label_id, hole_id, entry_mm, transition_mm, exit_mm, "by", "at", origin,
+              from_estimate, detail"""
+_JSON = ("from_estimate", "detail")
+
+
+def check_points(
+    points: DepthPoints, depth_min: float | None, depth_max: float | None, hole_id: str
+) -> None:
+    """ValidationError unless every present point is finite, inside the hole, and in order."""
+    if depth_min is None or depth_max is None:
+        depth_min = depth_max = float("nan")  # no finite depth: no point can lie inside
+    for name in POINT_NAMES:
+        value = points.get(name)
+        if value is None:
+            continue
+        if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+                or not math.isfinite(value)):
+            raise ValidationError(f"hole {hole_id}: {name} must be a finite number, got {value!r}")
+        if not depth_min <= value <= depth_max:
+            raise ValidationError(
+                f"hole {hole_id}: {name} {value} mm is outside the hole's depth range "
+                f"{depth_min:.3f}..{depth_max:.3f} mm"
+            )
+    problem = points.order_problem()
+    if problem:
+        raise ValidationError(f"hole {hole_id}: {problem}")
+
+
+def insert_label(
+    con: duckdb.DuckDBPyConnection,
+    hole_id: str,
+    points: DepthPoints,
+    by: str,
+    origin: str,
+    from_estimate: dict[str, Any] | None,
+    detail: dict[str, Any] | None,
+) -> int:
+    if origin not in ORIGINS:
+        raise ValidationError(f"label origin must be one of {', '.join(ORIGINS)}, got {origin!r}")
+    if not by or not by.strip():
+        raise ValidationError("a label needs the name of who set it (by)")
+    row = con.execute(
+        """INSERT INTO labels (hole_id, entry_mm, transition_mm, exit_mm, "by", "at", origin,
+                               from_estimate, detail)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING label_id""",
+        [hole_id, _num(points.entry_mm), _num(points.transition_mm), _num(points.exit_mm),
+         by.strip(), utcnow(), origin, dumps(from_estimate), dumps(detail)],
+    ).fetchone()
+    return int(row[0])
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def history(con: duckdb.DuckDBPyConnection, hole_id: str) -> list[dict[str, Any]]:
+    """Every label of the hole, oldest first."""
+    return fetch_dicts(
+        con, f"SELECT {_COLUMNS} FROM labels WHERE hole_id = ? ORDER BY label_id", [hole_id], _JSON
+    )
+
+
+def latest(con: duckdb.DuckDBPyConnection, hole_id: str) -> dict[str, Any] | None:
+    found = fetch_dicts(
+        con,
+        f"SELECT {_COLUMNS} FROM labels WHERE hole_id = ? ORDER BY label_id DESC LIMIT 1",
+        [hole_id],
+        _JSON,
+    )
+    return found[0] if found else None
+
+
+def all_latest(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return fetch_dicts(
+        con, f"SELECT {_COLUMNS} FROM ({LATEST_LABELS}) ORDER BY hole_id", None, _JSON
+    )
+
+
+def points_of(label: dict[str, Any]) -> DepthPoints:
+    return DepthPoints(label["entry_mm"], label["transition_mm"], label["exit_mm"])

@@ -1,0 +1,58 @@
+"""SQL for predictions: what an estimator said of a hole, with the model version behind it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from appliance.points import DepthEstimate
+from appliance.store.codec import dumps, utcnow
+from appliance.store.rows import fetch_dicts
+
+_COLUMNS = """prediction_id, hole_id, model_version, estimator, points, spread, presence,
+              created_at, shadow"""
+_JSON = ("points", "spread", "presence")
+
+
+def insert(
+    con: duckdb.DuckDBPyConnection, hole_id: str, estimate: DepthEstimate, shadow: bool
+) -> int:
+    points = estimate.points.as_dict()
+    if estimate.confidence:
+        points["confidence"] = dict(estimate.confidence)
+    if estimate.note:
+        points["note"] = estimate.note
+    row = con.execute(
+        """INSERT INTO predictions (hole_id, model_version, estimator, points, spread, presence,
+                                    created_at, shadow)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING prediction_id""",
+        [hole_id, estimate.model_version, estimate.estimator, dumps(points),
+         dumps(dict(estimate.spread_mm)), dumps(dict(estimate.presence)), utcnow(), shadow],
+    ).fetchone()
+    return int(row[0])
+
+
+def for_hole(
+    con: duckdb.DuckDBPyConnection, hole_id: str, shadow: bool | None = None
+) -> list[dict[str, Any]]:
+    """The hole's predictions, newest first (shadow None: both kinds)."""
+    sql = f"SELECT {_COLUMNS} FROM predictions WHERE hole_id = ?"
+    params: list[Any] = [hole_id]
+    if shadow is not None:
+        sql += " AND shadow = ?"
+        params.append(shadow)
+    return fetch_dicts(con, sql + " ORDER BY prediction_id DESC", params, _JSON)
+
+
+def latest_per_hole(
+    con: duckdb.DuckDBPyConnection, shadow: bool = False
+) -> list[dict[str, Any]]:
+    return fetch_dicts(
+        con,
+        f"""SELECT {_COLUMNS} FROM predictions WHERE shadow = ?
+            QUALIFY row_number() OVER (PARTITION BY hole_id ORDER BY prediction_id DESC) = 1
+            ORDER BY hole_id""",
+        [shadow],
+        _JSON,
+    )

@@ -1,0 +1,40 @@
+"""Small helpers shared by the SQL modules: results as dicts, JSON and timestamp columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+
+from appliance.store.codec import iso, loads
+
+
+def fetch_dicts(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | None = None,
+    json_columns: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    cur = con.execute(sql, params or [])
+    names = [d[0] for d in cur.description]
+    json_cols = set(json_columns)
+    out = []
+    for values in cur.fetchall():
+        row = {}
+        for name, value in zip(names, values, strict=True):
+            if name in json_cols:
+                value = loads(value)
+            row[name] = iso(value)
+        out.append(row)
+    return out
+
+
+def fetch_one(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: list[Any] | None = None,
+    json_columns: Iterable[str] = (),
+) -> dict[str, Any] | None:
+    found = fetch_dicts(con, sql, params, json_columns)
+    return found[0] if found else None

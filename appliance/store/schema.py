@@ -1,0 +1,207 @@
+"""The store's schema as ordered forward migrations.
+
+MIGRATIONS[i] takes a file from version i to version i + 1. Never edit a step that has
+shipped: add a new one. Opening a file applies the missing steps in one transaction;
+a file written by newer code (higher version) is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from appliance.errors import ApplianceError
+from appliance.store.codec import utcnow
+
+
+class SchemaError(ApplianceError):
+    """The DuckDB file's schema cannot be used as it is."""
+
+
+class SchemaTooNewError(SchemaError):
+    """The DuckDB file was written by a newer version of the appliance."""
+
+
+_V1 = [
+    "CREATE SEQUENCE holes_seq START 1",
+    # hole_seq: ingest order. Samples carry it too so that one hole's rows, appended
+    # together, are found through the row groups' min/max (zone maps) instead of a scan.
+    """CREATE TABLE holes (
+        hole_id VARCHAR PRIMARY KEY,
+        hole_seq BIGINT NOT NULL DEFAULT nextval('holes_seq'),
+        source VARCHAR NOT NULL,
+        source_group VARCHAR,
+        content_hash VARCHAR NOT NULL UNIQUE,
+        variant VARCHAR NOT NULL,
+        file_version INTEGER,
+        cycle_date VARCHAR,
+        drill_serial VARCHAR,
+        head_name VARCHAR,
+        head_global_counter BIGINT,
+        head_local_counter BIGINT,
+        program JSON,
+        meta JSON,
+        n_samples INTEGER NOT NULL,
+        depth_min DOUBLE,
+        depth_max DOUBLE,
+        ingested_at TIMESTAMP NOT NULL
+    )""",
+    # No index: samples are written in bulk and read a whole hole at a time by hole_seq.
+    """CREATE TABLE samples (
+        hole_id VARCHAR NOT NULL,
+        hole_seq BIGINT NOT NULL,
+        idx INTEGER NOT NULL,
+        depth_mm DOUBLE,
+        torque_a DOUBLE,
+        thrust_a DOUBLE,
+        step INTEGER,
+        stop_code BIGINT,
+        torque_empty_a DOUBLE,
+        thrust_empty_a DOUBLE,
+        power_w DOUBLE,
+        rpm DOUBLE
+    )""",
+    "CREATE SEQUENCE labels_seq START 1",
+    """CREATE TABLE labels (
+        label_id BIGINT PRIMARY KEY DEFAULT nextval('labels_seq'),
+        hole_id VARCHAR NOT NULL,
+        entry_mm DOUBLE,
+        transition_mm DOUBLE,
+        exit_mm DOUBLE,
+        "by" VARCHAR NOT NULL,
+        "at" TIMESTAMP NOT NULL,
+        origin VARCHAR NOT NULL CHECK (origin IN ('operator', 'import', 'auto')),
+        from_estimate JSON,
+        detail JSON
+    )""",
+    "CREATE SEQUENCE predictions_seq START 1",
+    """CREATE TABLE predictions (
+        prediction_id BIGINT PRIMARY KEY DEFAULT nextval('predictions_seq'),
+        hole_id VARCHAR NOT NULL,
+        model_version VARCHAR,
+        estimator VARCHAR NOT NULL,
+        points JSON NOT NULL,
+        spread JSON,
+        presence JSON,
+        created_at TIMESTAMP NOT NULL
+    )""",
+    """CREATE TABLE models (
+        version VARCHAR PRIMARY KEY,
+        parent VARCHAR,
+        architecture VARCHAR,
+        path VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL,
+        status VARCHAR NOT NULL
+            CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+        gate_report JSON,
+        metrics JSON,
+        dataset_hash VARCHAR,
+        manifest JSON
+    )""",
+    "CREATE SEQUENCE activations_seq START 1",
+    """CREATE TABLE activations (
+        activation_id BIGINT PRIMARY KEY DEFAULT nextval('activations_seq'),
+        "at" TIMESTAMP NOT NULL,
+        version VARCHAR NOT NULL,
+        previous_version VARCHAR,
+        action VARCHAR NOT NULL CHECK (action IN ('activate', 'rollback', 'auto-rollback')),
+        actor VARCHAR NOT NULL,
+        reason VARCHAR
+    )""",
+    """CREATE TABLE jobs (
+        job_id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        params JSON,
+        progress JSON,
+        created_at TIMESTAMP NOT NULL,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        error VARCHAR,
+        candidate_version VARCHAR,
+        log_tail VARCHAR
+    )""",
+    "CREATE SEQUENCE audit_seq START 1",
+    """CREATE TABLE audit (
+        audit_id BIGINT PRIMARY KEY DEFAULT nextval('audit_seq'),
+        "at" TIMESTAMP NOT NULL,
+        actor VARCHAR NOT NULL,
+        action VARCHAR NOT NULL,
+        subject VARCHAR,
+        detail JSON
+    )""",
+    "CREATE SEQUENCE quarantine_seq START 1",
+    """CREATE TABLE quarantine (
+        quarantine_id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_seq'),
+        "at" TIMESTAMP NOT NULL,
+        source VARCHAR NOT NULL,
+        content_hash VARCHAR,
+        error VARCHAR NOT NULL,
+        size BIGINT
+    )""",
+    """CREATE TABLE api_keys (
+        name VARCHAR PRIMARY KEY,
+        key_hash VARCHAR NOT NULL UNIQUE,
+        created_at TIMESTAMP NOT NULL
+    )""",
+]
+
+# v2: the other names a hole's content arrived under (byte-identical copies such as
+# V4_069/V4_070 are one hole, but labels and operators refer to either name; the first
+# name stays in holes.source); shadow predictions of a candidate model.
+_V2 = [
+    """CREATE TABLE hole_sources (
+        hole_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        source_group VARCHAR,
+        seen_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (hole_id, source)
+    )""",
+    "ALTER TABLE predictions ADD COLUMN shadow BOOLEAN DEFAULT false",
+]
+
+MIGRATIONS: list[Sequence[str]] = [_V1, _V2]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()[0]
+    if not exists:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, path: str, read_only: bool = False) -> int:
+    """Bring the file at path up to len(MIGRATIONS); returns the version it is at."""
+    target = len(MIGRATIONS)
+    found = current_version(con)
+    if found > target:
+        raise SchemaTooNewError(
+            f"{path} has schema version {found} but this appliance knows only up to {target}: "
+            "it was written by a newer release; upgrade the appliance to open it"
+        )
+    if found == target:
+        return found
+    if read_only:
+        raise SchemaError(
+            f"{path} has schema version {found}, older than {target}: open it once read-write "
+            "(e.g. `appliance holes`) to migrate it"
+        )
+    con.begin()
+    try:
+        if found == 0:
+            con.execute(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
+            )
+        for version in range(found + 1, target + 1):
+            for statement in MIGRATIONS[version - 1]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return target

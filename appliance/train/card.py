@@ -1,0 +1,94 @@
+"""The model card (README.md of a model folder), written from the manifest alone."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from appliance.engine.manifest import sha256_file
+from appliance.points import POINT_NAMES
+
+
+def _fmt(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def metrics_table(m: dict) -> str:
+    rows = ["| point | MAE mm | within 0.25 mm | within 0.5 mm | n | presence right |",
+            "|---|---|---|---|---|---|"]
+    for name in POINT_NAMES:
+        p, pr = m["points"][name], m["presence"][name]
+        rows.append(f"| {name} | {_fmt(p['mae_mm'])} | {_fmt(p['within_0_25'])} | "
+                    f"{_fmt(p['within_0_5'])} | {p['n']} | {_fmt(pr['accuracy'])} "
+                    f"(fp {pr['fp']}, fn {pr['fn']}) |")
+    rows.append(f"\nHoles: {m['n']}; holes with all three presences right: "
+                f"{_fmt(m['presence']['holes_all_right'])}")
+    return "\n".join(rows)
+
+
+def model_card(manifest: dict, notes: str = "") -> str:
+    t, metrics = manifest["training"], manifest["metrics"]
+    opts = t.get("options", {})
+    by_source = metrics.get("cv", {}).get("groups", {}).get("source", {})
+    sources = "\n".join(f"  - {g}: {m['n']} holes" for g, m in by_source.items()) or "  - one"
+    group_tables = "\n\n".join(f"#### {g}\n\n{metrics_table(m)}" for g, m in by_source.items())
+    exam = metrics.get("exam_synthetic")
+    exam_text = (f"### Unseen synthetic holes (seed {exam.get('seed')}, never trained on): "
+                 f"ensemble median of the members\n\n{metrics_table(exam)}") if exam else ""
+    real = t.get("real_files")
+    real_text = "" if real is None else (
+        f"- real labelled Setitec logs: {real} (../shared/data/setitec/labels.csv, parsed "
+        f"with appliance.ingest.parse_file; never committed to the repository); "
+        f"{len(t.get('real_problems', []))} failed to parse\n")
+    return f"""# Model card: {manifest['version']}
+
+Created {manifest['created_at']} (UTC). Depth-point ensemble (entry, transition, exit) for
+drilling traces: {len(manifest['members'])} members ({manifest['architecture']}), one per
+cross-validation fold, exported to ONNX with torch.onnx.export(dynamo=True); max abs
+difference onnxruntime vs torch at export: {_fmt(metrics.get('export_parity_max_abs'), 8)}.
+Parent: {manifest.get('parent') or 'none (trained from scratch)'}.
+Dataset hash: `{manifest.get('dataset_hash')}`.
+
+## Data
+
+- holes: {t.get('n_holes')} in {t.get('n_groups')} groups (folds never split a group:
+  each synthetic hole is its own group, real logs are grouped by source)
+- synthetic holes: {t.get('synthetic')} from appliance.synth.generate(n, seed=\
+{t.get('synthetic_seed', opts.get('seed'))})
+{real_text}- by source:
+{sources}
+
+## Config
+
+- architecture `{manifest['architecture']}`, model config `{json.dumps(manifest['config'])}`
+- features `{json.dumps(manifest['feature_spec'])}`
+- training: {t.get('folds')} folds, <= {t.get('epochs')} epochs per member (early stopping,
+  patience {opts.get('patience')}), batch {opts.get('batch_size')}, lr {opts.get('lr')},
+  seed {t.get('seed')}, head_only {t.get('head_only')}; {t.get('duration_s')} s on the
+  build machine's CPU
+
+## Metrics
+
+Computed with appliance.evaluation (the convention of ../shared/docs/depth-points.md):
+MAE over holes where both label and estimate exist, presence counted separately.
+
+{exam_text}
+
+### Cross-validation, out of fold (each hole predicted by the member that never trained on it)
+
+{metrics_table(metrics['cv'])}
+
+{group_tables}
+{notes}"""
+
+
+def refresh_card(model_dir: str | Path, notes: str = "") -> None:
+    """Rewrite README.md of a model folder from its manifest and update its hash there."""
+    model_dir = Path(model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    (model_dir / "README.md").write_text(model_card(manifest, notes), encoding="utf-8")
+    manifest["files"]["README.md"] = sha256_file(model_dir / "README.md")
+    tmp = model_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=float) + "\n", encoding="utf-8")
+    os.replace(tmp, model_dir / "manifest.json")

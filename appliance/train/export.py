@@ -1,0 +1,202 @@
+"""Members -> ONNX (dynamo exporter), probe, manifest: the model folder of the shared contract.
+
+The folder is assembled under a temporary name in the destination's parent and renamed
+into place, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from safetensors.torch import save_file
+
+from appliance.engine import manifest as engine_manifest
+from appliance.engine.manifest import sha256_file
+from appliance.errors import ValidationError
+from appliance.features import FeatureBatch, FeatureSpec, decode, points_array
+
+MANIFEST_FORMAT = 1
+PARITY_ATOL = 1e-4
+INPUT_NAMES = ["x", "scalars"]
+OUTPUT_NAMES = ["scores", "presence"]
+
+
+class ExportError(Exception):
+    """The exported ONNX graph does not reproduce the torch model."""
+
+
+def strip_debug_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Drop doc strings and the exporter's per-node metadata (stack traces, module paths):
+    they bloat the file and leak source paths; inference needs none of it."""
+    proto.doc_string = ""
+    del proto.metadata_props[:]
+
+    def clean_graph(g: onnx.GraphProto) -> None:
+        g.doc_string = ""
+        del g.metadata_props[:]
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            vi.doc_string = ""
+            del vi.metadata_props[:]
+        for init in g.initializer:
+            init.doc_string = ""
+            del init.metadata_props[:]
+        for node in g.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+            for attr in node.attribute:
+                attr.doc_string = ""
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    clean_graph(attr.g)
+                for sub in attr.graphs:
+                    clean_graph(sub)
+
+    clean_graph(proto.graph)
+    for fn in proto.functions:
+        fn.doc_string = ""
+        del fn.metadata_props[:]
+        for node in fn.node:
+            node.doc_string = ""
+            del node.metadata_props[:]
+    return proto
+
+
+def export_onnx(model: torch.nn.Module, path: Path, example_x: np.ndarray,
+                example_scalars: np.ndarray) -> None:
+    """torch.onnx.export(dynamo=True) with a dynamic batch dimension, metadata stripped."""
+    model.eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        model, (torch.from_numpy(example_x), torch.from_numpy(example_scalars)),
+        dynamo=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+        dynamic_shapes={"x": {0: batch}, "scalars": {0: batch}}, verbose=False)
+    proto = strip_debug_metadata(program.model_proto)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def torch_outputs(model: torch.nn.Module, x: np.ndarray,
+                  scalars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    scores, presence = model(torch.from_numpy(x), torch.from_numpy(scalars))
+    return scores.numpy(), presence.numpy()
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, x: np.ndarray,
+                 scalars: np.ndarray) -> float:
+    """Max abs difference between onnxruntime and torch on (x, scalars); raises ExportError
+    above PARITY_ATOL."""
+    sess = session(onnx_path)
+    got = sess.run(OUTPUT_NAMES, {"x": x, "scalars": scalars})
+    want = torch_outputs(model, x, scalars)
+    diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want, strict=True))
+    if not diff <= PARITY_ATOL:
+        raise ExportError(f"{onnx_path.name}: onnxruntime differs from torch by {diff:.3g} "
+                          f"(> {PARITY_ATOL}) on a batch of {len(x)}")
+    return diff
+
+
+def read_manifest(model_dir: str | Path) -> dict:
+    """A model folder's manifest (checked by the serving side's reader, files hash-verified),
+    as the raw dict; a parent for fine-tuning must also carry its torch weights and config."""
+    manifest = engine_manifest.read_manifest(model_dir)
+    problems = engine_manifest.verify_files(manifest)
+    if problems:
+        raise ValidationError(f"{model_dir}: model folder is damaged: {'; '.join(problems)}")
+    for key in ("config", "weights"):
+        if not manifest.raw.get(key):
+            raise ValidationError(f"{model_dir}/manifest.json: {key!r} is missing or empty "
+                                  "(needed to fine-tune from this folder)")
+    return manifest.raw
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, arch: str,
+                       config: dict, spec: FeatureSpec, probe: FeatureBatch, version: str,
+                       parent: str | None, dataset_hash: str | None, training: dict,
+                       metrics: dict, created_at: datetime,
+                       card_fn: Callable[[dict], str] | None = None) -> dict:
+    """Export every member, check its parity on the probe and on a batch of another size and
+    other values than the export example, and write the folder. Returns the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "members").mkdir(parents=True)
+    (tmp / "weights").mkdir()
+    try:
+        rng = np.random.default_rng(12345)
+        # Another batch size and other values than the example: a graph that baked in the
+        # example's shape or mistranslated the patching fails here.
+        other_b = 3 if len(probe) != 3 else 5
+        other_x = (rng.standard_normal((other_b, spec.n_channels, spec.length)) * 2
+                   ).astype(np.float32)
+        other_s = rng.standard_normal((other_b, spec.n_scalars)).astype(np.float32)
+        probe_arrays: dict[str, np.ndarray] = {"x": probe.x, "scalars": probe.scalars,
+                                               "origin_mm": probe.origin_mm}
+        parity: list[float] = []
+        example_x, example_s = probe.x[:2], probe.scalars[:2]
+        for i, model in enumerate(members):
+            onnx_path = tmp / "members" / f"m{i}.onnx"
+            export_onnx(model, onnx_path, example_x, example_s)
+            parity.append(max(check_parity(model, onnx_path, probe.x, probe.scalars),
+                              check_parity(model, onnx_path, other_x, other_s)))
+            scores, presence = torch_outputs(model, probe.x, probe.scalars)
+            probe_arrays[f"scores_{i}"] = scores
+            probe_arrays[f"presence_{i}"] = presence
+            probe_arrays[f"points_{i}"] = points_array(decode(scores, presence, probe, spec))
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                      str(tmp / "weights" / f"m{i}.safetensors"))
+        np.savez_compressed(tmp / "probe.npz", **probe_arrays)
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": version,
+            "architecture": arch,
+            "config": config,
+            "feature_spec": spec.to_dict(),
+            "members": [f"members/m{i}.onnx" for i in range(len(members))],
+            "weights": [f"weights/m{i}.safetensors" for i in range(len(members))],
+            "probe": "probe.npz",
+            "files": {},
+            "parent": parent,
+            "dataset_hash": dataset_hash,
+            "training": training,
+            "metrics": {**metrics, "export_parity_max_abs": max(parity) if parity else None},
+            "created_at": created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if card_fn is not None:
+            (tmp / "README.md").write_text(card_fn(manifest), encoding="utf-8")
+        manifest["files"] = {p.relative_to(tmp).as_posix(): sha256_file(p)
+                             for p in sorted(tmp.rglob("*")) if p.is_file()}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=float) + "\n",
+                                           encoding="utf-8")
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

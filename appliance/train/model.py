@@ -1,0 +1,141 @@
+"""The depth-point models: a backbone (PatchTSMixer or a small 1D CNN) and one shared head.
+
+Both map x [B, C, L] and scalars [B, S] to scores [B, 3, L] (per-position logits for
+entry, transition, exit) and presence [B, 3] (logits). The backbone yields per-position
+features; the head adds a local convolution of the raw input (sub-patch precision) and
+the per-hole scalars. `model.backbone` is what a fine-tune freezes first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from transformers import PatchTSMixerConfig, PatchTSMixerModel
+
+ARCHITECTURES = ("patchtsmixer", "cnn")
+
+
+@dataclass
+class ModelConfig:
+    in_channels: int = 6
+    n_scalars: int = 9
+    length: int = 1088
+    hidden: int = 24  # per-position feature width fed to the head
+    # PatchTSMixer
+    patch_length: int = 16
+    d_model: int = 16
+    num_layers: int = 3
+    expansion_factor: int = 2
+    dropout: float = 0.1
+    # CNN
+    cnn_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    cnn_kernel: int = 5
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cnn_dilations"] = list(self.cnn_dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if "cnn_dilations" in d:
+            d["cnn_dilations"] = tuple(d["cnn_dilations"])
+        return cls(**d)
+
+
+class PatchTSMixerBackbone(nn.Module):
+    """PatchTSMixer over non-overlapping patches; each patch embedding is unfolded back
+    into patch_length per-position feature vectors."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.length % cfg.patch_length:
+            raise ValueError(f"length {cfg.length} must be a multiple of patch_length "
+                             f"{cfg.patch_length}")
+        self.cfg = cfg
+        self.mixer = PatchTSMixerModel(PatchTSMixerConfig(
+            context_length=cfg.length,
+            patch_length=cfg.patch_length,
+            patch_stride=cfg.patch_length,
+            num_input_channels=cfg.in_channels,
+            d_model=cfg.d_model,
+            num_layers=cfg.num_layers,
+            expansion_factor=cfg.expansion_factor,
+            dropout=cfg.dropout,
+            mode="mix_channel",
+            gated_attn=True,
+            scaling=None,  # features are already normalised per hole
+        ))
+        self.unpatch = nn.Linear(cfg.in_channels * cfg.d_model, cfg.patch_length * cfg.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        h = self.mixer(past_values=x.transpose(1, 2)).last_hidden_state  # [B, C, P, D]
+        p = h.shape[2]
+        h = h.permute(0, 2, 1, 3).reshape(b, p, -1)  # [B, P, C*D]
+        h = self.unpatch(h).reshape(b, p * self.cfg.patch_length, self.cfg.hidden)
+        return h.transpose(1, 2)  # [B, H, L]
+
+
+class CNNBackbone(nn.Module):
+    """Residual dilated 1D convolutions; the receptive field spans ~ +-13 mm at 0.05 mm."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        h, k = cfg.hidden, cfg.cnn_kernel
+        self.stem = nn.Conv1d(cfg.in_channels, h, k, padding=k // 2)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.GELU(), nn.Conv1d(h, h, k, padding=d * (k // 2), dilation=d),
+                          nn.GroupNorm(1, h))
+            for d in cfg.cnn_dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.blocks:
+            h = h + block(h)
+        return h
+
+
+class PointHead(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        h = cfg.hidden
+        self.local = nn.Conv1d(cfg.in_channels, h, 5, padding=2)
+        self.scalar_embed = nn.Linear(cfg.n_scalars, h)
+        self.refine = nn.Sequential(nn.GELU(), nn.Conv1d(h, h, 5, padding=2), nn.GELU(),
+                                    nn.Conv1d(h, 3, 1))
+        self.presence = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Linear(h, 3))
+
+    def forward(self, feats: torch.Tensor, x: torch.Tensor,
+                scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.scalar_embed(scalars)  # [B, H]
+        h = feats + self.local(x) + s[:, :, None]
+        scores = self.refine(h)
+        pooled = torch.cat([feats.mean(dim=2), feats.amax(dim=2), s], dim=1)
+        return scores, self.presence(pooled)
+
+
+class DepthPointModel(nn.Module):
+    def __init__(self, arch: str, cfg: ModelConfig) -> None:
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+        self.arch = arch
+        self.cfg = cfg
+        self.backbone = PatchTSMixerBackbone(cfg) if arch == "patchtsmixer" else CNNBackbone(cfg)
+        self.head = PointHead(cfg)
+
+    def forward(self, x: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.backbone(x), x, scalars)
+
+
+def build_model(arch: str, config: ModelConfig | dict) -> DepthPointModel:
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    return DepthPointModel(arch, cfg)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,388 @@
+"""K-fold cross-validated ensemble training, fine-tuning from a parent, resumable by fold.
+
+Read top to bottom: options, loss, folds, one member's fit, the ensemble run.
+Member i is trained on every fold but i and early-stopped on fold i; the K members
+together are the ensemble. A finished fold is checkpointed in a work area next to the
+output folder, so a killed run restarts at the first unfinished fold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from appliance.errors import ValidationError
+from appliance.evaluation import evaluate
+from appliance.features import (
+    FeatureBatch,
+    FeatureSpec,
+    decode,
+    make_batch,
+    points_array,
+    target_positions,
+)
+from appliance.points import POINT_NAMES, DepthPoints
+from appliance.train.data import TrainHole, check_holes, dataset_hash
+from appliance.train.export import read_manifest, write_model_folder
+from appliance.train.model import ModelConfig, build_model
+from appliance.train.progress import Progress
+
+
+@dataclass
+class TrainOptions:
+    arch: str = "patchtsmixer"
+    folds: int = 5
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 4  # epochs without a better validation loss before a phase stops
+    head_only: bool = False  # fine-tune: train the head only (backbone frozen throughout)
+    head_epochs: int | None = None  # fine-tune: frozen-backbone epochs first (default epochs//3)
+    finetune_lr_factor: float = 0.3  # fine-tune: rate of the unfrozen phase relative to lr
+    sigma_cells: float = 1.0  # width of the soft position target, in grid cells
+    seed: int = 0
+    threads: int = 1
+    version: str | None = None
+    probe_size: int = 8
+    model: ModelConfig = field(default_factory=ModelConfig)
+    spec: FeatureSpec = field(default_factory=FeatureSpec)
+
+    def key_dict(self) -> dict:
+        """What must match for a killed run's fold checkpoints to be reused."""
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        d["spec"] = self.spec.to_dict()
+        for k in ("threads", "version", "probe_size"):
+            d.pop(k)
+        return d
+
+
+# ---------------------------------------------------------------- loss
+
+def point_loss(scores: torch.Tensor, presence_logits: torch.Tensor, pos: torch.Tensor,
+               present: torch.Tensor, usable: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Cross-entropy of the scores over positions against a Gaussian soft target at the true
+    (fractional) position, for present points only; plus BCE on presence for all points."""
+    length = scores.shape[-1]
+    grid = torch.arange(length, dtype=scores.dtype, device=scores.device)
+    target = torch.exp(-0.5 * ((grid[None, None, :] - pos[..., None]) / sigma) ** 2)
+    target = target / target.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    ce = -(target * F.log_softmax(scores, dim=-1)).sum(dim=-1)  # [B, 3]
+    ce = (ce * usable).sum() / usable.sum().clamp_min(1.0)
+    bce = F.binary_cross_entropy_with_logits(presence_logits, present)
+    return ce + bce
+
+
+# ---------------------------------------------------------------- folds
+
+def assign_folds(groups: list[str], k: int, seed: int) -> np.ndarray:
+    """Fold index per hole; all holes of a group share a fold. Groups are shuffled with the
+    seed, then placed largest first into the currently smallest fold (balanced sizes)."""
+    uniq = sorted(set(groups))
+    if len(uniq) < k:
+        raise ValidationError(f"{k} folds need at least {k} groups, got {len(uniq)}")
+    rng = np.random.default_rng(seed)
+    order = [uniq[i] for i in rng.permutation(len(uniq))]
+    sizes = {g: 0 for g in uniq}
+    for g in groups:
+        sizes[g] += 1
+    order.sort(key=lambda g: -sizes[g])  # stable: equal sizes keep the shuffled order
+    fold_of: dict[str, int] = {}
+    load = np.zeros(k, dtype=np.int64)
+    for g in order:
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    return np.array([fold_of[g] for g in groups], dtype=np.int64)
+
+
+# ---------------------------------------------------------------- tensors
+
+@dataclass
+class Tensors:
+    x: torch.Tensor
+    scalars: torch.Tensor
+    pos: torch.Tensor
+    present: torch.Tensor
+    usable: torch.Tensor
+
+    def take(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        i = torch.as_tensor(idx, dtype=torch.long)
+        return self.x[i], self.scalars[i], self.pos[i], self.present[i], self.usable[i]
+
+
+def batch_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray,
+               opts: TrainOptions) -> torch.Tensor:
+    x, s, pos, present, usable = data.take(idx)
+    scores, presence = model(x, s)
+    return point_loss(scores, presence, pos, present, usable, opts.sigma_cells)
+
+
+@torch.no_grad()
+def eval_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray, opts: TrainOptions) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(idx), 128):
+        part = idx[start:start + 128]
+        total += float(batch_loss(model, data, part, opts)) * len(part)
+        n += len(part)
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, scalars: np.ndarray,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    model.eval()
+    outs = [model(torch.from_numpy(x[i:i + 128]), torch.from_numpy(scalars[i:i + 128]))
+            for i in range(0, len(x), 128)]
+    return (torch.cat([o[0] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy())
+
+
+# ---------------------------------------------------------------- one member
+
+def phases(opts: TrainOptions, from_parent: bool) -> list[tuple[str, int, float, bool]]:
+    """(name, epochs, lr, backbone frozen). Fine-tunes train the head first, then everything
+    at a lower rate so the pretrained backbone is not wrecked by a randomly aligned head."""
+    if not from_parent:
+        return [("full", opts.epochs, opts.lr, False)]
+    if opts.head_only:
+        return [("head", opts.epochs, opts.lr, True)]
+    head = opts.head_epochs if opts.head_epochs is not None else max(1, opts.epochs // 3)
+    head = min(head, opts.epochs)
+    out = [("head", head, opts.lr, True)]
+    if opts.epochs - head > 0:
+        out.append(("full", opts.epochs - head, opts.lr * opts.finetune_lr_factor, False))
+    return out
+
+
+def init_member(opts: TrainOptions, fold: int, parent_states: list[dict]) -> torch.nn.Module:
+    """Member `fold`: seeded fresh weights, or parent member fold (mod the parent's count)."""
+    torch.manual_seed(opts.seed * 1000 + fold)
+    model = build_model(opts.arch, opts.model)
+    if parent_states:
+        model.load_state_dict(parent_states[fold % len(parent_states)])
+    return model
+
+
+def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
+               val_idx: np.ndarray, opts: TrainOptions, fold: int, from_parent: bool,
+               on_epoch) -> list[dict]:
+    rng = np.random.default_rng(opts.seed * 1000 + fold)
+    history: list[dict] = []
+    for phase, n_epochs, lr, frozen in phases(opts, from_parent):
+        # Each phase keeps its own best epoch, even when the parent or the previous phase
+        # scored better on this fold: the gates judge a candidate against the active model.
+        best_loss = math.inf
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        for p in model.backbone.parameters():
+            p.requires_grad_(not frozen)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=opts.weight_decay)
+        steps = n_epochs * math.ceil(len(train_idx) / opts.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
+                                                    pct_start=0.15)
+        stale = 0
+        for _ in range(n_epochs):
+            model.train()
+            order = train_idx[rng.permutation(len(train_idx))]
+            total = 0.0
+            for start in range(0, len(order), opts.batch_size):
+                part = order[start:start + opts.batch_size]
+                loss = batch_loss(model, data, part, opts)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                total += loss.item() * len(part)
+            train_loss = total / len(order)
+            val_loss = eval_loss(model, data, val_idx, opts)
+            history.append({"phase": phase, "epoch": len(history), "train_loss": train_loss,
+                            "val_loss": val_loss})
+            on_epoch(len(history) - 1, train_loss, val_loss)
+            if val_loss < best_loss - 1e-5:
+                best_loss, stale = val_loss, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if stale >= opts.patience:
+                    break
+        model.load_state_dict(best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+# ---------------------------------------------------------------- metrics
+
+def _as_points(row: np.ndarray) -> DepthPoints:
+    return DepthPoints(*(None if np.isnan(v) else float(v) for v in row))
+
+
+def point_metrics(pred: np.ndarray, truth: np.ndarray,
+                  groups: list[dict[str, str]] | None = None) -> dict:
+    """pred/truth [N, 3] in mm, NaN for absent, scored by the evaluation harness."""
+    return evaluate([_as_points(r) for r in pred], [_as_points(r) for r in truth],
+                    groups).as_dict()
+
+
+def truth_array(holes: list[TrainHole]) -> np.ndarray:
+    return np.array([[np.nan if h.label.get(n) is None else h.label.get(n) for n in POINT_NAMES]
+                     for h in holes], dtype=np.float64)
+
+
+# ---------------------------------------------------------------- the ensemble run
+
+def work_dir_for(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.work"
+
+
+def _load_parent(parent_dir: Path, opts: TrainOptions) -> tuple[dict, list[dict]]:
+    manifest = read_manifest(parent_dir)
+    opts.arch = manifest["architecture"]
+    opts.model = ModelConfig.from_dict(manifest["config"])
+    opts.spec = FeatureSpec.from_dict(manifest["feature_spec"])
+    states = [load_file(str(parent_dir / w)) for w in manifest["weights"]]
+    return manifest, states
+
+
+def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptions,
+                   parent_dir: str | Path | None = None, progress: Progress | None = None,
+                   card_fn: Callable[[dict], str] | None = None,
+                   evaluate_fn: Callable[[list, FeatureSpec], dict] | None = None,
+                   extra_training: dict | None = None) -> dict:
+    """Train opts.folds members on `holes`, export them and write the model folder at out_dir.
+    Returns the manifest."""
+    progress = progress or Progress()
+    out_dir = Path(out_dir)
+    torch.set_num_threads(max(1, opts.threads))
+    check_holes(holes, opts.folds)
+    t0 = time.monotonic()
+
+    parent_manifest, parent_states = (None, [])
+    if parent_dir is not None:
+        parent_manifest, parent_states = _load_parent(Path(parent_dir), opts)
+    spec = opts.spec
+    opts.model.in_channels, opts.model.n_scalars = spec.n_channels, spec.n_scalars
+    opts.model.length = spec.length
+
+    # Features: the same numpy function the serving engine calls.
+    batch = make_batch([h.trace for h in holes], spec)
+    pos, present, usable = target_positions([h.label for h in holes], batch, spec)
+    data = Tensors(torch.from_numpy(batch.x), torch.from_numpy(batch.scalars),
+                   torch.from_numpy(pos).float(), torch.from_numpy(present).float(),
+                   torch.from_numpy(usable).float())
+    fold_of = assign_folds([h.group for h in holes], opts.folds, opts.seed)
+    ds_hash = dataset_hash(holes)
+
+    work = work_dir_for(out_dir)
+    run_key = {"dataset_hash": ds_hash, "options": opts.key_dict(),
+               "parent": parent_manifest["version"] if parent_manifest else None}
+    key_file = work / "run.json"
+    if work.exists() and (not key_file.exists() or json.loads(key_file.read_text()) != run_key):
+        shutil.rmtree(work)  # checkpoints of another run: not resumable
+    work.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(json.dumps(run_key, sort_keys=True))
+
+    epoch_times: list[float] = []
+    total_epochs = opts.folds * opts.epochs
+    members: list[torch.nn.Module] = []
+    fold_reports: list[dict] = []
+    for fold in range(opts.folds):
+        train_idx = np.flatnonzero(fold_of != fold)
+        val_idx = np.flatnonzero(fold_of == fold)
+        ckpt, meta_file = work / f"fold{fold}.safetensors", work / f"fold{fold}.json"
+        if ckpt.exists() and meta_file.exists():
+            model = build_model(opts.arch, opts.model)
+            model.load_state_dict(load_file(str(ckpt)))
+            report = json.loads(meta_file.read_text())
+            report["resumed"] = True
+        else:
+            model = init_member(opts, fold, parent_states)
+            fold_start = time.monotonic()
+            last = [time.monotonic()]
+
+            def on_epoch(epoch: int, tr: float, va: float, fold: int = fold,
+                         last: list = last) -> None:
+                now = time.monotonic()
+                epoch_times.append(now - last[0])
+                last[0] = now
+                done = fold * opts.epochs + epoch + 1
+                eta = float(np.mean(epoch_times)) * max(total_epochs - done, 0)
+                progress.emit("epoch", fold=fold, epoch=epoch, train_loss=tr, val_loss=va,
+                              eta_s=round(eta, 1), epochs_done=done, epochs_total=total_epochs)
+
+            history = fit_member(model, data, train_idx, val_idx, opts, fold,
+                                 bool(parent_states), on_epoch)
+            report = {"fold": fold, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+                      "epochs_run": len(history),
+                      "best_val_loss": min(h["val_loss"] for h in history) if history else None,
+                      "history": history, "duration_s": round(time.monotonic() - fold_start, 2)}
+            tmp = ckpt.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+            os.replace(tmp, ckpt)
+            meta_file.write_text(json.dumps(report))
+            report["resumed"] = False
+        members.append(model)
+        fold_reports.append(report)
+        progress.emit("fold_done", fold=fold, best_val_loss=report["best_val_loss"],
+                      epochs_run=report["epochs_run"], resumed=report["resumed"])
+
+    # Out-of-fold predictions: each hole decoded by the member that never trained on it.
+    oof = np.full((len(holes), 3), np.nan)
+    for fold, model in enumerate(members):
+        val_idx = np.flatnonzero(fold_of == fold)
+        sub = _subset(batch, val_idx)
+        scores, pres = predict(model, sub.x, sub.scalars)
+        oof[val_idx] = points_array(decode(scores, pres, sub, spec))
+    truth = truth_array(holes)
+    sources = [{"source": h.group.split(":")[0]} for h in holes]
+    n_sources = len({g["source"] for g in sources})
+    # Per-source figures only for named sources (synthetic, tuhh-v4, ...), not one per hole.
+    metrics = {"cv": point_metrics(oof, truth, sources if 1 < n_sources <= 30 else None)}
+    if evaluate_fn is not None:
+        metrics.update(evaluate_fn(members, spec))
+
+    # Probe: a seeded sample of real feature inputs (the gates replay it through onnxruntime).
+    rng = np.random.default_rng(opts.seed)
+    probe_idx = np.sort(rng.choice(len(holes), size=min(opts.probe_size, len(holes)),
+                                   replace=False))
+    training = {
+        "folds": opts.folds, "epochs": opts.epochs, "head_only": opts.head_only,
+        "seed": opts.seed, "arch": opts.arch, "n_holes": len(holes),
+        "n_groups": len({h.group for h in holes}), "options": opts.key_dict(),
+        "fold_reports": [{k: v for k, v in r.items() if k != "history"} for r in fold_reports],
+        "histories": [r.get("history", []) for r in fold_reports],
+        "duration_s": round(time.monotonic() - t0, 1),
+        **(extra_training or {}),
+    }
+    created = datetime.now(UTC)
+    version = opts.version or f"cand-{created:%Y%m%dT%H%M%SZ}-{ds_hash[:6]}"
+    manifest = write_model_folder(
+        out_dir, members, arch=opts.arch, config=opts.model.to_dict(), spec=spec,
+        probe=_subset(batch, probe_idx), version=version,
+        parent=parent_manifest["version"] if parent_manifest else None,
+        dataset_hash=ds_hash, training=training, metrics=metrics, created_at=created,
+        card_fn=card_fn)
+    shutil.rmtree(work, ignore_errors=True)
+    progress.emit("done", out=str(out_dir), version=version,
+                  duration_s=round(time.monotonic() - t0, 1), metrics=metrics["cv"])
+    return manifest
+
+
+def _subset(batch: FeatureBatch, idx: np.ndarray) -> FeatureBatch:
+    return FeatureBatch(batch.x[idx], batch.scalars[idx], batch.origin_mm[idx],
+                        tuple(batch.sources[i] for i in idx))

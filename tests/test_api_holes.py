@@ -1,0 +1,233 @@
+"""Holes routes through Litestar's test client against a real store in a temp home."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_api_support import (  # noqa: F401  (fixture)
+    fixture_baseline,
+    ingest,
+    running_daemon,
+    synth_files,
+    synth_json_body,
+)
+
+from appliance.services.downsample import minmax_indices
+
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture
+def api(tmp_path: Path, fixture_baseline: Path):  # noqa: F811
+    with running_daemon(tmp_path / "home", fixture_baseline) as (daemon, client, headers):
+        yield daemon, client, headers
+
+
+def test_ingest_creates_then_recognises_duplicate(api) -> None:
+    daemon, client, h = api
+    name, data, _ = synth_files(1, seed=11)[0]
+    r = client.post("/holes", params={"source": name}, content=data, headers={**h, **OCTET})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["created"] is True
+    assert body["hole"]["source"] == name
+    assert body["hole"]["n_samples"] > 100
+    assert body["estimate"]["model_version"] == "fixture-base"
+    assert body["estimate"]["estimator"] == "ensemble"
+    # the estimate was stored with the hole
+    assert daemon.store.predictions(body["hole"]["id"])[0]["model_version"] == "fixture-base"
+    again = client.post("/holes", params={"source": "copy.xls"}, content=data,
+                        headers={**h, **OCTET})
+    assert again.status_code == 200
+    assert again.json()["created"] is False
+    assert again.json()["hole"]["id"] == body["hole"]["id"]
+    assert daemon.store.count_holes() == 1
+
+
+def test_ingest_json_message_pair(api) -> None:
+    daemon, client, h = api
+    r = client.post("/holes", params={"source": "pair.json"}, content=synth_json_body(5),
+                    headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["hole"]["variant"] == "json"
+    assert daemon.store.count_holes() == 1
+
+
+def test_bad_input_is_422_with_parser_message_and_quarantined(api) -> None:
+    daemon, client, h = api
+    r = client.post("/holes", params={"source": "broken.xls"}, content=b"\x00\x01not a log",
+                    headers={**h, **OCTET})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("broken.xls")
+    q = daemon.store.quarantined()
+    assert [e["source"] for e in q] == ["broken.xls"]
+    assert daemon.store.count_holes() == 0
+
+
+def test_truncated_file_names_the_problem(api) -> None:
+    _, client, h = api
+    _, data, _ = synth_files(1, seed=12)[0]
+    cut = data[: len(data) // 3].rsplit(b"\n", 1)[0] + b"\n1,0;xx\n"
+    r = client.post("/holes", params={"source": "cut.xls"}, content=cut, headers={**h, **OCTET})
+    assert r.status_code == 422
+    assert "cut.xls" in r.json()["detail"]
+
+
+def test_body_over_size_limit_is_413(tmp_path: Path, fixture_baseline: Path) -> None:  # noqa: F811
+    _, data, _ = synth_files(1, seed=13)[0]
+    limit_mb = (len(data) // 2) / 1024 / 1024
+    with running_daemon(tmp_path / "home", fixture_baseline, max_body_mb=limit_mb) as (
+            daemon, client, h):
+        r = client.post("/holes", params={"source": "big.xls"}, content=data,
+                        headers={**h, **OCTET})
+        assert r.status_code == 413
+        assert daemon.store.count_holes() == 0
+        small = client.post("/estimate", content=data[:100], headers={**h, **OCTET})
+        assert small.status_code == 422  # under the limit: reaches the parser
+
+
+def test_source_must_be_a_plain_label(api) -> None:
+    _, client, h = api
+    _, data, _ = synth_files(1, seed=14)[0]
+    r = client.post("/holes", params={"source": "a\tb"}, content=data, headers={**h, **OCTET})
+    assert r.status_code == 422
+
+
+def test_estimate_is_stateless(api) -> None:
+    daemon, client, h = api
+    _, data, _ = synth_files(1, seed=15)[0]
+    r = client.post("/estimate", content=data, headers={**h, **OCTET})
+    assert r.status_code == 200, r.text
+    est = r.json()
+    assert set(est) >= {"entry_mm", "transition_mm", "exit_mm", "spread_mm", "presence",
+                        "model_version", "estimator"}
+    assert daemon.store.count_holes() == 0
+    bad = client.post("/estimate", content=b"nonsense", headers={**h, **OCTET})
+    assert bad.status_code == 422
+    assert daemon.store.quarantined() == []  # stateless: not even a quarantine entry
+
+
+def test_list_filters_pagination_and_review_order(api) -> None:
+    daemon, client, h = api
+    files = synth_files(6, seed=16)
+    ids = ingest(client, h, files)
+    truth = files[0][2]
+    r = client.put(f"/holes/{ids[0]}/label", headers=h,
+                   json={**truth.as_dict(), "by": "ann"})
+    assert r.status_code == 200, r.text
+    page = client.get("/holes", headers=h, params={"limit": 4}).json()
+    assert page["total"] == 6 and len(page["items"]) == 4
+    rest = client.get("/holes", headers=h, params={"limit": 4, "offset": 4}).json()
+    assert len(rest["items"]) == 2
+    assert {i["id"] for i in page["items"] + rest["items"]} == set(ids)
+    labelled = client.get("/holes", headers=h, params={"status": "labelled"}).json()
+    assert [i["id"] for i in labelled["items"]] == [ids[0]]
+    assert labelled["items"][0]["label"]["by"] == "ann"
+    unlabelled = client.get("/holes", headers=h, params={"status": "unlabelled"}).json()
+    assert unlabelled["total"] == 5
+    review = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
+    assert review["total"] == 5
+    spreads = [i["uncertainty_mm"] for i in review["items"]]
+    assert all(s is not None for s in spreads)
+    assert spreads == sorted(spreads, reverse=True)
+    future = client.get("/holes", headers=h, params={"since": "2999-01-01T00:00:00"}).json()
+    assert future["total"] == 0
+    zoned = client.get("/holes", headers=h, params={"since": "2000-01-01T00:00:00+05:00"})
+    assert zoned.status_code == 200 and zoned.json()["total"] == 6
+    assert client.get("/holes", headers=h, params={"status": "weird"}).status_code == 400
+    assert client.get("/holes", headers=h, params={"limit": 0}).status_code == 400
+
+
+def test_get_hole_and_404(api) -> None:
+    _, client, h = api
+    [hid] = ingest(client, h, synth_files(1, seed=17))
+    r = client.get(f"/holes/{hid}", headers=h)
+    assert r.status_code == 200
+    assert r.json()["id"] == hid and r.json()["labelled"] is False
+    missing = client.get("/holes/0000000000000000", headers=h)
+    assert missing.status_code == 404
+    assert "0000000000000000" in missing.json()["detail"]
+
+
+def test_trace_downsampled_keeps_extremes(api) -> None:
+    daemon, client, h = api
+    [hid] = ingest(client, h, synth_files(1, seed=18))
+    trace = daemon.store.get_trace(hid)
+    r = client.get(f"/holes/{hid}/trace", headers=h, params={"max_points": 200})
+    assert r.status_code == 200
+    t = r.json()
+    assert t["n_samples"] == len(trace) and t["n_points"] == len(t["depth_mm"]) <= 200
+    assert max(t["torque_a"]) == pytest.approx(float(np.max(trace.torque_a)))
+    assert min(t["torque_a"]) == pytest.approx(float(np.min(trace.torque_a)))
+    assert t["index"] == sorted(t["index"]) and t["index"][0] == 0
+    assert t["index"][-1] == len(trace) - 1
+    full = client.get(f"/holes/{hid}/trace", headers=h,
+                      params={"max_points": len(trace) + 10}).json()
+    assert full["n_points"] == len(trace)
+    assert client.get("/holes/ffffffffffffffff/trace", headers=h).status_code == 404
+    assert client.get(f"/holes/{hid}/trace", headers=h,
+                      params={"max_points": 1}).status_code == 400
+
+
+def test_minmax_indices_keeps_step_changes_and_spikes() -> None:
+    n = 10_000
+    torque = np.sin(np.linspace(0, 20, n))
+    torque[4321] = 50.0  # a one-sample spike must survive
+    torque[777] = -50.0
+    step = np.zeros(n, dtype=np.int32)
+    step[6000:] = 1
+    idx = minmax_indices(400, torque, torque * 0.5, step)
+    assert len(idx) <= 400
+    assert {777, 4321, 6000, 0, n - 1} <= set(idx.tolist())
+    assert np.all(np.diff(idx) > 0)
+
+
+def test_estimate_stored_then_fresh(api) -> None:
+    daemon, client, h = api
+    [hid] = ingest(client, h, synth_files(1, seed=19))
+    before = len(daemon.store.predictions(hid))
+    stored = client.get(f"/holes/{hid}/estimate", headers=h)
+    assert stored.status_code == 200
+    assert len(daemon.store.predictions(hid)) == before  # served from the store
+    fresh = client.get(f"/holes/{hid}/estimate", headers=h, params={"fresh": "true"})
+    assert fresh.status_code == 200
+    assert fresh.json()["entry_mm"] == stored.json()["entry_mm"]
+    assert len(daemon.store.predictions(hid)) == before + 1
+    assert client.get("/holes/0123456789abcdef/estimate", headers=h).status_code == 404
+
+
+def test_label_history_and_validation(api) -> None:
+    daemon, client, h = api
+    files = synth_files(1, seed=20)
+    [hid] = ingest(client, h, files)
+    hole = client.get(f"/holes/{hid}", headers=h).json()
+    lo, hi = hole["depth_min_mm"], hole["depth_max_mm"]
+    first = {"entry_mm": lo + 1.0, "transition_mm": None, "exit_mm": hi - 1.0, "by": "ann"}
+    r1 = client.put(f"/holes/{hid}/label", headers=h, json=first)
+    assert r1.status_code == 200, r1.text
+    second = {**first, "entry_mm": lo + 1.5, "by": "bob"}
+    r2 = client.put(f"/holes/{hid}/label", headers=h, json=second)
+    assert r2.status_code == 200
+    history = client.get(f"/holes/{hid}/labels", headers=h).json()
+    assert [lab["by"] for lab in history] == ["ann", "bob"]
+    assert history[-1]["entry_mm"] == pytest.approx(lo + 1.5)
+    assert client.get(f"/holes/{hid}", headers=h).json()["label"]["by"] == "bob"
+    # out of the trace's depth range
+    r = client.put(f"/holes/{hid}/label", headers=h, json={**first, "exit_mm": hi + 5.0})
+    assert r.status_code == 422 and "depth range" in r.json()["detail"]
+    # out of order
+    r = client.put(f"/holes/{hid}/label", headers=h,
+                   json={**first, "transition_mm": lo + 0.5})
+    assert r.status_code == 422 and "shallower" in r.json()["detail"]
+    # malformed bodies: a missing point, an unknown field, an empty name, a string depth
+    for body in ({k: v for k, v in first.items() if k != "exit_mm"}, {**first, "exit": 3.0},
+                 {**first, "by": ""}, {**first, "entry_mm": "deep"}):
+        assert client.put(f"/holes/{hid}/label", headers=h, json=body).status_code == 400
+    assert len(client.get(f"/holes/{hid}/labels", headers=h).json()) == 2
+    assert client.put("/holes/0123456789abcdef/label", headers=h,
+                      json=first).status_code == 404
+    assert client.get("/holes/0123456789abcdef/labels", headers=h).status_code == 404
+    audit = daemon.store.audit_log(action="label")
+    assert len(audit) == 2 and audit[0]["actor"] == "tester"

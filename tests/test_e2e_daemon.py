@@ -1,0 +1,211 @@
+"""End to end: a real `appliance serve` process on a free loopback port, driven over HTTP.
+
+Ingest synthetic holes, label them, fine-tune (tiny), follow the job's server-sent events,
+see the candidate gated and activated, roll back, run `appliance nightly`; kill and restart
+the daemon mid-job. Every request is bounded by a timeout; every process is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from test_api_support import (  # noqa: F401  (fixture)
+    ServeProcess,
+    cli,
+    prepare_home,
+    synth_files,
+    trained_baseline,
+)
+
+from appliance.store import Store
+
+# Few exam holes in a small home: let the accuracy gate decide on them, and a loaded 2-core
+# machine must not fail the latency gate.
+CONFIG = """
+[gates]
+min_exam = 1
+accuracy_tolerance_mm = 1000.0
+latency_factor = 100.0
+
+[nightly]
+min_new_labels = 1
+folds = 2
+epochs = 1
+architecture = "cnn"
+"""
+TIMEOUT = httpx.Timeout(30.0)
+
+
+def _key(home: Path) -> dict[str, str]:
+    done = cli("keys", "create", "e2e", "--home", str(home), "--json")
+    assert done.returncode == 0, done.stderr
+    return {"Authorization": f"Bearer {json.loads(done.stdout)['key']}"}
+
+
+def _ingest_and_label(c: httpx.Client, n: int, seed: int) -> list[str]:
+    ids = []
+    for i, (name, data, truth) in enumerate(synth_files(n, seed)):
+        r = c.post("/holes", params={"source": name, "group": f"g{i % 3}"}, content=data,
+                   headers={"Content-Type": "application/octet-stream"})
+        assert r.status_code == 201, r.text
+        hid = r.json()["hole"]["id"]
+        r = c.put(f"/holes/{hid}/label", json={**truth.as_dict(), "by": "e2e"})
+        assert r.status_code == 200, r.text
+        ids.append(hid)
+    return ids
+
+
+def _follow_events(url: str, headers: dict[str, str], job_id: str, limit_s: float = 240
+                   ) -> list[tuple[str, dict]]:
+    events: list[tuple[str, dict]] = []
+    name = None
+    deadline = time.monotonic() + limit_s
+    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers,
+                      timeout=httpx.Timeout(limit_s, read=60.0)) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((name or "message", json.loads(line.split(":", 1)[1])))
+                if name == "end":
+                    break
+            assert time.monotonic() < deadline, "event stream did not end in time"
+    return events
+
+
+def _wait_job(c: httpx.Client, job_id: str, until, limit_s: float = 120) -> dict:  # noqa: ANN001
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        job = c.get(f"/jobs/{job_id}").json()
+        if until(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id}: {job}")
+
+
+def _gone(pid: int, limit_s: float = 15) -> bool:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_daemon_end_to_end(tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    prepare_home(home, trained_baseline, CONFIG)
+    headers = _key(home)
+    serve = ServeProcess(home)
+    try:
+        serve.wait_ready(headers)
+        with httpx.Client(base_url=serve.url, headers=headers, timeout=TIMEOUT) as c:
+            assert c.get("/models/active").json()["version"] == "tiny-base"
+            ids = _ingest_and_label(c, 15, seed=61)
+            assert c.get("/holes", params={"status": "labelled"}).json()["total"] == len(ids)
+
+            r = c.post("/jobs/fine-tune", json={"folds": 2, "epochs": 1, "architecture": "cnn"})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            events = _follow_events(serve.url, headers, job_id)
+            assert events[-1][0] == "end"
+            assert any(e["progress"]["last_event"] == "epoch" for _, e in events[:-1]) or (
+                len(events) >= 2)
+            fractions = [e["progress"]["fraction"] or 0.0 for _, e in events]
+            assert fractions == sorted(fractions) and fractions[-1] == 1.0
+            done = events[-1][1]
+            assert done["status"] == "succeeded", done
+            cand = done["candidate_version"]
+
+            model = c.get(f"/models/{cand}").json()
+            assert model["model"]["status"] == "candidate"
+            assert model["gate_report"]["passed"] is True, model["gate_report"]
+            assert c.get("/models/active").json()["version"] == "tiny-base"
+
+            r = c.post(f"/models/{cand}/activate", json={})
+            assert r.status_code == 200, r.text
+            assert c.get("/models/active").json()["version"] == cand
+            est = c.get(f"/holes/{ids[0]}/estimate").json()
+            assert est["model_version"] == cand  # served by the new model at once
+
+            r = c.post("/models/rollback", json={"reason": "e2e"})
+            assert r.status_code == 200, r.text
+            assert c.get("/models/active").json()["version"] == "tiny-base"
+            history = [a["action"] for a in c.get("/models/activations").json()]
+            assert history[:2] == ["rollback", "activate"]
+
+            # the nightly routine, asked for by the CLI over HTTP: fine-tune, gate, promote
+            key = headers["Authorization"].split()[1]
+            nightly = cli("nightly", "--url", serve.url, "--key", key, "--wait", "--json",
+                          timeout=300)
+            assert nightly.returncode == 0, nightly.stdout + nightly.stderr
+            outcome = json.loads(nightly.stdout)
+            assert outcome["started"] is True
+            job = outcome["job"]
+            assert job["kind"] == "nightly" and job["status"] == "succeeded", job
+            assert job["progress"]["activated"] is True
+            assert c.get("/models/active").json()["version"] == job["candidate_version"]
+            again = cli("nightly", "--url", serve.url, "--key", key, "--json")
+            assert json.loads(again.stdout)["started"] is False  # no new labels since
+
+            assert 'appliance_jobs_total{outcome="succeeded"} 2' in c.get("/metrics").text
+    finally:
+        # uvicorn re-raises the SIGTERM it handled once shut down: killed-by-TERM is clean
+        assert serve.stop() in (0, -signal.SIGTERM), serve.log.read_text()[-3000:]
+    # the daemon let go of the store on a graceful stop
+    with Store.open(home) as store:
+        assert store.count_holes(labelled=True) == 15
+
+
+@pytest.mark.slow
+def test_daemon_killed_and_stopped_mid_job(tmp_path: Path, trained_baseline: Path  # noqa: F811
+                                           ) -> None:
+    home = tmp_path / "home"
+    prepare_home(home, trained_baseline, CONFIG)
+    headers = _key(home)
+    serve = ServeProcess(home)
+    try:
+        serve.wait_ready(headers)
+        locked = cli("keys", "create", "late", "--home", str(home))
+        assert locked.returncode == 4 and "locked" in locked.stderr  # the daemon owns it
+        with httpx.Client(base_url=serve.url, headers=headers, timeout=TIMEOUT) as c:
+            _ingest_and_label(c, 9, seed=62)
+            job_id = c.post("/jobs/fine-tune", json={"folds": 2, "epochs": 1}).json()["id"]
+            running = _wait_job(c, job_id, lambda j: j["progress"].get("pid"))
+        serve.kill()  # SIGKILL: no cleanup at all
+        assert _gone(running["progress"]["pid"]), "training child outlived its daemon"
+    finally:
+        serve.stop()
+
+    serve = ServeProcess(home)
+    try:
+        serve.wait_ready(headers)
+        with httpx.Client(base_url=serve.url, headers=headers, timeout=TIMEOUT) as c:
+            ghost = c.get(f"/jobs/{job_id}").json()
+            assert ghost["status"] == "failed" and "daemon restarted" in ghost["error"]
+            assert c.get("/holes", params={"status": "labelled"}).json()["total"] == 9
+            assert c.get("/models/active").json()["version"] == "tiny-base"
+            assert [m["version"] for m in c.get("/models").json()] == ["tiny-base"]
+            # a graceful stop (SIGTERM) mid-job: the child is stopped, the job says why
+            job2 = c.post("/jobs/fine-tune", json={"folds": 2, "epochs": 1}).json()["id"]
+            pid = _wait_job(c, job2, lambda j: j["progress"].get("pid"))["progress"]["pid"]
+        serve.proc.send_signal(signal.SIGTERM)
+        assert serve.proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert _gone(pid)
+    finally:
+        serve.stop()
+    with Store.open(home) as store:
+        job = store.get_job(job2)
+        assert job["status"] == "failed" and "daemon stopped" in job["error"]
+        assert store.active_version() == "tiny-base"
+        assert store.count_holes() == 9

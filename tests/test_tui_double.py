@@ -1,0 +1,457 @@
+"""A small in-memory double of the daemon's REST API, and tests of the TUI's client against it.
+
+The double follows the routes and JSON shapes of api/ (api/schemas.py) with deterministic
+data, so that snapshot tests are reproducible; the behaviour of the real daemon is tested by
+tests/test_tui_daemon.py against `appliance serve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from litestar import Litestar, Request, Response, delete, get, post, put
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from appliance.points import DepthPoints
+from tui.client import ApiError, DaemonClient, DaemonUnreachable, describe_error, parse_sse
+
+# The double declares its routes in Litestar's short style; its deprecation notes are noise.
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+STAMP = "2026-11-28T09:00:00"
+KEY = "test-key"
+
+
+def synthetic_trace(entry: float, transition: float, exit_: float, n: int,
+                    seed: int) -> dict[str, list[float]]:
+    """Torque ramps at the three points (half-heights exactly there), some noise."""
+    rng = np.random.default_rng(seed)
+    depth = np.linspace(0.8, exit_ + 4.0, n)
+
+    def ramp(at: float, height: float) -> np.ndarray:
+        return height * np.clip((depth - at) / 0.6 + 0.5, 0, 1)
+
+    torque = ramp(entry, 2.0) + ramp(transition, 3.0) - ramp(exit_, 5.0)
+    torque = torque + rng.normal(0, 0.03, n)
+    thrust = 0.6 * ramp(entry, 2.0) + 0.4 * ramp(transition, 3.0) - ramp(exit_, 2.4)
+    step = np.where(depth < transition - 1.0, 1, 2)
+    return {"depth_mm": depth.round(4).tolist(), "torque_a": torque.round(4).tolist(),
+            "thrust_a": thrust.round(4).tolist(), "step": step.astype(int).tolist()}
+
+
+@dataclass
+class FakeDaemon:
+    holes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    labels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    activations: list[dict[str, Any]] = field(default_factory=list)
+    active: str = "baseline"
+    event_pause_s: float = 0.01  # between a job's progress events
+    requests: list[str] = field(default_factory=list)
+
+    @classmethod
+    def seeded(cls, n_holes: int = 5, n_samples: int = 3000) -> FakeDaemon:
+        d = cls()
+        for i in range(n_holes):
+            hid = f"{i + 1:016x}"
+            entry, transition, exit_ = 2.0 + 0.3 * i, 9.0 + 0.5 * i, 18.0 + 0.4 * i
+            d.traces[hid] = synthetic_trace(entry, transition, exit_, n_samples, seed=i)
+            spread = round(0.05 + 0.11 * ((i * 3) % n_holes), 3)
+            d.holes[hid] = {
+                "id": hid, "source": f"synth/hole_{i + 1:03d}.xls", "source_group": "synth",
+                "variant": "synthetic", "file_version": None,
+                "cycle_date": f"2026-11-2{i % 8}T08:{i:02d}:00", "drill_serial": f"SN{100 + i}",
+                "head_name": "HEAD", "head_local_counter": i, "n_samples": n_samples,
+                "depth_min_mm": 0.8, "depth_max_mm": exit_ + 4.0, "ingested_at": STAMP,
+                "labelled": False, "label": None, "uncertainty_mm": spread,
+                "estimate": {
+                    "entry_mm": entry + 0.2, "transition_mm": transition - 0.3,
+                    "exit_mm": exit_ + 0.25,
+                    "spread_mm": {"entry": spread / 2, "transition": spread, "exit": spread / 3},
+                    "presence": {"entry": 1.0, "transition": 0.9, "exit": 1.0},
+                    "confidence": {"entry": 0.9, "transition": 0.7, "exit": 0.8},
+                    "model_version": "baseline", "estimator": "ensemble", "note": None,
+                },
+            }
+            d.labels[hid] = []
+        d.models = [
+            {"version": "baseline", "parent": None, "architecture": "patchtsmixer",
+             "created_at": "2026-11-01T00:00:00", "status": "active", "active": True,
+             "dataset_hash": "aa", "gate_passed": True,
+             "metrics": {"mae_mm": {"entry": 0.21, "transition": 0.44, "exit": 0.3}}},
+            {"version": "ft-0001", "parent": "baseline", "architecture": "patchtsmixer",
+             "created_at": "2026-11-27T02:00:00", "status": "candidate", "active": False,
+             "dataset_hash": "bb", "gate_passed": True,
+             "metrics": {"mae_mm": {"entry": 0.18, "transition": 0.41, "exit": 0.27}}},
+            {"version": "ft-0002", "parent": "ft-0001", "architecture": "patchtsmixer",
+             "created_at": "2026-11-28T02:00:00", "status": "rejected", "active": False,
+             "dataset_hash": "cc", "gate_passed": False,
+             "metrics": {"mae_mm": {"entry": 0.35, "transition": 0.62, "exit": 0.5}}},
+        ]
+        d.activations = [{"at": "2026-11-01T00:00:05", "version": "baseline",
+                          "previous_version": None, "action": "activate", "actor": "system",
+                          "reason": "first start"}]
+        return d
+
+    # --- helpers the routes use --------------------------------------------------------------
+
+    def hole(self, hid: str) -> dict[str, Any]:
+        if hid not in self.holes:
+            raise LookupError(f"hole {hid} not found")
+        return self.holes[hid]
+
+    def set_active(self, version: str, actor: str, action: str, reason: str | None) -> None:
+        for m in self.models:
+            m["active"] = m["version"] == version
+            if m["active"]:
+                m["status"] = "active"
+            elif m["status"] == "active":
+                m["status"] = "retired"
+        previous, self.active = self.active, version
+        self.activations.insert(0, {"at": STAMP, "version": version, "action": action,
+                                    "previous_version": previous, "actor": actor,
+                                    "reason": reason})
+
+    def app(self) -> Litestar:
+        d = self
+
+        def missing(_: Request, exc: Exception) -> Response:
+            return Response({"status_code": 404, "detail": str(exc)}, status_code=404)
+
+        def refuse(status: int, detail: str) -> Response:
+            return Response({"status_code": status, "detail": detail}, status_code=status)
+
+        def authorised(request: Request) -> bool:
+            return request.headers.get("authorization") == f"Bearer {KEY}"
+
+        @get("/health")
+        async def health(request: Request) -> Any:
+            d.requests.append("health")
+            running = next((j for j in d.jobs if j["status"] == "running"), None)
+            return {"status": "ok", "version": "test", "active_model": d.active,
+                    "estimator": "ensemble", "running_job": running,
+                    "store": {"ok": True, "path": "-", "holes": len(d.holes),
+                              "labelled_holes": sum(bool(v) for v in d.labels.values())},
+                    "disk": {"path": "-", "free_bytes": 1, "total_bytes": 2,
+                             "free_fraction": 0.5},
+                    "nightly_next": None, "open_reads": True}
+
+        @get("/holes")
+        async def list_holes(status: str = "all", since: str | None = None, limit: int = 100,
+                             offset: int = 0) -> Any:
+            d.requests.append(f"holes?status={status}")
+            items = list(d.holes.values())
+            if status in ("needs-review", "unlabelled"):
+                items = [h for h in items if not h["labelled"]]
+            if status == "labelled":
+                items = [h for h in items if h["labelled"]]
+            if status == "needs-review":
+                items.sort(key=lambda h: -h["uncertainty_mm"])
+            if since:
+                items = [h for h in items if h["ingested_at"] >= since]
+            return {"items": items[offset:offset + limit], "total": len(items),
+                    "limit": limit, "offset": offset}
+
+        @get("/holes/{hid:str}")
+        async def get_hole(hid: str) -> Any:
+            return d.hole(hid)
+
+        @get("/holes/{hid:str}/trace")
+        async def get_trace(hid: str, max_points: int = 2000) -> Any:
+            d.hole(hid)
+            trace = d.traces[hid]
+            n = len(trace["depth_mm"])
+            d.requests.append(f"trace?max_points={max_points}")
+            idx = list(range(0, n, max(1, -(-n // max_points))))
+            return {"hole_id": hid, "n_samples": n, "n_points": len(idx), "index": idx,
+                    **{k: [v[i] for i in idx] for k, v in trace.items()}}
+
+        @get("/holes/{hid:str}/estimate")
+        async def get_estimate(hid: str) -> Any:
+            return d.hole(hid)["estimate"]
+
+        @put("/holes/{hid:str}/label")
+        async def put_label(request: Request, hid: str, data: dict[str, Any]) -> Any:
+            if not authorised(request):
+                return refuse(401, "unauthorised")
+            hole = d.hole(hid)
+            points = DepthPoints(data.get("entry_mm"), data.get("transition_mm"),
+                                 data.get("exit_mm"))
+            problem = points.order_problem()
+            for v in points.as_dict().values():
+                if v is not None and not hole["depth_min_mm"] <= v <= hole["depth_max_mm"]:
+                    problem = f"{v} mm is outside the trace"
+            if problem:
+                return refuse(422, problem)
+            label = {"label_id": len(d.labels[hid]) + 1, "hole_id": hid, **points.as_dict(),
+                     "by": data["by"], "at": STAMP, "origin": "operator"}
+            d.labels[hid].append(label)
+            hole["labelled"], hole["label"] = True, label
+            return label
+
+        @get("/holes/{hid:str}/labels")
+        async def get_labels(hid: str) -> Any:
+            d.hole(hid)
+            return d.labels[hid]
+
+        @post("/jobs/fine-tune", status_code=202)
+        async def fine_tune(data: dict[str, Any]) -> Any:
+            if any(j["status"] == "running" for j in d.jobs):
+                return refuse(409, "a job is already running")
+            job = {"id": f"job-{len(d.jobs) + 1}", "kind": "fine-tune", "status": "running",
+                   "params": data, "created_at": STAMP, "started_at": STAMP,
+                   "finished_at": None, "error": None, "candidate_version": None,
+                   "log_tail": ["snapshot written: 5 holes"],
+                   "progress": {"fraction": 0.0, "fold": 0, "folds": data["folds"],
+                                "epoch": 0, "epochs": data["epochs"], "eta_s": 30.0}}
+            d.jobs.insert(0, job)
+            return job
+
+        @get("/jobs")
+        async def list_jobs() -> Any:
+            return d.jobs
+
+        @get("/jobs/{jid:str}")
+        async def get_job(jid: str) -> Any:
+            return next(j for j in d.jobs if j["id"] == jid)
+
+        @delete("/jobs/{jid:str}", status_code=200)
+        async def cancel_job(jid: str) -> Any:
+            job = next(j for j in d.jobs if j["id"] == jid)
+            job["status"], job["error"] = "cancelled", "cancelled by operator"
+            return job
+
+        @get("/jobs/{jid:str}/events")
+        async def events(jid: str) -> ServerSentEvent:
+            job = next(j for j in d.jobs if j["id"] == jid)
+
+            async def stream() -> Any:
+                folds, epochs = job["progress"]["folds"], job["progress"]["epochs"]
+                total = folds * epochs
+                for k in range(total):
+                    await asyncio.sleep(d.event_pause_s)
+                    if job["status"] != "running":
+                        break
+                    fold, epoch = divmod(k, epochs)
+                    job["progress"].update(fraction=round((k + 1) / total, 4), fold=fold,
+                                           epoch=epoch, eta_s=float(total - k - 1),
+                                           train_loss=1.0 / (k + 1), last_event="epoch")
+                    job["log_tail"] = [*job["log_tail"][-9:], f"fold {fold} epoch {epoch}"]
+                    yield ServerSentEventMessage(data=json.dumps(job), event="job")
+                if job["status"] == "running":
+                    job.update(status="succeeded", candidate_version="ft-0003",
+                               finished_at=STAMP)
+                    job["progress"].update(gate_passed=True, eta_s=0.0)
+                yield ServerSentEventMessage(data=json.dumps(job), event="end")
+
+            return ServerSentEvent(stream())
+
+        @get("/models")
+        async def list_models() -> Any:
+            return d.models
+
+        @get("/models/active")
+        async def active_model() -> Any:
+            return next(m for m in d.models if m["version"] == d.active)
+
+        @post("/models/{version:str}/activate", status_code=200)
+        async def activate(request: Request, version: str, data: dict[str, Any]) -> Any:
+            model = next((m for m in d.models if m["version"] == version), None)
+            if model is None:
+                return refuse(404, f"model {version} not found")
+            if not model["gate_passed"] and not data.get("force"):
+                return refuse(409, f"{version} failed the gate accuracy_regression: entry MAE "
+                                   "0.350 mm > active 0.210 mm + 0.05")
+            if data.get("force") and not data.get("reason"):
+                return refuse(422, "force needs a reason")
+            d.set_active(version, "tui", "activate", data.get("reason"))
+            return {"at": STAMP, "version": version, "action": "activate", "actor": "tui",
+                    "reason": data.get("reason"), "previous_version": None}
+
+        @post("/models/rollback", status_code=200)
+        async def rollback(data: dict[str, Any]) -> Any:
+            history = [a["previous_version"] for a in d.activations
+                       if a["action"] == "activate" and a["previous_version"]]
+            if not history:
+                return refuse(409, "nothing to roll back to")
+            d.set_active(history[0], "tui", "rollback", data.get("reason"))
+            return next(m for m in d.models if m["version"] == d.active)
+
+        @get("/models/{version:str}")
+        async def show_model(version: str) -> Any:
+            model = next((m for m in d.models if m["version"] == version), None)
+            if model is None:
+                return refuse(404, f"model {version} not found")
+            ok = model["gate_passed"]
+            gates = [{"gate": "integrity", "status": "pass", "summary": "loads, finite"},
+                     {"gate": "accuracy", "status": "pass" if ok else "fail",
+                      "summary": "MAE no worse than the active model" if ok else
+                      "entry MAE 0.350 mm > 0.210 mm + 0.05"}]
+            return {"model": model, "card": f"# {version}", "manifest": {},
+                    "gate_report": {"version": version, "passed": ok, "gates": gates,
+                                    "compared_with": "baseline", "at": STAMP}}
+
+        @get("/models/activations")
+        async def activations(limit: int = 100) -> Any:
+            return d.activations[:limit]
+
+        return Litestar(
+            [health, list_holes, get_hole, get_trace, get_estimate, put_label, get_labels,
+             fine_tune, list_jobs, get_job, cancel_job, events, list_models, active_model,
+             activate, rollback, activations, show_model],
+            exception_handlers={LookupError: missing, StopIteration: missing},
+        )
+
+    def transport(self) -> httpx.ASGITransport:
+        # httpx's ASGI transport hands over a response only when it is complete, so event
+        # streams arrive all at once; tests of live streaming use served() instead.
+        return httpx.ASGITransport(app=self.app())
+
+    @contextmanager
+    def served(self) -> Iterator[str]:
+        """The double over real HTTP on a free loopback port (uvicorn in a thread)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1", port=port,
+                                               log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline, "the daemon double did not start"
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+# --- tests of the client (the caller) against the double ---------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def client_of(daemon: FakeDaemon, key: str | None = KEY) -> DaemonClient:
+    return DaemonClient("http://daemon.test", key, transport=daemon.transport())
+
+
+async def test_needs_review_list_is_most_uncertain_first() -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    client = client_of(daemon)
+    holes = await client.list_holes("needs-review")
+    spreads = [h["uncertainty_mm"] for h in holes]
+    assert spreads == sorted(spreads, reverse=True) and len(holes) == 5
+    assert await client.count_holes() == 5
+    await client.aclose()
+
+
+async def test_label_round_trip_and_refusal_message() -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    client = client_of(daemon)
+    hid = next(iter(daemon.holes))
+    await client.put_label(hid, DepthPoints(2.5, 9.0, 18.2), "ana")
+    labels = await client.get_labels(hid)
+    assert labels[-1]["by"] == "ana" and labels[-1]["exit_mm"] == 18.2
+    with pytest.raises(ApiError) as err:
+        await client.put_label(hid, DepthPoints(9.0, 2.5, None), "ana")
+    # the daemon's own reason, the route and the status; no traceback text
+    assert err.value.status == 422
+    assert "must be shallower" in err.value.message and "PUT /holes/" in err.value.message
+    assert "Traceback" not in err.value.message
+    await client.aclose()
+
+
+async def test_missing_key_is_explained() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    client = client_of(daemon, key=None)
+    with pytest.raises(ApiError, match="--key"):
+        await client.put_label(next(iter(daemon.holes)), DepthPoints(2.5, None, None), "ana")
+    await client.aclose()
+
+
+async def test_unknown_hole_is_a_readable_404() -> None:
+    client = client_of(FakeDaemon.seeded(n_holes=1))
+    with pytest.raises(ApiError) as err:
+        await client.get_hole("ffffffffffffffff")
+    assert err.value.status == 404 and "not found" in err.value.message
+    await client.aclose()
+
+
+async def test_job_events_stream_to_the_end() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    client = client_of(daemon)
+    job = await client.start_fine_tune(folds=2, epochs=3, head_only=True)
+    events = [e async for e in client.job_events(job["id"])]
+    assert [e["event"] for e in events] == ["job"] * 6 + ["end"]
+    assert events[-1]["status"] == "succeeded"
+    assert [e["progress"]["fraction"] for e in events[:-1]] == sorted(
+        e["progress"]["fraction"] for e in events[:-1])
+    await client.aclose()
+
+
+async def test_unreachable_daemon_says_where() -> None:
+    # a port nothing listens on (the kernel refuses at once on loopback)
+    client = DaemonClient("http://127.0.0.1:9", None, timeout=2.0)
+    with pytest.raises(DaemonUnreachable, match="127.0.0.1:9"):
+        await client.health()
+    await client.aclose()
+
+
+async def test_parse_sse_handles_comments_multiline_and_names() -> None:
+    async def lines() -> Any:
+        for line in [": keep-alive", "event: job", 'data: {"status":', 'data: "running"}', "",
+                     "data: plain words", "", "event: end", 'data: {"status": "failed"}']:
+            yield line
+
+    events = [e async for e in parse_sse(lines())]
+    assert events == [{"status": "running", "event": "job"}, {"message": "plain words"},
+                      {"status": "failed", "event": "end"}]
+
+
+def test_describe_error_prefers_detail_and_names_failing_gates() -> None:
+    response = httpx.Response(409, json={"status_code": 409, "detail": "refused",
+                                         "extra": {"failed_gates": ["parity", "sanity"]}})
+    assert describe_error(response) == "refused — failed gates: parity, sanity"
+    assert describe_error(httpx.Response(500, text="Internal Server Error\nmore")) == \
+        "Internal Server Error"
+
+
+async def test_a_dropped_read_is_retried_but_a_write_is_not() -> None:
+    class DropsFirst(httpx.AsyncBaseTransport):
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner, self.calls = inner, 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            self.calls += 1
+            if self.calls == 1:
+                raise httpx.RemoteProtocolError("server disconnected", request=request)
+            return await self.inner.handle_async_request(request)
+
+    daemon = FakeDaemon.seeded(n_holes=1)
+    reads = DropsFirst(daemon.transport())
+    client = DaemonClient("http://daemon.test", KEY, transport=reads)
+    assert (await client.health())["status"] == "ok" and reads.calls == 2
+    writes = DropsFirst(daemon.transport())
+    client = DaemonClient("http://daemon.test", KEY, transport=writes)
+    with pytest.raises(DaemonUnreachable):
+        await client.put_label(next(iter(daemon.holes)), DepthPoints(2.5, None, None), "ana")
+    assert writes.calls == 1 and not daemon.labels[next(iter(daemon.holes))]

@@ -1,0 +1,333 @@
+"""The TUI's only way to the daemon: an async HTTP client of the REST API (issue 6).
+
+Every failure becomes an ApiError whose message an operator can read (what was asked,
+what the daemon said); a refused connection becomes DaemonUnreachable so that the app
+can offer to start a daemon and keep retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from appliance.points import DepthPoints
+
+DEFAULT_URL = "http://127.0.0.1:8470"
+# Idempotent reads are retried this many times on a dropped connection before giving up.
+READ_RETRIES = 2
+
+
+class ApiError(Exception):
+    """A request the daemon refused or could not answer, as one readable line."""
+
+    def __init__(self, message: str, status: int | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail
+
+
+class DaemonUnreachable(ApiError):
+    """Nothing answers at the daemon's URL (not started, wrong port, or connection lost)."""
+
+
+def describe_error(response: httpx.Response) -> str:
+    """The daemon's own explanation of a refusal, without any stack trace."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip().splitlines()
+        return text[0][:200] if text else response.reason_phrase
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("message") or body.get("error")
+        extra = body.get("extra")
+        parts = [str(detail)] if detail else []
+        if isinstance(extra, dict):
+            # A refused activation names the failing gate(s) in extra; show them.
+            for key in ("failed_gates", "failing_gate", "gate", "reason", "errors"):
+                if extra.get(key):
+                    parts.append(f"{key.replace('_', ' ')}: {_short(extra[key])}")
+        elif isinstance(extra, list) and extra:
+            parts.append("; ".join(_short(e) for e in extra[:3]))
+        if parts:
+            return " — ".join(parts)
+    return _short(body)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        if "message" in value:
+            key = value.get("key") or value.get("field")
+            return f"{key}: {value['message']}" if key else str(value["message"])
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_short(v) for v in value)
+    return str(value)
+
+
+def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
+    """The list inside a collection response, whether bare or wrapped ({"items": [...]})."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        for key in (*keys, "items", "results", "data"):
+            value = body.get(key)
+            if isinstance(value, list):
+                return value
+    return []
+
+
+class DaemonClient:
+    """Async client of the daemon. One instance per app; cheap to keep open."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        key: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        expect_json: bool = True,
+    ) -> Any:
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        attempts = READ_RETRIES + 1 if method == "GET" else 1
+        for attempt in range(attempts):
+            try:
+                response = await self._http.request(method, path, params=params, json=json_body)
+                break
+            except httpx.TimeoutException as exc:
+                raise DaemonUnreachable(
+                    f"{method} {path}: the daemon at {self.url} did not answer in time"
+                ) from exc
+            except httpx.TransportError as exc:
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                    continue
+                raise DaemonUnreachable(
+                    f"no daemon answers at {self.url} ({type(exc).__name__})"
+                ) from exc
+        if response.status_code == 401:
+            raise ApiError(
+                f"{method} {path}: the daemon wants a valid API key (start the TUI with --key)",
+                status=401,
+            )
+        if response.status_code >= 400:
+            raise ApiError(
+                f"{method} {path}: {describe_error(response)} (HTTP {response.status_code})",
+                status=response.status_code,
+                detail=_json_or_none(response),
+            )
+        if not expect_json:
+            return response.text
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ApiError(
+                f"{method} {path}: the daemon answered something that is not JSON"
+            ) from exc
+
+    # --- health and holes ------------------------------------------------------------------
+
+    async def health(self) -> dict[str, Any]:
+        return await self._request("GET", "/health")
+
+    async def list_holes(
+        self,
+        status: str = "needs-review",
+        since: str | None = None,
+        limit: int = 200,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """status: "needs-review" (unlabelled, most uncertain first), "unlabelled",
+        "labelled" or "all"; since: ISO 8601 time of ingestion."""
+        params: dict[str, Any] = {"status": status, "limit": limit, "offset": offset,
+                                  "since": since}
+        return items_of(await self._request("GET", "/holes", params=params), "holes")
+
+    async def count_holes(self, status: str = "all") -> int:
+        body = await self._request("GET", "/holes", params={"status": status, "limit": 1})
+        if isinstance(body, dict) and isinstance(body.get("total"), int):
+            return body["total"]
+        return len(items_of(body, "holes"))
+
+    async def get_hole(self, hole_id: Any) -> dict[str, Any]:
+        body = await self._request("GET", f"/holes/{hole_id}")
+        return body.get("hole", body) if isinstance(body, dict) else body
+
+    async def get_trace(self, hole_id: Any, max_points: int = 2000) -> dict[str, Any]:
+        return await self._request(
+            "GET", f"/holes/{hole_id}/trace", params={"max_points": max_points}
+        )
+
+    async def get_estimate(self, hole_id: Any) -> dict[str, Any]:
+        body = await self._request("GET", f"/holes/{hole_id}/estimate")
+        return body.get("estimate", body) if isinstance(body, dict) else body
+
+    async def put_label(self, hole_id: Any, points: DepthPoints, by: str) -> Any:
+        body = {**points.as_dict(), "by": by}
+        return await self._request("PUT", f"/holes/{hole_id}/label", json_body=body)
+
+    async def get_labels(self, hole_id: Any) -> list[dict[str, Any]]:
+        return items_of(await self._request("GET", f"/holes/{hole_id}/labels"), "labels")
+
+    async def post_hole(self, data: bytes, source: str) -> dict[str, Any]:
+        try:
+            response = await self._http.post(
+                "/holes",
+                params={"source": source},
+                content=data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(f"no daemon answers at {self.url}") from exc
+        if response.status_code >= 400:
+            raise ApiError(
+                f"POST /holes: {describe_error(response)} (HTTP {response.status_code})",
+                status=response.status_code,
+            )
+        return response.json()
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    async def start_fine_tune(
+        self, folds: int, epochs: int, head_only: bool, architecture: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"folds": folds, "epochs": epochs, "head_only": head_only}
+        if architecture:
+            body["architecture"] = architecture
+        job = await self._request("POST", "/jobs/fine-tune", json_body=body)
+        return job.get("job", job) if isinstance(job, dict) else job
+
+    async def list_jobs(self) -> list[dict[str, Any]]:
+        return items_of(await self._request("GET", "/jobs"), "jobs")
+
+    async def get_job(self, job_id: Any) -> dict[str, Any]:
+        body = await self._request("GET", f"/jobs/{job_id}")
+        return body.get("job", body) if isinstance(body, dict) and "job" in body else body
+
+    async def cancel_job(self, job_id: Any) -> Any:
+        return await self._request("DELETE", f"/jobs/{job_id}")
+
+    async def job_events(self, job_id: Any) -> AsyncIterator[dict[str, Any]]:
+        """The job's server-sent events, each decoded from its JSON data line."""
+        try:
+            async with self._http.stream(
+                "GET",
+                f"/jobs/{job_id}/events",
+                headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(10.0, read=None),
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise ApiError(
+                        f"GET /jobs/{job_id}/events: {describe_error(response)} "
+                        f"(HTTP {response.status_code})",
+                        status=response.status_code,
+                    )
+                async for event in parse_sse(response.aiter_lines()):
+                    yield event
+        except httpx.TransportError as exc:
+            raise DaemonUnreachable(f"lost the event stream of job {job_id}") from exc
+
+    # --- models ------------------------------------------------------------------------------
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        return items_of(await self._request("GET", "/models"), "models", "versions")
+
+    async def get_model(self, version: str) -> dict[str, Any]:
+        return await self._request("GET", f"/models/{version}")
+
+    async def active_model(self) -> dict[str, Any] | None:
+        try:
+            return await self._request("GET", "/models/active")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def activate(self, version: str, force: bool = False, reason: str | None = None) -> Any:
+        body: dict[str, Any] = {"force": force}
+        if reason:
+            body["reason"] = reason
+        return await self._request("POST", f"/models/{version}/activate", json_body=body)
+
+    async def rollback(self, reason: str | None = None, version: str | None = None) -> Any:
+        body = {k: v for k, v in (("reason", reason), ("version", version)) if v}
+        return await self._request("POST", "/models/rollback", json_body=body)
+
+    async def activations(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Activation and rollback history, newest first."""
+        return items_of(
+            await self._request("GET", "/models/activations", params={"limit": limit}),
+            "activations",
+        )
+
+    async def audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        return items_of(await self._request("GET", "/audit", params={"limit": limit}), "events")
+
+
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    """Server-sent events -> dicts: JSON data when it parses, the event name under 'event'."""
+    name: str | None = None
+    data: list[str] = []
+    async for raw in lines:
+        line = raw.rstrip("\r")
+        if line == "":
+            if data:
+                yield _decode_event(name, "\n".join(data))
+            name, data = None, []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield _decode_event(name, "\n".join(data))
+
+
+def _decode_event(name: str | None, data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        payload = {"message": data}
+    if not isinstance(payload, dict):
+        payload = {"data": payload}
+    if name and "event" not in payload:
+        payload["event"] = name
+    return payload
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
