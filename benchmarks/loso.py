@@ -56,7 +56,7 @@ def row(name: str, report) -> str:
         pm = report.points[p]
         mae = "-" if pm.mae_mm is None else f"{pm.mae_mm:.3f}"
         cells.append(f"{mae:>6s} ({pm.n:3d})")
-    acc = report.presence_accuracy
+    acc = report.overall.presence_accuracy
     return f"  {name:14s} " + "  ".join(cells) + f"  presence {acc:.3f}"
 
 

@@ -231,3 +231,54 @@ def test_label_history_and_validation(api) -> None:
     assert client.get("/holes/0123456789abcdef/labels", headers=h).status_code == 404
     audit = daemon.store.audit_log(action="label")
     assert len(audit) == 2 and audit[0]["actor"] == "tester"
+
+
+def test_needs_review_orders_by_spread_then_confidence(tmp_path: Path,
+                                                       fixture_baseline: Path) -> None:  # noqa: F811
+    from appliance.config import load_config
+    from appliance.points import DepthEstimate
+    from appliance.services.daemon import Daemon
+    from appliance.synth import generate
+
+    home = tmp_path / "home"
+    # holes and estimates stored by an earlier run of the daemon
+    first = Daemon.open(load_config(home), schedule=False, baseline_dir=fixture_baseline)
+    cases = {"wide": (0.9, 0.8), "narrow": (0.1, 0.9), "none-low": (0.0, 0.2),
+             "none-high": (0.0, 0.95)}
+    ids = {}
+    for (name, (spread, conf)), hole in zip(cases.items(), generate(5, 71), strict=False):
+        hid, _ = first.store.add_hole(hole.trace, "g")
+        first.store.add_prediction(hid, DepthEstimate(
+            None, None, None, spread_mm={"entry": spread}, presence={"entry": 0.0},
+            confidence={"entry": conf}, model_version="fixture-base", estimator="ensemble"))
+        ids[hid] = name
+    first.close()
+    with running_daemon(home, None) as (daemon, client, h):
+        daemon._backfill.join(timeout=30)  # it had nothing to do; the next hole stays bare
+        unestimated, _ = daemon.store.add_hole(generate(6, 72)[5].trace, "g")
+        ids[unestimated] = "never"
+        page = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
+        assert [ids[i["id"]] for i in page["items"]] == [
+            "never", "wide", "narrow", "none-low", "none-high"]
+
+
+def test_holes_stored_without_estimate_are_estimated_at_start(
+        tmp_path: Path, fixture_baseline: Path) -> None:  # noqa: F811
+    import time
+
+    from appliance.store import Store
+    from appliance.synth import generate
+
+    home = tmp_path / "home"
+    with Store.open(home) as store:  # as `appliance ingest` leaves them: no predictions
+        ids = [store.add_hole(h.trace, "g")[0] for h in generate(3, 73)]
+    with running_daemon(home, fixture_baseline) as (daemon, client, h):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+                daemon.store.predictions(i) for i in ids):
+            time.sleep(0.1)
+        for hid in ids:
+            [pred] = daemon.store.predictions(hid)
+            assert pred["model_version"] == "fixture-base"
+        items = client.get("/holes", headers=h).json()["items"]
+        assert all(i["estimate"]["model_version"] == "fixture-base" for i in items)

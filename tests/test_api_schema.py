@@ -110,6 +110,8 @@ def test_no_server_errors(case, live) -> None:  # noqa: ANN001
 
 def test_property_run_reached_the_handlers() -> None:
     # the run must have got past auth and validation into the domain, not only 400/401s
+    if not STATUSES:
+        pytest.skip("runs after test_no_server_errors (deselected here)")
     assert len(STATUSES) > 100
     assert STATUSES.count(401) < len(STATUSES) / 4, sorted(set(STATUSES))
     assert {200, 404, 422} <= set(STATUSES)

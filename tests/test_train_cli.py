@@ -45,3 +45,31 @@ def test_train_help_lists_the_options():
     for opt in ("--dataset", "--out", "--parent", "--arch", "--folds", "--epochs",
                 "--head-only", "--synthetic", "--seed", "--progress-json"):
         assert opt in res.stdout
+
+
+class FakeTTY:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> None:
+        self.text += s
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_terminal_progress_bar_redraws_one_line():
+    from appliance.train.progress import Progress
+
+    tty = FakeTTY()
+    p = Progress(json_lines=False, stream=tty)
+    p.emit("epoch", fold=0, epoch=0, train_loss=2.0, val_loss=2.5, eta_s=30.0,
+           epochs_done=1, epochs_total=4)
+    p.emit("epoch", fold=0, epoch=1, train_loss=1.5, val_loss=2.0, eta_s=20.0,
+           epochs_done=2, epochs_total=4)
+    p.emit("fold_done", fold=0, best_val_loss=2.0, epochs_run=2, resumed=False)
+    assert tty.text.count("\r[") == 2 and "[###############---------------]" in tty.text
+    assert tty.text.endswith("fold_done: fold=0 best_val_loss=2 epochs_run=2 resumed=False\n")

@@ -246,3 +246,16 @@ def test_a_broken_settings_file_is_named(tmp_path: Path) -> None:
     assert settings.operator == 'dan "the" driller'
     settings.save()
     assert Settings.load(path).operator == 'dan "the" driller'
+
+
+async def test_the_queue_refreshes_by_itself_as_holes_arrive(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    app = make_app(daemon, tmp_path, refresh_s=0.2)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: len(app.screen.holes) == 2)
+        extra = FakeDaemon.seeded(n_holes=3)
+        hid = list(extra.holes)[2]
+        daemon.holes[hid], daemon.traces[hid], daemon.labels[hid] = (
+            extra.holes[hid], extra.traces[hid], [])
+        await until(pilot, lambda: len(app.screen.holes) == 3)  # no key pressed
+        assert app.screen.query_one(DataTable).row_count == 3

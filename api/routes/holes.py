@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated
 
@@ -76,14 +77,18 @@ class HoleController(Controller):
     def get_hole(self, daemon: DaemonDep, hole_id: HoleId) -> HoleOut:
         return to_struct(HoleOut, daemon.holes.get(hole_id))
 
-    @get("/holes/{hole_id:str}/trace", operation_id="getHoleTrace", sync_to_thread=True,
+    @get("/holes/{hole_id:str}/trace", operation_id="getHoleTrace",
          summary="A hole's samples, downsampled for plotting (keeps minima and maxima)",
          responses=errors(401, 404))
-    def get_trace(
+    async def get_trace(
         self, daemon: DaemonDep, hole_id: HoleId,
         max_points: Annotated[int, Parameter(ge=10, le=1_000_000)] = 2000,
     ) -> TraceOut:
-        return to_struct(TraceOut, daemon.holes.trace(hole_id, max_points))
+        # a trace in memory is answered on the event loop; only the store is read in a thread
+        view = daemon.holes.cached_trace(hole_id, max_points)
+        if view is None:
+            view = await asyncio.to_thread(daemon.holes.trace, hole_id, max_points)
+        return to_struct(TraceOut, view)
 
     @get("/holes/{hole_id:str}/estimate", operation_id="getHoleEstimate", sync_to_thread=True,
          summary="The active model's estimate of a hole (stored, or computed and stored)",

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -64,7 +65,10 @@ class JobController(Controller):
 
     @get("/{job_id:str}/events", operation_id="streamJobEvents",
          summary="Server-sent events: `job` with the job at each change, then `end`",
-         responses=errors(401, 404))
+         responses={200: ResponseSpec(
+             JobOut, media_type="text/event-stream",
+             description="an event stream; each event's data is a JobOut as JSON"),
+             **errors(401, 404)})
     async def events(self, daemon: DaemonDep, job_id: JobId) -> ServerSentEvent:
         first = await asyncio.to_thread(daemon.job, job_id)  # 404 before the stream starts
         return ServerSentEvent(_follow(daemon, job_id, first))

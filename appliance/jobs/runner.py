@@ -66,7 +66,9 @@ def now_iso() -> str:
 def train_command(params: dict[str, Any], prep: Prepared, out_dir: Path) -> list[str]:
     cmd = [sys.executable, "-m", "appliance.cli", "train", "--dataset", str(prep.dataset_dir),
            "--out", str(out_dir), "--folds", str(params["folds"]),
-           "--epochs", str(params["epochs"]), "--progress-json"]
+           "--epochs", str(params["epochs"]), "--progress-json",
+           # half the cores: the daemon keeps answering while a job trains
+           "--threads", str(max(1, (os.cpu_count() or 2) // 2))]
     if prep.parent_dir is not None:
         cmd += ["--parent", str(prep.parent_dir)]
     if params.get("head_only"):

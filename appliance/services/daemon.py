@@ -48,6 +48,8 @@ class Daemon:
         self._keys: dict[str, str] = {}  # hash -> name of keys seen valid
         self._keys_lock = threading.Lock()
         self._closed = False
+        self._stopping = threading.Event()
+        self._backfill: threading.Thread | None = None
         self.first_key_file: Path | None = None
         self.schedule: NightlySchedule | None = None
         if schedule and config.nightly.enabled:
@@ -72,7 +74,19 @@ class Daemon:
         if daemon.schedule is not None:
             daemon.schedule.start()
         daemon.first_key_file = daemon._bootstrap_key()
+        daemon._backfill = threading.Thread(target=daemon._run_backfill, name="backfill",
+                                            daemon=True)
+        daemon._backfill.start()
         return daemon
+
+    def _run_backfill(self) -> None:
+        try:
+            n = self.holes.backfill(self._stopping)
+            if n:
+                log.info("estimated %d stored hole(s) that had no estimate", n)
+        except Exception:  # closing under it, or a bug: estimates come on demand anyway
+            if not self._stopping.is_set():
+                log.exception("estimating stored holes failed")
 
     def _bootstrap_key(self) -> Path | None:
         """With no API key at all, create one so a fresh install is usable at once: written
@@ -93,6 +107,9 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
+        if self._backfill is not None:
+            self._backfill.join(timeout=30)
         if self.schedule is not None:
             self.schedule.stop()
         self.jobs.close()
@@ -177,7 +194,13 @@ class Daemon:
         active = self.models.active_version()
         if active is None:
             raise ApplianceError("no active model to fine-tune from")
-        manifest = export_dataset(self.store, work / "dataset")
+        # Hold the store for the whole export: the snapshot is one consistent state, and no
+        # request thread can leave a half-read result on the shared connection between the
+        # drain below and the export (DuckDB refuses register() after an undrained
+        # execute().fetchone() on the same connection).
+        with self.store.cursor() as con:
+            con.execute("SELECT 1").fetchall()
+            manifest = export_dataset(self.store, work / "dataset")
         if not manifest.get("n_holes"):
             raise ApplianceError("the dataset snapshot is empty: no confirmed labels outside "
                                  "the exam set")
@@ -188,7 +211,11 @@ class Daemon:
 
     def _adopt(self, job: dict[str, Any], candidate: Path) -> dict[str, Any]:
         promote = bool(job["params"].get("auto_promote"))
-        return self.models.adopt_candidate(candidate, f"job {job['job_id']}", promote)
+        # the accuracy gate reads the exam set with register() too (see _prepare); gating
+        # takes seconds once per job, during which other store calls wait
+        with self.store.cursor() as con:
+            con.execute("SELECT 1").fetchall()
+            return self.models.adopt_candidate(candidate, f"job {job['job_id']}", promote)
 
     def _job_finished(self, job: dict[str, Any]) -> None:
         self.metrics.count_job(job["status"])

@@ -55,11 +55,15 @@ class Db:
     def quarantine(self, source: str, error: str, data: bytes) -> None:
         self.store.quarantine(source, error, data)
 
-    def list_holes(self, labelled: bool | None, since: str | None) -> list[dict[str, Any]]:
-        rows = self.store.list_holes(labelled=labelled, since=since)
+    def list_holes(self, labelled: bool | None, since: str | None, limit: int | None = None,
+                   offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.store.list_holes(labelled=labelled, since=since, limit=limit, offset=offset)
         for row in rows:
             row["label"] = label_of_row(row)
         return rows
+
+    def count_holes(self, labelled: bool | None, since: str | None) -> int:
+        return self.store.count_holes(labelled=labelled, since=since)
 
     def latest_label(self, hole_id: str) -> dict[str, Any] | None:
         return self.store.latest_label(hole_id)
@@ -75,10 +79,6 @@ class Db:
         self.store.audit(actor, "label", hole_id, {"label_id": label_id, "by": by,
                                                    **points.as_dict()})
         return label_id
-
-    def latest_prediction(self, hole_id: str) -> dict[str, Any] | None:
-        found = self.store.predictions(hole_id, shadow=False)
-        return estimate_of(found[0]) if found else None
 
     def latest_predictions(self) -> dict[str, dict[str, Any]]:
         return {p["hole_id"]: estimate_of(p) for p in self.store.latest_predictions()}

@@ -54,6 +54,9 @@ class HoleService:
         self._metrics = metrics
         self._traces: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # latest served estimate per hole: the daemon is the store's only writer, so this
+        # stays exact once loaded, and listings need no scan of the predictions table
+        self._latest: dict[str, dict[str, Any]] | None = None
 
     # -- bytes in ----------------------------------------------------------------------------
     def parse(self, data: bytes, source: str) -> Trace:
@@ -73,7 +76,7 @@ class HoleService:
         # the group keeps related holes on one side of a cross-validation split: the client
         # knows best (rig, part, batch); else the drilling unit the log came from
         hole_id, created = self._db.add_hole(trace, group or trace.meta.drill_serial or "api")
-        stored = None if created else self._db.latest_prediction(hole_id)
+        stored = None if created else self.latest_estimate(hole_id)
         if stored is not None:
             estimate = stored
         else:
@@ -90,30 +93,48 @@ class HoleService:
     # -- reads -------------------------------------------------------------------------------
     def get(self, hole_id: str) -> dict[str, Any]:
         hole = self._db.get_hole(hole_id)
-        return self._view(hole, hole.get("latest_label"), self._db.latest_prediction(hole_id))
+        return self._view(hole, hole.get("latest_label"), self.latest_estimate(hole_id))
 
     def list(self, status: HoleFilter, since: str | None, limit: int, offset: int
              ) -> tuple[list[dict[str, Any]], int]:
         labelled = {"all": None, "labelled": True, "unlabelled": False,
                     "needs-review": False}[status]
-        rows = self._db.list_holes(labelled=labelled, since=since)
-        predictions = self._db.latest_predictions() if rows else {}
-        views = [self._view(r, r.get("label"), predictions.get(r["hole_id"])) for r in rows]
-        if status == "needs-review":
-            # most uncertain first; holes never estimated are the most uncertain of all
-            views.sort(key=lambda v: -(v["uncertainty_mm"] if v["uncertainty_mm"] is not None
-                                       else float("inf")))
+        if status != "needs-review":
+            rows = self._db.list_holes(labelled, since, limit, offset)
+            total = self._db.count_holes(labelled, since)
+            return [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
+                    for r in rows], total
+        rows = self._db.list_holes(labelled, since)
+        views = [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
+                 for r in rows]
+        # most uncertain first; holes never estimated are the most uncertain of all; among
+        # equals (a single estimator has no spread) the least confident first
+        views.sort(key=lambda v: (-(v["uncertainty_mm"] if v["uncertainty_mm"] is not None
+                                    else float("inf")), _confidence(v["estimate"])))
         return views[offset:offset + limit], len(views)
 
-    def trace(self, hole_id: str, max_points: int) -> dict[str, Any]:
-        # a hole's samples never change (content-addressed): an operator paging back and
-        # forth through holes is served from memory
+    def latest_estimate(self, hole_id: str) -> dict[str, Any] | None:
+        with self._cache_lock:
+            if self._latest is None:
+                self._latest = self._db.latest_predictions()
+            return self._latest.get(hole_id)
+
+    def cached_trace(self, hole_id: str, max_points: int) -> dict[str, Any] | None:
+        """The downsampled trace when it is in memory (no store access, never blocks long)."""
         key = (hole_id, max_points)
         with self._cache_lock:
             hit = self._traces.get(key)
             if hit is not None:
                 self._traces.move_to_end(key)
-                return hit
+            return hit
+
+    def trace(self, hole_id: str, max_points: int) -> dict[str, Any]:
+        # a hole's samples never change (content-addressed): an operator paging back and
+        # forth through holes is served from memory
+        key = (hole_id, max_points)
+        hit = self.cached_trace(hole_id, max_points)
+        if hit is not None:
+            return hit
         view = self._trace_view(hole_id, max_points)
         with self._cache_lock:
             self._traces[key] = view
@@ -139,15 +160,37 @@ class HoleService:
                  ) -> dict[str, Any]:
         """The stored estimate of the active model, or a fresh one (then stored)."""
         if not fresh:
-            stored = self._db.latest_prediction(hole_id)
+            stored = self.latest_estimate(hole_id)
             if stored is not None and stored.get("model_version") == active_version:
                 return stored
         return self._fresh(hole_id, self._db.get_trace(hole_id))
 
+    def backfill(self, stop: threading.Event, chunk: int = 16) -> int:
+        """Estimate (and store) every hole that has no estimate yet, e.g. holes ingested by
+        the CLI while no daemon ran, so the review queue can rank them. Returns the count."""
+        done = 0
+        missing = [r["hole_id"] for r in self._db.list_holes(None, None)
+                   if self.latest_estimate(r["hole_id"]) is None]
+        for i in range(0, len(missing), chunk):
+            if stop.is_set():
+                break
+            ids = missing[i:i + chunk]
+            traces = [self._db.get_trace(h) for h in ids]
+            for hole_id, est in zip(ids, self._models.estimate_many(traces), strict=True):
+                if self.latest_estimate(hole_id) is not None:
+                    continue  # a request estimated it meanwhile
+                self._db.add_prediction(hole_id, est)
+                self._metrics.count_estimate(est.estimator)
+                with self._cache_lock:
+                    if self._latest is not None:
+                        self._latest[hole_id] = est.as_dict()
+                done += 1
+        return done
+
     # -- labels ------------------------------------------------------------------------------
     def add_label(self, hole_id: str, points: DepthPoints, by: str, actor: str
                   ) -> dict[str, Any]:
-        estimate = self._db.latest_prediction(hole_id)
+        estimate = self.latest_estimate(hole_id)
         label_id = self._db.add_label(hole_id, points, by, estimate, actor)
         for label in reversed(self._db.label_history(hole_id)):
             if label["label_id"] == label_id:
@@ -162,7 +205,11 @@ class HoleService:
     def _fresh(self, hole_id: str, trace: Trace) -> dict[str, Any]:
         est = self._models.predict_and_record(hole_id, trace)
         self._metrics.count_estimate(est.estimator)
-        return est.as_dict()
+        out = est.as_dict()
+        with self._cache_lock:
+            if self._latest is not None:
+                self._latest[hole_id] = out
+        return out
 
     @staticmethod
     def _view(hole: dict[str, Any], label: dict[str, Any] | None,
@@ -178,9 +225,15 @@ class HoleService:
         return view
 
 
+def _confidence(estimate: dict[str, Any] | None) -> float:
+    values = [c for c in ((estimate or {}).get("confidence") or {}).values() if c is not None]
+    return float(min(values)) if values else 0.0
+
+
 def _floats(values: np.ndarray) -> list[float | None]:
+    # 4 decimals is finer than the logs themselves (0.001 mm, 0.001 A) and halves the body;
     # JSON has no NaN: a missing sample is null
-    arr = np.asarray(values, dtype=np.float64)
+    arr = np.round(np.asarray(values, dtype=np.float64), 4)
     out: list[float | None] = arr.tolist()
     for i in np.flatnonzero(~np.isfinite(arr)):
         out[i] = None

@@ -6,6 +6,7 @@ register + gate a job's candidate in one step, promotion when every gate passed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class ModelService:
     def estimate(self, trace: Trace) -> DepthEstimate:
         """The active model's estimate; concurrent callers share one batched model call."""
         return self.batcher.estimate(trace)
+
+    def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
+        return self.serving.estimate_many(traces)
 
     def predict_and_record(self, hole_id: str, trace: Trace) -> DepthEstimate:
         """Estimate with the active model and store it (a shadow model's too, unserved)."""

@@ -122,15 +122,18 @@ def _samples_of(store: Store, hole_ids: list[str]) -> pa.Table:
     """The samples of these holes, sorted by hole_id and idx, in one scan."""
     ids = pa.table({"hole_id": pa.array(hole_ids, pa.string())})
     names = ", ".join(f"s.{name}" for name, _ in SAMPLE_COLUMNS)
+    # A cursor of its own: DuckDB refuses register() on a connection that another call
+    # left with an unfinished result, which happens while the daemon serves requests.
     with store.cursor() as con:
-        con.register("wanted_holes", ids)
+        cur = con.cursor()
         try:
-            return con.sql(
+            cur.register("wanted_holes", ids)
+            return cur.sql(
                 f"""SELECT s.hole_id, {names} FROM samples s JOIN wanted_holes USING (hole_id)
                     ORDER BY s.hole_id, s.idx"""
             ).to_arrow_table()
         finally:
-            con.unregister("wanted_holes")
+            cur.close()
 
 
 def _hole_record(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,1 +1,10 @@
-"""train"""
+"""The learning core (needs the train extra: torch, transformers, safetensors, onnxscript).
+
+The only package that imports torch. Modules:
+- model.py: build_model(arch, config) -> DepthPointModel ("patchtsmixer" | "cnn"), ModelConfig
+- train.py: TrainOptions, train_ensemble(holes, out_dir, opts, parent_dir=...) -> manifest
+- export.py: export_onnx, check_parity, write_model_folder, read_manifest
+- data.py: TrainHole, from_snapshot, synthetic, real_labelled, dataset_hash
+- run.py: the `appliance train` / `appliance train-baseline` runs; card.py: the model card
+- progress.py: JSON-lines progress events or a terminal bar
+"""

@@ -14,6 +14,7 @@ from appliance.points import POINT_NAMES
 from tui.client import ApiError
 from tui.fields import fmt_mm, hole_drill, hole_source, hole_time
 from tui.markers import COARSE_STEP_MM, FINE_STEP_MM, MarkerSet, PlotTrace, trace_from_json
+from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.plot import POINT_COLOURS, TracePlot
 from tui.widgets.status import StatusLine
 
@@ -90,6 +91,7 @@ class HoleScreen(Screen[None]):
     def on_mount(self) -> None:
         self.run_worker(self.load, group="hole", exclusive=True)
 
+    @drop_if_torn_down
     async def load(self) -> None:
         client = self.appliance.client
         self.trace = None
@@ -202,6 +204,7 @@ class HoleScreen(Screen[None]):
         plot.show_thrust = not plot.show_thrust
         plot.refresh()
 
+    @drop_if_torn_down
     async def action_confirm(self) -> None:
         if self.markers is None:
             return

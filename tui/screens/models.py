@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 
 from tui.client import ApiError
 from tui.fields import fmt_mm, model_version
+from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import ConfirmScreen, ReasonScreen
 from tui.widgets.status import StatusLine
 
@@ -138,6 +139,7 @@ class ModelsScreen(Screen[None]):
     def action_reload(self) -> None:
         self.run_worker(self.load, group="load", exclusive=True)
 
+    @drop_if_torn_down
     async def load(self) -> None:
         client = self.appliance.client
         try:
@@ -204,6 +206,7 @@ class ModelsScreen(Screen[None]):
         self.run_worker(partial(self.load_detail, model_version(model)), group="detail",
                         exclusive=True)
 
+    @drop_if_torn_down
     async def load_detail(self, version: str) -> None:
         """The gate report of the highlighted version: which gate said what."""
         try:
@@ -248,6 +251,7 @@ class ModelsScreen(Screen[None]):
             ReasonScreen(f"Force {version} past its failed gates. Why? (audited)"), reasoned
         )
 
+    @drop_if_torn_down
     async def activate(self, version: str, force: bool, reason: str | None) -> None:
         try:
             await self.appliance.client.activate(version, force=force, reason=reason)
@@ -271,6 +275,7 @@ class ModelsScreen(Screen[None]):
             answered,
         )
 
+    @drop_if_torn_down
     async def rollback(self) -> None:
         try:
             operator = self.appliance.settings.operator

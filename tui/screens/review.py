@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Select
 
 from tui.client import ApiError
 from tui.fields import HOLE_COLUMNS, hole_id, hole_row
+from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.status import StatusLine
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class ReviewScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.run_worker(self.load, group="load", exclusive=True)
 
+    @drop_if_torn_down
     async def load(self) -> None:
         if self._loading:
             return

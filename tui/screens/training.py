@@ -14,6 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, Progres
 
 from tui.client import ApiError, DaemonUnreachable
 from tui.fields import job_id, job_is_running
+from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.status import StatusLine
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ class TrainingScreen(Screen[None]):
         self.query_one("#start", Button).focus()
         self.run_worker(self.attach_running, group="attach", exclusive=True)
 
+    @drop_if_torn_down
     async def attach_running(self) -> None:
         try:
             jobs = await self.appliance.client.list_jobs()
@@ -143,6 +145,7 @@ class TrainingScreen(Screen[None]):
         self.run_worker(partial(self.start, folds, epochs, head_only), group="start",
                         exclusive=True)
 
+    @drop_if_torn_down
     async def start(self, folds: int, epochs: int, head_only: bool) -> None:
         self.folds, self.epochs = folds, epochs
         try:
@@ -162,6 +165,7 @@ class TrainingScreen(Screen[None]):
         self.show_job(job)
         self.run_worker(partial(self.watch_job, job_id(job)), group="watch", exclusive=True)
 
+    @drop_if_torn_down
     async def watch_job(self, jid: Any) -> None:
         """Follow the event stream; when it drops, poll the job until it ends."""
         client = self.appliance.client
@@ -271,6 +275,7 @@ class TrainingScreen(Screen[None]):
             return
         self.run_worker(partial(self.cancel, job_id(self.job)), group="cancel", exclusive=True)
 
+    @drop_if_torn_down
     async def cancel(self, jid: Any) -> None:
         try:
             await self.appliance.client.cancel_job(jid)

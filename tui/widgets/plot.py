@@ -24,7 +24,10 @@ POINT_COLOURS = {"entry": "green", "transition": "yellow", "exit": "red"}
 POINT_TAGS = {"entry": "E", "transition": "T", "exit": "X"}
 TORQUE_STYLE = Style(color="bright_cyan")
 THRUST_STYLE = Style(color="magenta", dim=True)
+STEP_STYLE = Style(color="grey37")
 MIN_SPAN_MM = 0.5
+# Braille character of each 8-dot pattern; no dots is a plain space.
+_BRAILLE = np.array([" "] + [chr(0x2800 + i) for i in range(1, 256)])
 
 
 @dataclass
@@ -142,8 +145,7 @@ class TracePlot(Widget):
                 hi_h = max(hi_h, lo_h + 0.5) * 1.05
                 self._plot_into(thrust_bits, h_min, h_max, min(0.0, lo_h), hi_h, dots_y)
 
-        column_marks = self._marker_columns(cols)
-        step_cols = {self._col(d, cols) for d in trace.step_changes_mm()}
+        chars, style_ids, styles = self._cells(torque_bits, thrust_bits, cols)
 
         text = Text(no_wrap=True, overflow="crop")
         text.append(" " * AXIS_WIDTH)
@@ -155,26 +157,38 @@ class TracePlot(Widget):
                 text.append(f"{bottom + frac * (top - bottom):6.1f}┤", style="dim")
             else:
                 text.append("      │", style="dim")
-            for c in range(cols):
-                tb, hb = int(torque_bits[r, c]), int(thrust_bits[r, c])
-                mark = column_marks.get(c)
-                if tb or hb:
-                    style = TORQUE_STYLE if tb else THRUST_STYLE
-                    if mark is not None:
-                        style = style + Style(bgcolor=f"dark_{mark[0]}" if mark[0] != "yellow"
-                                              else "yellow4")
-                    text.append(chr(0x2800 + (tb | hb)), style=style)
-                elif mark is not None:
-                    colour, operator, selected = mark
-                    char = "│" if operator else "┆"
-                    text.append(char, style=Style(color=colour, bold=selected, dim=not operator))
-                elif c in step_cols:
-                    text.append("┊", style=Style(color="grey37"))
-                else:
-                    text.append(" ")
+            # one append per run of equal style: a frame costs a few ms, not one call a cell
+            row, ids = "".join(chars[r]), style_ids[r]
+            cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), cols]
+            for start, end in zip(cuts, cuts[1:], strict=False):
+                text.append(row[start:end], style=styles[int(ids[start])])
             text.append("\n")
         text.append_text(self._tick_row(cols))
         return text
+
+    def _cells(
+        self, torque_bits: np.ndarray, thrust_bits: np.ndarray, cols: int
+    ) -> tuple[np.ndarray, np.ndarray, list[Style | None]]:
+        """Characters and style ids of the plot area; markers and step changes overlaid."""
+        assert self.trace is not None
+        chars = _BRAILLE[torque_bits | thrust_bits]
+        style_ids = np.where(torque_bits > 0, 1, np.where(thrust_bits > 0, 2, 0))
+        styles: list[Style | None] = [None, TORQUE_STYLE, THRUST_STYLE, STEP_STYLE]
+        empty = style_ids == 0
+        for depth in self.trace.step_changes_mm():
+            c = self._col(depth, cols)
+            if c is not None:
+                chars[empty[:, c], c] = "┊"
+                style_ids[empty[:, c], c] = 3
+        for c, (colour, operator, selected) in self._marker_columns(cols).items():
+            line = len(styles)
+            styles.append(Style(color=colour, bold=selected, dim=not operator))
+            bg = Style(bgcolor="yellow4" if colour == "yellow" else f"dark_{colour}")
+            styles += [TORQUE_STYLE + bg, THRUST_STYLE + bg]
+            col_ids = style_ids[:, c].copy()
+            chars[empty[:, c], c] = "│" if operator else "┆"
+            style_ids[:, c] = np.select([col_ids == 1, col_ids == 2], [line + 1, line + 2], line)
+        return chars, style_ids, styles
 
     def _plot_into(
         self, bits: np.ndarray, lo_v: np.ndarray, hi_v: np.ndarray, bottom: float, top: float,
