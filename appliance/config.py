@@ -37,6 +37,9 @@ class NightlyConfig:
     epochs: int = 20
     head_only: bool = False
     architecture: str | None = None  # None: the parent's architecture
+    # after an automatic promotion, compare the new model with the previous one on the most
+    # recently confirmed holes; a per-point MAE worse by more than this rolls back (None: off)
+    auto_rollback_mm: float | None = 0.1
 
     @property
     def hour_minute(self) -> tuple[int, int]:
@@ -154,7 +157,7 @@ def _section(cls: type, table: Any, where: str, name: str) -> Any:
     types: dict[str, Any] = {}
     for f in fields(cls):
         kind = {"bool": bool, "int": int, "float": (int, float), "str": str,
-                "str | None": str}[str(f.type)]
+                "str | None": str, "float | None": (int, float)}[str(f.type)]
         types[f.name] = kind
     return cls(**_checked(table, types, where, name))
 

@@ -215,7 +215,9 @@ class Daemon:
         # takes seconds once per job, during which other store calls wait
         with self.store.cursor() as con:
             con.execute("SELECT 1").fetchall()
-            return self.models.adopt_candidate(candidate, f"job {job['job_id']}", promote)
+            return self.models.adopt_candidate(
+                candidate, f"job {job['job_id']}", promote,
+                auto_rollback_mm=self.config.nightly.auto_rollback_mm)
 
     def _job_finished(self, job: dict[str, Any]) -> None:
         self.metrics.count_job(job["status"])

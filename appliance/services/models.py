@@ -105,8 +105,13 @@ class ModelService:
         assert active is not None
         return self.view(self.serving.show(active), active)
 
-    def adopt_candidate(self, folder: Path, actor: str, promote: bool) -> dict[str, Any]:
-        """Register a job's candidate, gate it, and activate it when asked and all gates pass."""
+    def adopt_candidate(self, folder: Path, actor: str, promote: bool,
+                        auto_rollback_mm: float | None = None) -> dict[str, Any]:
+        """Register a job's candidate, gate it, and activate it when asked and all gates pass.
+
+        With auto_rollback_mm, a promoted model is checked at once against the one it replaced
+        on the most recent confirmed holes and rolled back (logged as auto-rollback) when worse.
+        """
         row = self.serving.register(folder, actor=actor)
         version = row["version"]
         report = self.serving.gate(version, actor=actor)
@@ -117,5 +122,10 @@ class ModelService:
             self.serving.activate(version, actor=actor, force=False,
                                   reason="every gate passed (auto-promote)")
             activated = True
-        return {"candidate_version": version, "gate_passed": passed,
-                "failing_gates": _failing(report), "activated": activated}
+        result = {"candidate_version": version, "gate_passed": passed,
+                  "failing_gates": _failing(report), "activated": activated}
+        if activated and auto_rollback_mm is not None:
+            check = self.serving.auto_rollback_check(degradation_mm=auto_rollback_mm)
+            result["auto_rollback"] = {k: check.get(k) for k in ("status", "why", "problems")}
+            result["activated"] = check.get("status") != "rolled back"
+        return result
