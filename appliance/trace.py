@@ -89,3 +89,18 @@ class Trace:
             if a is not None and (a.shape != b.shape or not np.allclose(a, b, atol=atol, rtol=0)):
                 return False
         return True
+
+
+def advancing_mask(depth_mm: np.ndarray) -> np.ndarray:
+    """True for samples deeper than every earlier one: re-travel after a back-off is dropped.
+
+    The depth-point convention reads only samples where the tool advances; the rule-based
+    estimator, the synthetic truth and the model features all use this one mask.
+    """
+    if len(depth_mm) == 0:
+        return np.zeros(0, dtype=bool)
+    prev_max = np.maximum.accumulate(depth_mm)
+    keep = np.empty(len(depth_mm), dtype=bool)
+    keep[0] = True
+    keep[1:] = depth_mm[1:] > prev_max[:-1]
+    return keep

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.trace import advancing_mask
+
 GRID_MM = 0.01  # uniform depth grid
 SMOOTH_MM = 0.2  # moving-mean width
 LEVEL_WINDOW_MM = 1.0  # a level is the median over this much travel beside a ramp
@@ -43,16 +45,6 @@ class Profile:
         i = int(round((depth_mm - float(self.depth[0])) / GRID_MM))
         return min(max(i, 0), len(self.depth) - 1)
 
-
-def advancing_mask(depth: np.ndarray) -> np.ndarray:
-    """True where the tool reaches a depth it has not reached before (re-travel dropped)."""
-    if len(depth) == 0:
-        return np.zeros(0, dtype=bool)
-    prev_max = np.maximum.accumulate(depth)
-    keep = np.empty(len(depth), dtype=bool)
-    keep[0] = True
-    keep[1:] = depth[1:] > prev_max[:-1]
-    return keep
 
 
 def step_change_positions(step: np.ndarray, keep: np.ndarray) -> np.ndarray:

@@ -5,18 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.errors import ValidationError
-from appliance.trace import Trace
-
-
-def advancing_mask(depth_mm: np.ndarray) -> np.ndarray:
-    """True for samples deeper than every earlier one: re-travel after a back-off is dropped."""
-    if len(depth_mm) == 0:
-        return np.zeros(0, dtype=bool)
-    prev_max = np.maximum.accumulate(depth_mm)
-    keep = np.empty(len(depth_mm), dtype=bool)
-    keep[0] = True
-    keep[1:] = depth_mm[1:] > prev_max[:-1]
-    return keep
+from appliance.trace import Trace, advancing_mask
 
 
 def check_trace(trace: Trace) -> None:
