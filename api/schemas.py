@@ -181,6 +181,20 @@ class RollbackIn(Struct, forbid_unknown_fields=True):
     reason: Reason | None = None
 
 
+class ShadowIn(Struct, forbid_unknown_fields=True):
+    version: Version | None = None  # None: stop shadow scoring
+
+
+class ShadowOut(Struct):
+    """A candidate scored beside the active model on new holes, its answers never served."""
+    version: str | None  # the model running in shadow now, None when none
+    holes: int  # holes with both a served and a shadow estimate
+    labelled: int  # of those, holes with a confirmed label (scored below)
+    shadow_versions: list[str]
+    served: dict[str, Any] | None = None  # metrics of the served estimates on labelled holes
+    shadow: dict[str, Any] | None = None  # metrics of the shadow estimates on the same holes
+
+
 class ActivationOut(Struct):
     at: str
     version: str

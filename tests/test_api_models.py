@@ -120,3 +120,25 @@ def test_job_routes_errors_without_training(api) -> None:
     nightly = client.post("/jobs/nightly", headers=h, json={}).json()
     assert nightly["started"] is False and nightly["new_labels"] == 0
     assert "20 needed" in nightly["reason"]
+
+
+def test_shadow_scoring_runs_a_candidate_unserved(api, tmp_path: Path) -> None:
+    daemon, client, h = api
+    version = _candidate(daemon, tmp_path, "fixture-shadow")
+    assert client.get("/models/shadow", headers=h).json()["version"] is None
+    assert client.put("/models/shadow", json={"version": "nope"}, headers=h).status_code == 404
+    started = client.put("/models/shadow", json={"version": version}, headers=h)
+    assert started.status_code == 200 and started.json()["version"] == version
+    files = synth_files(3, seed=91)
+    ids = ingest(client, h, files)
+    for hole_id, (_, _, truth) in zip(ids, files, strict=True):
+        served = client.get(f"/holes/{hole_id}/estimate", headers=h).json()
+        assert served["model_version"] == "fixture-base"  # the shadow never answers
+        client.put(f"/holes/{hole_id}/label", headers=h,
+                   json={**truth.as_dict(), "by": "tester"})
+    report = client.get("/models/shadow", headers=h).json()
+    assert report["holes"] == 3 and report["shadow_versions"] == [version]
+    assert report["labelled"] == 3 and report["shadow"] and report["served"]
+    stopped = client.put("/models/shadow", json={"version": None}, headers=h)
+    assert stopped.json()["version"] is None
+    assert client.put("/models/shadow", json={"version": version}).status_code == 401

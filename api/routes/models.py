@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, post, put
 from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of
 from api.routes._docs import DaemonDep, errors
-from api.schemas import ActivateIn, ActivationOut, ModelDetail, ModelOut, RollbackIn, to_struct
+from api.schemas import (
+    ActivateIn,
+    ActivationOut,
+    ModelDetail,
+    ModelOut,
+    RollbackIn,
+    ShadowIn,
+    ShadowOut,
+    to_struct,
+)
 from appliance.errors import ValidationError
 
 VersionParam = Annotated[str, Parameter(description="model version", max_length=200)]
@@ -43,6 +52,20 @@ class ModelController(Controller):
     def rollback(self, request: Request, daemon: DaemonDep, data: JSONBody[RollbackIn]) -> ModelOut:
         model = daemon.models.rollback(data.version, actor_of(request), data.reason)
         return to_struct(ModelOut, model)
+
+    @get("/shadow", operation_id="getShadowReport", sync_to_thread=True,
+         summary="The model scored in shadow and how it compares with the served one",
+         responses=errors(401))
+    def shadow_report(self, daemon: DaemonDep) -> ShadowOut:
+        return to_struct(ShadowOut, daemon.models.shadow_report())
+
+    @put("/shadow", operation_id="setShadowModel", sync_to_thread=True,
+         summary="Score a version beside the active model on new holes without serving it "
+                 "(version null stops it)",
+         responses=errors(401, 404, 422))
+    def set_shadow(self, request: Request, daemon: DaemonDep,
+                   data: JSONBody[ShadowIn]) -> ShadowOut:
+        return to_struct(ShadowOut, daemon.models.shadow(data.version, actor_of(request)))
 
     @get("/{version:str}", operation_id="getModel", sync_to_thread=True,
          summary="A version's card, gate report and metrics", responses=errors(401, 404))

@@ -105,6 +105,16 @@ class ModelService:
         assert active is not None
         return self.view(self.serving.show(active), active)
 
+    def shadow(self, version: str | None, actor: str) -> dict[str, Any]:
+        """Run `version` beside the active model on new holes, unserved (None stops it)."""
+        if version is not None:
+            self.serving.show(version)  # NotFoundError for an unknown version
+        self.serving.set_shadow(version, actor=actor)
+        return self.shadow_report()
+
+    def shadow_report(self) -> dict[str, Any]:
+        return {"version": self.serving.shadow_version} | self.serving.shadow_report()
+
     def adopt_candidate(self, folder: Path, actor: str, promote: bool,
                         auto_rollback_mm: float | None = None) -> dict[str, Any]:
         """Register a job's candidate, gate it, and activate it when asked and all gates pass.
