@@ -93,9 +93,9 @@ class TraceOut(Struct):
     n_samples: int
     n_points: int
     index: list[int]
-    depth_mm: list[float]
-    torque_a: list[float]
-    thrust_a: list[float]
+    depth_mm: list[float | None]  # null: a sample the log left empty (JSON has no NaN)
+    torque_a: list[float | None]
+    thrust_a: list[float | None]
     step: list[int]
 
 

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter, RawBody
 
@@ -48,13 +48,15 @@ class HoleController(Controller):
         out = to_struct(IngestOut, {"hole": hole, "estimate": estimate, "created": created})
         return Response(out, status_code=201 if created else 200)
 
-    @post("/estimate", operation_id="estimateUpload", status_code=200, sync_to_thread=True,
+    @post("/estimate", operation_id="estimateUpload", status_code=200,
           operation_class=UploadOperation,
           summary="Estimate a hole's depth points without storing anything",
           responses=errors(401, 413, 422))
-    def estimate_upload(self, daemon: DaemonDep, body: RawBody,
-                        source: SourceParam = None) -> DepthEstimateOut:
-        return to_struct(DepthEstimateOut, daemon.holes.estimate_bytes(body, source))
+    async def estimate_upload(self, daemon: DaemonDep, body: RawBody,
+                              source: SourceParam = None) -> DepthEstimateOut:
+        # parsing runs in a worker thread; the model call is awaited, not waited for in a
+        # thread, so every request in flight can join the next batch
+        return to_struct(DepthEstimateOut, await daemon.holes.estimate_bytes(body, source))
 
     @get("/holes", operation_id="listHoles", sync_to_thread=True,
          summary="List holes (needs-review: unlabelled, most uncertain first)",
@@ -83,12 +85,13 @@ class HoleController(Controller):
     async def get_trace(
         self, daemon: DaemonDep, hole_id: HoleId,
         max_points: Annotated[int, Parameter(ge=10, le=1_000_000)] = 2000,
-    ) -> TraceOut:
-        # a trace in memory is answered on the event loop; only the store is read in a thread
-        view = daemon.holes.cached_trace(hole_id, max_points)
-        if view is None:
-            view = await asyncio.to_thread(daemon.holes.trace, hole_id, max_points)
-        return to_struct(TraceOut, view)
+    ) -> Response[TraceOut]:
+        # a trace in memory is answered on the event loop, already encoded (a TraceOut's
+        # JSON); only the store is read, and the answer encoded, in a thread
+        body = daemon.holes.cached_trace_json(hole_id, max_points)
+        if body is None:
+            body = await asyncio.to_thread(daemon.holes.trace_json, hole_id, max_points)
+        return Response(body, media_type=MediaType.JSON)
 
     @get("/holes/{hole_id:str}/estimate", operation_id="getHoleEstimate", sync_to_thread=True,
          summary="The active model's estimate of a hole (stored, or computed and stored)",

@@ -11,15 +11,29 @@ INPUT_NAMES = ("x", "scalars")
 OUTPUT_NAMES = ("scores", "presence")
 
 
+_process_threads: int | None = None
+
+
+def set_default_threads(threads: int | None) -> None:
+    """This process's intra-op threads for sessions made from now on (None: back to the
+    default). The daemon sets 1: its estimate workers run batches side by side, one core
+    each, which on a small CPU beats one batch at a time spread over every core."""
+    global _process_threads
+    _process_threads = None if threads is None else max(1, int(threads))
+
+
 def default_threads() -> int:
     """Intra-op threads per session.
 
     Members run one after another, so each may use the cores, but beyond 4 threads the small
-    per-hole graphs only pay synchronisation; APPLIANCE_ORT_THREADS overrides.
+    per-hole graphs only pay synchronisation; APPLIANCE_ORT_THREADS overrides, then what the
+    process set with set_default_threads.
     """
     env = os.environ.get("APPLIANCE_ORT_THREADS")
     if env:
         return max(1, int(env))
+    if _process_threads is not None:
+        return _process_threads
     return max(1, min(4, os.cpu_count() or 1))
 
 

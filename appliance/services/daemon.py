@@ -18,6 +18,7 @@ from typing import Any
 
 import appliance
 from appliance.config import DaemonConfig
+from appliance.engine.sessions import set_default_threads
 from appliance.errors import ApplianceError, NotFoundError, ValidationError
 from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
@@ -61,6 +62,9 @@ class Daemon:
              baseline_dir: Path | None = None) -> Daemon:
         """baseline_dir: the model registered and activated on first start (default: the
         shipped models/baseline)."""
+        # one intra-op thread per model session: the estimate batcher runs one batch per
+        # core at once (see EstimateBatcher), which serves more holes per second
+        set_default_threads(1)
         store = Store.open(config.home)
         try:
             serving = _open_serving(store, config, baseline_dir)
@@ -113,6 +117,7 @@ class Daemon:
         if self.schedule is not None:
             self.schedule.stop()
         self.jobs.close()
+        self.holes.close()
         self.models.close()
         self.store.close()  # the serving facade shares this store: closed once, here
 

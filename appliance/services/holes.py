@@ -6,11 +6,15 @@ downsampling and estimation run outside it so one slow request never holds the o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 
 from appliance.errors import IngestError, NotFoundError, ValidationError
@@ -23,7 +27,7 @@ from appliance.trace import Trace
 
 HoleFilter = Literal["all", "labelled", "unlabelled", "needs-review"]
 MAX_SOURCE_LEN = 255
-TRACE_CACHE = 256  # downsampled traces kept in memory (~50 kB each at 2,000 points)
+TRACE_CACHE = 256  # downsampled traces kept in memory (~110 kB of JSON at 2,000 points)
 
 
 def default_source(data: bytes) -> str:
@@ -52,11 +56,19 @@ class HoleService:
         self._db = db
         self._models = models
         self._metrics = metrics
-        self._traces: OrderedDict[tuple[str, int], dict[str, Any]] = OrderedDict()
+        self._traces: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
         # latest served estimate per hole: the daemon is the store's only writer, so this
         # stays exact once loaded, and listings need no scan of the predictions table
         self._latest: dict[str, dict[str, Any]] | None = None
+        # parsing is mostly Python (it holds the GIL): more threads than cores only fight
+        # the event loop and the model workers for it and stretch the slowest requests
+        # (measured with benchmarks/api.py: 2 threads beat 1, 3 and the loop's default 6)
+        self._parse_pool = ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 1)),
+                                              thread_name_prefix="parse")
+
+    def close(self) -> None:
+        self._parse_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- bytes in ----------------------------------------------------------------------------
     def parse(self, data: bytes, source: str) -> Trace:
@@ -83,12 +95,35 @@ class HoleService:
             estimate = self._fresh(hole_id, trace)
         return self.get(hole_id), estimate, created
 
-    def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
-        """Stateless: parse and estimate, store nothing (not even a quarantine entry)."""
-        name = check_source(source) if source is not None else default_source(data)
-        est = self._models.estimate(self.parse(data, name))
+    async def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
+        """Stateless: parse and estimate, store nothing (not even a quarantine entry).
+
+        For the event loop: parsing runs in a small pool of its own and the (batched) model
+        call is awaited, so a request holds a thread only while its bytes are parsed."""
+        loop = asyncio.get_running_loop()
+        trace = await loop.run_in_executor(self._parse_pool, self.parse_upload, data, source)
+        est = await self._models.estimate_async(trace)
         self._metrics.count_estimate(est.estimator)
         return est.as_dict()
+
+    def warm(self, holes: int = 32) -> None:
+        """Send a burst of synthetic uploads through the estimate path (parse pool, every
+        model worker) so the first burst of real requests does not pay the process's first
+        allocations: measured, a cold daemon answered its first 32 concurrent estimates
+        ~1.5x slower than later ones."""
+        from appliance.ingest.setitec_writer import write_setitec
+        from appliance.synth import generate
+
+        data = write_setitec(generate(1, 7)[0].trace)
+        parsed = [self._parse_pool.submit(self.parse_upload, data, "warm-up.xls")
+                  for _ in range(holes)]
+        waiting = [self._models.batcher.submit(f.result()) for f in parsed]
+        for fut in waiting:
+            fut.result(timeout=120)
+
+    def parse_upload(self, data: bytes, source: str | None) -> Trace:
+        name = check_source(source) if source is not None else default_source(data)
+        return self.parse(data, name)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, hole_id: str) -> dict[str, Any]:
@@ -119,8 +154,9 @@ class HoleService:
                 self._latest = self._db.latest_predictions()
             return self._latest.get(hole_id)
 
-    def cached_trace(self, hole_id: str, max_points: int) -> dict[str, Any] | None:
-        """The downsampled trace when it is in memory (no store access, never blocks long)."""
+    def cached_trace_json(self, hole_id: str, max_points: int) -> bytes | None:
+        """The downsampled trace as JSON when it is in memory (no store access, no encoding:
+        answered on the event loop in microseconds)."""
         key = (hole_id, max_points)
         with self._cache_lock:
             hit = self._traces.get(key)
@@ -128,19 +164,19 @@ class HoleService:
                 self._traces.move_to_end(key)
             return hit
 
-    def trace(self, hole_id: str, max_points: int) -> dict[str, Any]:
+    def trace_json(self, hole_id: str, max_points: int) -> bytes:
+        """The downsampled trace (see _trace_view) encoded as JSON, the API's TraceOut."""
         # a hole's samples never change (content-addressed): an operator paging back and
-        # forth through holes is served from memory
-        key = (hole_id, max_points)
-        hit = self.cached_trace(hole_id, max_points)
+        # forth through holes is served from memory, already encoded
+        hit = self.cached_trace_json(hole_id, max_points)
         if hit is not None:
             return hit
-        view = self._trace_view(hole_id, max_points)
+        body = msgspec.json.encode(self._trace_view(hole_id, max_points))
         with self._cache_lock:
-            self._traces[key] = view
+            self._traces[(hole_id, max_points)] = body
             while len(self._traces) > TRACE_CACHE:
                 self._traces.popitem(last=False)
-        return view
+        return body
 
     def _trace_view(self, hole_id: str, max_points: int) -> dict[str, Any]:
         trace = self._db.get_trace(hole_id)

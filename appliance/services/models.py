@@ -6,13 +6,14 @@ register + gate a job's candidate in one step, promotion when every gate passed.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import NotFoundError
 from appliance.points import DepthEstimate
-from appliance.services.batching import EstimateBatcher
+from appliance.services.batching import EstimateBatcher, serving_workers
 from appliance.trace import Trace
 
 
@@ -34,7 +35,7 @@ def _failing(report: dict[str, Any] | None) -> list[str]:
 class ModelService:
     def __init__(self, serving: Any) -> None:
         self.serving = serving
-        self.batcher = EstimateBatcher(serving.estimate_many)
+        self.batcher = EstimateBatcher(serving.estimate_many, workers=serving_workers())
 
     def close(self) -> None:
         self.batcher.close()
@@ -43,6 +44,10 @@ class ModelService:
     def estimate(self, trace: Trace) -> DepthEstimate:
         """The active model's estimate; concurrent callers share one batched model call."""
         return self.batcher.estimate(trace)
+
+    async def estimate_async(self, trace: Trace) -> DepthEstimate:
+        """`estimate` for the event loop: awaits the batch without holding a thread."""
+        return await asyncio.wrap_future(self.batcher.submit(trace))
 
     def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
         return self.serving.estimate_many(traces)
