@@ -9,7 +9,7 @@ import duckdb
 
 from appliance.errors import NotFoundError, ValidationError
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts, fetch_one
+from appliance.store.rows import fetch_dicts, fetch_one, update_columns
 
 _COLUMNS = """job_id, kind, status, params, progress, created_at, started_at, finished_at, error,
               candidate_version, log_tail"""
@@ -40,11 +40,7 @@ def update(con: duckdb.DuckDBPyConnection, job_id: str, fields: dict[str, Any]) 
         raise ValidationError(f"cannot update job field(s) {', '.join(sorted(unknown))}")
     if get(con, job_id) is None:
         raise NotFoundError(f"job {job_id!r} does not exist")
-    if not fields:
-        return
-    values = [dumps(v) if k in _JSON else v for k, v in fields.items()]
-    assignments = ", ".join(f"{k} = ?" for k in fields)
-    con.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", [*values, job_id])
+    update_columns(con, "jobs", "job_id", job_id, fields, _JSON)
 
 
 def list_all(

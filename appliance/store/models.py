@@ -9,7 +9,7 @@ import duckdb
 
 from appliance.errors import NotFoundError, ValidationError
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts, fetch_one
+from appliance.store.rows import fetch_dicts, fetch_one, update_columns
 
 STATUSES = ("candidate", "active", "retired", "rejected")
 ACTIONS = ("activate", "rollback", "auto-rollback")
@@ -65,11 +65,7 @@ def update(con: duckdb.DuckDBPyConnection, version: str, fields: dict[str, Any])
         _check_status(fields["status"])
     if get(con, version) is None:
         raise NotFoundError(f"model version {version!r} is not registered")
-    if not fields:
-        return
-    values = [dumps(v) if k in _JSON else v for k, v in fields.items()]
-    assignments = ", ".join(f"{k} = ?" for k in fields)
-    con.execute(f"UPDATE models SET {assignments} WHERE version = ?", [*values, version])
+    update_columns(con, "models", "version", version, fields, _JSON)
 
 
 def active_version(con: duckdb.DuckDBPyConnection) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from appliance.store.codec import iso, loads
+from appliance.store.codec import dumps, iso, loads
 
 
 def fetch_dicts(
@@ -38,3 +38,16 @@ def fetch_one(
 ) -> dict[str, Any] | None:
     found = fetch_dicts(con, sql, params, json_columns)
     return found[0] if found else None
+
+
+def update_columns(
+    con: duckdb.DuckDBPyConnection, table: str, key_column: str, key: Any,
+    fields: dict[str, Any], json_columns: Iterable[str] = (),
+) -> None:
+    """Set the given columns of one row (callers check names against their own allow-list)."""
+    if not fields:
+        return
+    json_set = set(json_columns)
+    values = [dumps(v) if k in json_set else v for k, v in fields.items()]
+    assignments = ", ".join(f"{k} = ?" for k in fields)
+    con.execute(f"UPDATE {table} SET {assignments} WHERE {key_column} = ?", [*values, key])
