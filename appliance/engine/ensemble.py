@@ -176,50 +176,61 @@ class Engine:
 
     def _member_depths(self, outputs: Sequence[MemberOutputs], batch: FeatureBatch
                        ) -> np.ndarray:
-        """[M, B, 3] depth each member locates per point, whether or not it deems it present:
-        decode's raw_mm for every member in one vectorised pass (the per-hole records decode
-        builds cost more than the arithmetic on a served batch)."""
         want = (len(batch), 3, self.spec.length)
         for out in outputs:
             if out.scores.shape != want or out.presence.shape != want[:2]:
                 raise ValueError(f"decode: scores {out.scores.shape} / presence "
                                  f"{out.presence.shape} do not match batch of {want[0]} holes"
                                  f" x 3 points x {want[2]} positions")
-        pos, _ = refine_positions(np.stack([o.scores for o in outputs]))
-        return batch.origin_mm[None, :, None] + pos * self.spec.grid_mm
+        return member_depths(np.stack([o.scores for o in outputs]), batch, self.spec)
 
     def _combine(self, depths: np.ndarray, probs: np.ndarray) -> DepthEstimate:
-        """depths, probs: [members, 3] for one hole."""
-        values: dict[str, float | None] = {}
-        spread: dict[str, float | None] = {}
-        presence: dict[str, float] = {}
-        confidence: dict[str, float | None] = {}
-        for k, name in enumerate(POINT_NAMES):
-            p_mean = float(probs[:, k].mean())
-            presence[name] = p_mean
-            if p_mean < 0.5:
-                values[name] = spread[name] = confidence[name] = None
-                continue
-            voters = probs[:, k] >= 0.5
-            d = depths[voters, k] if voters.any() else depths[:, k]
-            d = d[np.isfinite(d)]
-            if d.size == 0:
-                values[name] = spread[name] = confidence[name] = None
-                continue
-            med = float(np.median(d))
-            values[name] = med
-            spread[name] = float(d.max() - d.min())
-            confidence[name] = p_mean * float(np.mean(np.abs(d - med) <= AGREE_MM))
-        return DepthEstimate(
-            entry_mm=values["entry"],
-            transition_mm=values["transition"],
-            exit_mm=values["exit"],
-            spread_mm=spread,
-            presence=presence,
-            confidence=confidence,
-            model_version=self.version,
-            estimator="ensemble",
-        )
+        return combine_members(depths, probs, self.version)
+
+
+def member_depths(scores: np.ndarray, batch: FeatureBatch, spec: FeatureSpec) -> np.ndarray:
+    """[M, B, 3] depth each member locates per point, whether or not it deems it present:
+    decode's raw_mm for every member in one vectorised pass (the per-hole records decode
+    builds cost more than the arithmetic on a served batch). scores: [M, B, 3, L]."""
+    pos, _ = refine_positions(scores)
+    return batch.origin_mm[None, :, None] + pos * spec.grid_mm
+
+
+def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None = None
+                    ) -> DepthEstimate:
+    """The ensemble rule of this module's docstring for one hole; depths, probs: [members, 3].
+
+    Training's held-out metrics call this too, so they measure what serving will answer."""
+    values: dict[str, float | None] = {}
+    spread: dict[str, float | None] = {}
+    presence: dict[str, float] = {}
+    confidence: dict[str, float | None] = {}
+    for k, name in enumerate(POINT_NAMES):
+        p_mean = float(probs[:, k].mean())
+        presence[name] = p_mean
+        if p_mean < 0.5:
+            values[name] = spread[name] = confidence[name] = None
+            continue
+        voters = probs[:, k] >= 0.5
+        d = depths[voters, k] if voters.any() else depths[:, k]
+        d = d[np.isfinite(d)]
+        if d.size == 0:
+            values[name] = spread[name] = confidence[name] = None
+            continue
+        med = float(np.median(d))
+        values[name] = med
+        spread[name] = float(d.max() - d.min())
+        confidence[name] = p_mean * float(np.mean(np.abs(d - med) <= AGREE_MM))
+    return DepthEstimate(
+        entry_mm=values["entry"],
+        transition_mm=values["transition"],
+        exit_mm=values["exit"],
+        spread_mm=spread,
+        presence=presence,
+        confidence=confidence,
+        model_version=version,
+        estimator="ensemble",
+    )
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from appliance.engine.ensemble import combine_members, member_depths
 from appliance.errors import ApplianceError
-from appliance.features import FeatureSpec, decode, make_batch, points_array
+from appliance.features import FeatureSpec, make_batch
 from appliance.home import repo_root
 from appliance.train import data as train_data
 from appliance.train.card import model_card
@@ -59,24 +60,26 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
 @torch.no_grad()
 def ensemble_points(members: list[torch.nn.Module], holes: list[train_data.TrainHole],
                     spec: FeatureSpec) -> np.ndarray:
-    """Median over members of each point (absent where mean presence < 0.5): how the serving
-    engine combines members, here run with torch for held-out metrics before export."""
+    """[holes, 3] points in mm (NaN where absent) by the serving engine's own ensemble rule,
+    the members run with torch for held-out metrics before export."""
     batch = make_batch([h.trace for h in holes], spec)
-    per_member, presence = [], []
+    scores, logits = [], []
     for m in members:
         m.eval()
-        scores, pres = [], []
+        s_parts, p_parts = [], []
         for i in range(0, len(batch), 128):
             s, p = m(torch.from_numpy(batch.x[i:i + 128]),
                      torch.from_numpy(batch.scalars[i:i + 128]))
-            scores.append(s.numpy())
-            pres.append(p.numpy())
-        scores, pres = np.concatenate(scores), np.concatenate(pres)
-        decoded = decode(scores, np.full_like(pres, 10.0), batch, spec)  # located depth always
-        per_member.append(points_array(decoded))
-        presence.append(1.0 / (1.0 + np.exp(-pres)))
-    pts = np.median(np.stack(per_member), axis=0)
-    pts[np.mean(np.stack(presence), axis=0) < 0.5] = np.nan
+            s_parts.append(s.numpy())
+            p_parts.append(p.numpy())
+        scores.append(np.concatenate(s_parts))
+        logits.append(np.concatenate(p_parts))
+    depths = member_depths(np.stack(scores), batch, spec)  # [M, B, 3]
+    probs = 1.0 / (1.0 + np.exp(-np.stack(logits).astype(np.float64)))
+    pts = np.full((len(batch), 3), np.nan)
+    for b in range(len(batch)):
+        est = combine_members(depths[:, b, :], probs[:, b, :])
+        pts[b] = [np.nan if v is None else v for v in est.points.as_dict().values()]
     return pts
 
 
