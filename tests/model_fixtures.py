@@ -139,8 +139,11 @@ def build_model_folder(
     seed: int = 0,
     slow: int = 0,
     n_in: int | None = None,
+    place_on_ramps: bool | None = None,
 ) -> Path:
-    """Write `<parent_dir>/<version>/` per the contract (temp name, then rename)."""
+    """Write `<parent_dir>/<version>/` per the contract (temp name, then rename).
+
+    place_on_ramps None leaves `decode` out of the manifest (a folder from before it)."""
     spec = spec or FeatureSpec()
     shifts = shift if isinstance(shift, list) else [shift] * n_members
     rng = np.random.default_rng(seed)
@@ -175,6 +178,7 @@ def build_model_folder(
         "architecture": "cnn",
         "config": {"fixture": "conv1d", "shifts": shifts, "gain": gain},
         "feature_spec": spec.to_dict(),
+        **({} if place_on_ramps is None else {"decode": {"place_on_ramps": place_on_ramps}}),
         "members": members,
         "weights": weights,
         "probe": "probe.npz",

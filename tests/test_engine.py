@@ -87,7 +87,7 @@ def test_wrong_feature_spec_or_tampered_member_is_refused_on_load(tmp_path: Path
     manifest = rewrite_manifest(other)
     manifest["feature_spec"]["length"] = 512  # members take 256 positions
     rewrite_manifest(other, manifest)
-    with pytest.raises(ModelFolderError, match=r"\[1, 6, 512\]"):
+    with pytest.raises(ModelFolderError, match=rf"\[1, {spec.n_channels}, 512\]"):
         Engine.from_dir(other)
 
 
@@ -127,3 +127,23 @@ def test_engine_is_shared_safely_between_threads(models: Path) -> None:
     for t in threads:
         t.join()
     assert not errors and len(results) == 20 and all(results)
+
+
+def test_models_that_say_so_have_their_points_placed_on_the_ramps(tmp_path: Path) -> None:
+    # Members biased 0.3 mm deeper: served as they are, unless the manifest asks for the
+    # points to be placed on their ramps' half-height crossings.
+    trace = ramp_trace(entry_mm=6.0, exit_mm=18.0, seed=11)
+    raw = Engine.from_dir(build_model_folder(tmp_path, "raw", shift=6)).estimate(trace)
+    placed = Engine.from_dir(build_model_folder(tmp_path, "placed", shift=6,
+                                                place_on_ramps=True)).estimate(trace)
+    assert abs(raw.entry_mm - 6.0) == pytest.approx(0.3, abs=0.06)
+    assert abs(raw.exit_mm - 18.0) == pytest.approx(0.3, abs=0.06)
+    assert placed.entry_mm == pytest.approx(6.0, abs=0.02)
+    assert placed.exit_mm == pytest.approx(18.0, abs=0.02)
+    assert placed.spread_mm == raw.spread_mm and placed.presence == raw.presence
+    with pytest.raises(ModelFolderError, match="'decode' must be an object"):
+        folder = build_model_folder(tmp_path, "bad")
+        manifest = rewrite_manifest(folder)
+        manifest["decode"] = {"place_on_ramps": "yes"}
+        rewrite_manifest(folder, manifest)
+        Engine.from_dir(folder)

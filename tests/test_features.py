@@ -83,7 +83,7 @@ def test_grid_cell_holds_mean_of_slow_feed_samples_and_interpolates_fast_feed():
 def test_padding_and_crop_fit_the_fixed_length():
     depth = np.arange(0.6, 30.0, 0.03)  # deeper than the 20 mm grid: cropped
     b = make_batch([make_trace(depth, np.ones_like(depth))], SPEC)
-    assert b.x.shape == (1, len(CHANNELS), SPEC.length)
+    assert b.x.shape == (1, len(SPEC.channels), SPEC.length)
     assert b.x.dtype == np.float32 and b.scalars.dtype == np.float32
     valid = b.x[0, CHANNELS.index("valid")]
     assert valid[: int(0.6 / 0.05) - 1].sum() == 0  # air padding before the first sample
@@ -102,10 +102,29 @@ def test_step_marker_speed_and_scalars():
     speed = b.x[0, CHANNELS.index("speed")]
     assert speed[round(3.0 / 0.05)] == pytest.approx(4.0)
     assert speed[round(9.0 / 0.05)] == pytest.approx(1.0)
-    s = dict(zip(SCALARS, b.scalars[0], strict=True))
+    s = dict(zip(SPEC.scalars, b.scalars[0], strict=True))
     assert s["local_counter"] == pytest.approx(np.log1p(20) / 5, rel=1e-6)
     assert s["local_counter_known"] == 1.0 and s["predrilled"] == 1.0
     assert s["predrilled_known"] == 1.0 and s["speed_is_rpm"] == 1.0
+
+
+def test_step_marker_survives_a_step_change_that_backs_off():
+    # The new step starts with a 0.5 mm back-off: its first samples are re-travel and
+    # dropped, so the marker belongs on the first advancing sample of step 2.
+    fwd = np.arange(1.0, 6.0, 0.02)
+    back = np.arange(5.5, 6.0, 0.02)
+    on = np.arange(6.0, 12.0, 0.02)
+    depth = np.concatenate([fwd, back, on])
+    step = np.concatenate([np.ones(len(fwd)), np.full(len(back) + len(on), 2)])
+    b = make_batch([make_trace(depth, np.ones_like(depth), step=step)], SPEC)
+    marker = b.x[0, CHANNELS.index("step_change")]
+    assert np.flatnonzero(marker).tolist() == [round(6.0 / 0.05)]
+    # Models trained on version 1 features keep getting what they were trained on.
+    old = FeatureSpec.of_version(1, grid_mm=0.05, length=400)
+    b1 = make_batch([make_trace(depth, np.ones_like(depth), step=step)], old)
+    assert not b1.x[0, CHANNELS.index("step_change")].any()
+    with pytest.raises(ValidationError, match="version 99"):
+        FeatureSpec(version=99)
 
 
 def test_speed_falls_back_to_logged_rpm_then_no_load_current():
@@ -218,3 +237,28 @@ def test_start_and_end_torque_flag_holes_that_start_or_end_inside_the_stack():
     st, en = SCALARS.index("start_torque"), SCALARS.index("end_torque")
     assert b.scalars[:, st].tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)
     assert b.scalars[:, en].tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)
+
+
+def test_rule_channels_carry_the_rule_based_reading():
+    from appliance.estimators.heuristic import estimate_heuristic
+    from appliance.features.spec import RULE_CHANNELS, RULE_SCALARS
+    from appliance.synth import generate
+
+    spec = FeatureSpec()
+    holes = generate(6, seed=99)
+    b = make_batch([h.trace for h in holes], spec)
+    for i, h in enumerate(holes):
+        rules = estimate_heuristic(h.trace).points
+        for ch, sc, name in zip(RULE_CHANNELS, RULE_SCALARS, ("entry", "transition", "exit"),
+                                strict=True):
+            bump = b.x[i, spec.channels.index(ch)]
+            flag = b.scalars[i, spec.scalars.index(sc)]
+            if rules.get(name) is None:
+                assert flag == 0.0 and not bump.any()
+                continue
+            assert flag == 1.0
+            cells = np.flatnonzero(bump)
+            # the triangle's centre of mass is the rule's depth, to a fraction of a cell
+            centre = (bump[cells] * cells).sum() / bump[cells].sum() * spec.grid_mm
+            assert centre == pytest.approx(rules.get(name), abs=0.01)
+            assert len(cells) <= 2 * 0.25 / spec.grid_mm + 1

@@ -70,7 +70,7 @@ def test_a_sound_candidate_passes_every_gate(tmp_path: Path, active: Engine, exa
 
 def _broken(tmp_path: Path, how: str) -> Path:
     if how == "wrong input shape":
-        folder = build_model_folder(tmp_path, "bad", n_in=7)  # 7 channels, the spec has 6
+        folder = build_model_folder(tmp_path, "bad", n_in=7)  # 7 channels, the spec has 9
         return folder
     if how == "nan outputs":
         return build_model_folder(tmp_path, "bad", presence_bias=(np.nan, -6.0, 6.0))
@@ -95,7 +95,7 @@ def _broken(tmp_path: Path, how: str) -> Path:
     ("tampered file", r"members/m2\.onnx: sha256 .* does not match"),
     ("corrupted weights", r"members/m0\.onnx: onnxruntime cannot load it"),
     ("unlisted file", r"members/m9\.onnx: file is not listed in the manifest"),
-    ("wrong input shape", r"input 'x' dimension 1 is 7, the feature spec needs 6"),
+    ("wrong input shape", r"input 'x' dimension 1 is 7, the feature spec needs 9"),
     ("nan outputs", r"non-finite output value"),
 ])
 def test_broken_candidates_fail_integrity(tmp_path, active, exam, how, expected) -> None:

@@ -91,6 +91,7 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     assert m["members"] == ["members/m0.onnx", "members/m1.onnx"]
     assert m["weights"] == ["weights/m0.safetensors", "weights/m1.safetensors"]
     assert m["parent"] is None and len(m["dataset_hash"]) == 64
+    assert m["decode"] == {"place_on_ramps": True}  # served as its held-out metrics were
     assert set(m["files"]) == {"members/m0.onnx", "members/m1.onnx", "probe.npz", "README.md",
                                "weights/m0.safetensors", "weights/m1.safetensors"}
     card = (out / "README.md").read_text()
@@ -287,3 +288,23 @@ def test_train_command_reads_a_store_snapshot(tmp_path, capsys):
     m = read_manifest(out)
     assert m["training"]["n_holes"] <= 16 and m["training"]["n_groups"] >= 2
     assert m["training"]["dataset"] == str(tmp_path / "snap")
+
+
+def test_configs_saved_before_the_stem_still_build_their_model():
+    from appliance.train.model import build_model
+
+    old = ModelConfig().to_dict()
+    del old["stem_dilations"], old["mixer_on_stem"]  # what a manifest from then holds
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.stem_dilations == () and cfg.mixer_on_stem is False
+    legacy = build_model("patchtsmixer", cfg)
+    assert not any(k.startswith("backbone.stem.") for k in legacy.state_dict())
+    now = build_model("patchtsmixer", ModelConfig())
+    assert any(k.startswith("backbone.stem.") for k in now.state_dict())
+    # a CNN's weight names are what the first CNN parents were saved with
+    cnn = build_model("cnn", ModelConfig()).state_dict()
+    assert "backbone.stem.weight" in cnn and "backbone.blocks.0.1.weight" in cnn
+    x = torch.zeros(2, cfg.in_channels, cfg.length)
+    s = torch.zeros(2, cfg.n_scalars)
+    scores, presence = legacy(x, s)
+    assert scores.shape == (2, 3, cfg.length) and presence.shape == (2, 3)

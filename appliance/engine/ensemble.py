@@ -7,7 +7,11 @@ How members are combined (documented for operators and the API):
   presence >= 0.5; all members if none does) of each member's decoded depth;
 - spread_mm = max - min of those members' depths (the full range: with 3-5 members an IQR
   says little, and the range is what an operator can check by eye);
-- confidence = mean presence x share of those members within 0.5 mm of the median.
+- confidence = mean presence x share of those members within 0.5 mm of the median;
+- then, for models whose manifest sets decode.place_on_ramps (every model trained since
+  feature version 3), each reported point is moved onto the half-height crossing of the
+  torque ramp it sits on (appliance.estimators.snap: the model picks the ramp, the
+  convention of depth-points.md places the point), when such a ramp is within 0.5 mm.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,7 @@ import onnxruntime as ort
 from appliance.engine.fallback import heuristic_estimate
 from appliance.engine.manifest import ModelFolderError, ModelManifest, read_manifest, read_verified
 from appliance.engine.sessions import make_session, run_member
+from appliance.estimators.snap import snap
 from appliance.features import FeatureBatch, FeatureSpec, make_batch, refine_positions
 from appliance.points import POINT_NAMES, DepthEstimate
 from appliance.trace import Trace
@@ -142,7 +147,9 @@ class Engine:
             if not finite[b]:
                 results.append(ModelRunError(f"model {self.version} gave non-finite outputs"))
                 continue
-            results.append(self._combine(depths[:, b, :], probs[:, b, :]))
+            est = self._combine(depths[:, b, :], probs[:, b, :])
+            results.append(place_on_ramps(est, traces[b]) if self.manifest.place_on_ramps
+                           else est)
         return results
 
     def estimate(self, trace: Trace) -> DepthEstimate:
@@ -231,6 +238,13 @@ def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None =
         model_version=version,
         estimator="ensemble",
     )
+
+
+def place_on_ramps(est: DepthEstimate, trace: Trace) -> DepthEstimate:
+    """The estimate with its points on their ramps' half-height crossings (see snap)."""
+    moved = snap(trace, {n: est.points.get(n) for n in POINT_NAMES})
+    return replace(est, entry_mm=moved["entry"], transition_mm=moved["transition"],
+                   exit_mm=moved["exit"])
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

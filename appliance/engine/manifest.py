@@ -40,6 +40,10 @@ class ModelManifest:
     created_at: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # decode.place_on_ramps: the ensemble's points are moved onto their ramps' half-height
+    # crossings (appliance.estimators.snap). Written by every training run since feature
+    # version 3; folders without it are served exactly as they were gated.
+    place_on_ramps: bool = False
 
     def member_paths(self) -> list[Path]:
         return [self.folder / m for m in self.members]
@@ -98,6 +102,10 @@ def read_manifest(folder: str | Path) -> ModelManifest:
         _check_relative(path, rel)
     if not isinstance(raw["feature_spec"], dict):
         raise ModelFolderError(f"{path}: 'feature_spec' must be an object")
+    decode = raw.get("decode", {})
+    if not isinstance(decode, dict) or not isinstance(decode.get("place_on_ramps", False), bool):
+        raise ModelFolderError(f"{path}: 'decode' must be an object like "
+                               '{"place_on_ramps": true}')
     return ModelManifest(
         folder=folder,
         version=version,
@@ -112,6 +120,7 @@ def read_manifest(folder: str | Path) -> ModelManifest:
         created_at=raw.get("created_at"),
         metrics=raw.get("metrics") or {},
         raw=raw,
+        place_on_ramps=decode.get("place_on_ramps", False),
     )
 
 

@@ -5,6 +5,8 @@ Public interface:
 - load_estimator(spec): "heuristic" -> the rule-based estimator; a model folder -> the
   ONNX ensemble of appliance.engine.
 - estimate_heuristic(trace) in appliance.estimators.heuristic.
+- snap(trace, points) in appliance.estimators.snap: points moved onto their ramps'
+  half-height crossings (how the ensemble's answers are placed).
 """
 
 from __future__ import annotations

@@ -298,13 +298,13 @@ def _read(prof: Profile) -> DepthEstimate:
     if inside:
         notes.append(f"trace starts inside the material ({start_level:.2f} A): no entry")
     else:
-        entry_r, air, entry_after = _find_entry(ramps, last)
+        entry_r, air, entry_after = find_entry(ramps, last)
         if entry_r is None and ramps:
             notes.append("no sustained rise from the air level: no entry")
         air = start_level if air is None else air
 
     exit_r, exit_after = _find_exit(prof, ramps, entry_r, air)
-    lo = _chain_end(ramps, ramps.index(entry_r)) + 1 if entry_r is not None else 0
+    lo = chain_end(ramps, ramps.index(entry_r)) + 1 if entry_r is not None else 0
     hi = len(ramps) if exit_r is None else next(
         i for i, x in enumerate(ramps) if x.start >= exit_r.start)
     trans_r, trans_after = None, None
@@ -327,7 +327,7 @@ def _read(prof: Profile) -> DepthEstimate:
             k0 = next(i for i, x in enumerate(ramps) if x.start >= r.start)
             k1 = next(i for i, x in enumerate(ramps) if x.end >= r.end)
             if name != "exit":
-                k1 = _chain_end(ramps, k1)
+                k1 = chain_end(ramps, k1)
             lo_i = ramps[k0 - 1].end if k0 > 0 else 0
             hi_i = ramps[k1 + 1].start if k1 + 1 < len(ramps) else last
             x = half_crossing(prof, lo_i, hi_i, level_from, level_to)
@@ -350,8 +350,8 @@ def _read(prof: Profile) -> DepthEstimate:
     )
 
 
-def _find_entry(ramps: list[Ramp], last: int) -> tuple[Ramp | None, float | None,
-                                                    float | None]:
+def find_entry(ramps: list[Ramp], last: int) -> tuple[Ramp | None, float | None,
+                                                   float | None]:
     """The first sustained rise of >= ENTRY_MIN_RISE_A from the air level: the ramp, the
     air level and the level it rises to (None, None, None when there is none).
 
@@ -363,7 +363,7 @@ def _find_entry(ramps: list[Ramp], last: int) -> tuple[Ramp | None, float | None
         if r.amplitude < ENTRY_MIN_RISE_A:
             continue
         air = r.before
-        k = _chain_end(ramps, ramps.index(r))
+        k = chain_end(ramps, ramps.index(r))
         cand, after = r, ramps[k].after
         for nxt in rising[i + 1:]:
             if nxt.start <= ramps[k].end:
@@ -372,7 +372,7 @@ def _find_entry(ramps: list[Ramp], last: int) -> tuple[Ramp | None, float | None
             small = after - air < min(PRECONTACT_MAX_A, PRECONTACT_SHARE * (nxt.after - air))
             if not (close and small):
                 break
-            k = _chain_end(ramps, ramps.index(nxt))
+            k = chain_end(ramps, ramps.index(nxt))
             cand, after = nxt, ramps[k].after
         if ramps[k].win_after < MIN_LEVEL_MM and ramps[k].end >= last - int(
                 MIN_LEVEL_MM / GRID_MM):
@@ -381,7 +381,7 @@ def _find_entry(ramps: list[Ramp], last: int) -> tuple[Ramp | None, float | None
     return None, None, None
 
 
-def _chain_end(ramps: list[Ramp], j: int, hi: int | None = None) -> int:
+def chain_end(ramps: list[Ramp], j: int, hi: int | None = None) -> int:
     """Index of the last ramp of the run of same-direction ramps starting at j with no
     real level between them."""
     hi = len(ramps) if hi is None else hi
@@ -405,7 +405,7 @@ def _find_transition(ramps: list[Ramp], lo: int, hi: int,
         prev = ramps[j - 1] if j > 0 else None
         if prev is not None and prev.sign == r.sign and r.win_before < MIN_LEVEL_MM:
             continue  # still creeping on from the previous ramp: no real level
-        k = _chain_end(ramps, j, hi)
+        k = chain_end(ramps, j, hi)
         after = ramps[k].after
         nxt = ramps[k + 1] if k + 1 < len(ramps) else None
         if (nxt is not None and nxt.sign != r.sign and ramps[k].win_after < MIN_LEVEL_MM

@@ -7,13 +7,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.estimators.heuristic import estimate_heuristic
+from appliance.estimators.reading import step_change_positions
 from appliance.features.grid import Grid, check_trace, moving_mean
 from appliance.features.spec import FeatureSpec
+from appliance.points import POINT_NAMES
 from appliance.trace import Trace
 
 MIN_TORQUE_SCALE_A = 0.5  # below this a hole is air or noise; do not blow noise up to 1.0
 MIN_THRUST_SCALE_A = 0.5
 EDGE_MM = 0.5
+RULE_BUMP_MM = 0.25  # half-width of the triangle marking a rule-based point
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,15 @@ def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
     width = max(1, int(round(spec.smooth_mm / spec.grid_mm)))
     smooth = moving_mean(torque, width)
     dtorque = np.gradient(smooth, spec.grid_mm) * valid
-    step = np.asarray(trace.step, dtype=np.int64)
-    changed = np.zeros(len(step), dtype=bool)
-    changed[1:] = step[1:] != step[:-1]
+    # The first advancing sample of each new step, as the reading rules see it: a step
+    # change where the tool backs off has its first samples dropped as re-travel, and the
+    # marker must land on the first one kept (version 1 lost those changes).
+    step = np.asarray(trace.step)
+    changed = np.zeros(len(trace), dtype=bool)
+    if spec.version >= 2:
+        changed[np.flatnonzero(grid.keep)[step_change_positions(step, grid.keep)]] = True
+    else:
+        changed[1:] = step[1:] != step[:-1]
     speed_samples, speed_is_rpm = _speed_per_sample(trace)
     speed = grid.resample(speed_samples)
     x = np.stack([
@@ -78,6 +88,9 @@ def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
     cells = np.flatnonzero(valid)
     start_t = float(np.median(torque[cells[:edge]])) / t_scale if len(cells) else 0.0
     end_t = float(np.median(torque[cells[-edge:]])) / t_scale if len(cells) else 0.0
+    if spec.version >= 3:
+        rules = _rule_reading(trace, grid)
+        x = np.concatenate([x, rules[0]])
     meta = trace.meta
     counter = meta.head_local_counter
     scalars = np.array([
@@ -91,7 +104,26 @@ def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
         start_t,
         end_t,
     ])
+    if spec.version >= 3:
+        scalars = np.concatenate([scalars, rules[1]])
     return x, scalars, origin
+
+
+def _rule_reading(trace: Trace, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The rule-based estimator's points: ([3, L] triangles, [3] present flags)."""
+    points = estimate_heuristic(trace).points
+    bumps = np.zeros((len(POINT_NAMES), grid.length))
+    present = np.zeros(len(POINT_NAMES))
+    half = RULE_BUMP_MM / grid.step_mm
+    cells = np.arange(grid.length)
+    for k, name in enumerate(POINT_NAMES):
+        v = points.get(name)
+        if v is None:
+            continue
+        present[k] = 1.0
+        p = (v - grid.origin_mm) / grid.step_mm
+        bumps[k] = np.clip(1.0 - np.abs(cells - p) / half, 0.0, None)
+    return bumps, present
 
 
 def make_batch(traces: list[Trace], spec: FeatureSpec) -> FeatureBatch:

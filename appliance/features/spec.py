@@ -6,16 +6,25 @@ from dataclasses import asdict, dataclass, field
 
 from appliance.errors import ValidationError
 
-FEATURE_VERSION = 1
+# 2: step-change marker on the first advancing sample of a step;
+# 3: plus the rule-based reading of the hole (RULE_CHANNELS, RULE_SCALARS)
+FEATURE_VERSION = 3
+# Versions this code still computes, so models trained before an upgrade keep serving.
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 CHANNELS: tuple[str, ...] = (
     "torque",  # net torque / per-hole robust scale
     "thrust",  # net thrust / per-hole robust scale
     "dtorque",  # slope of the 0.2 mm smoothed torque, per mm, same scale as torque
-    "step_change",  # 1 on the grid cell where the program step number changes
+    "step_change",  # 1 on the cell of the first advancing sample of a new program step
     "speed",  # spindle speed in krpm, or the no-load torque current (A) as a proxy
     "valid",  # 1 where the hole has samples, 0 on padding
 )
+
+# The rule-based estimator's reading, as evidence the model may weigh: a bump of width
+# RULE_BUMP_MM at each point it places (zero when it finds the point absent). The model
+# learns where that reading is right; what the rules get wrong on unusual stacks it overrides.
+RULE_CHANNELS: tuple[str, ...] = ("rule_entry", "rule_transition", "rule_exit")
 
 SCALARS: tuple[str, ...] = (
     "local_counter",  # log1p(tool local counter) / 5, 0 when unknown
@@ -28,6 +37,17 @@ SCALARS: tuple[str, ...] = (
     "start_torque",  # scaled torque over the first 0.5 mm of the hole: starts inside the stack?
     "end_torque",  # scaled torque over the last 0.5 mm: still in the stack (aborted, blind)?
 )
+
+RULE_SCALARS: tuple[str, ...] = ("rule_entry_present", "rule_transition_present",
+                                 "rule_exit_present")
+
+
+def channels_of(version: int) -> tuple[str, ...]:
+    return CHANNELS + RULE_CHANNELS if version >= 3 else CHANNELS
+
+
+def scalars_of(version: int) -> tuple[str, ...]:
+    return SCALARS + RULE_SCALARS if version >= 3 else SCALARS
 
 
 @dataclass(frozen=True)
@@ -43,8 +63,8 @@ class FeatureSpec:
     start_rule: str = "fixed"
     start_mm: float = 0.0
     smooth_mm: float = 0.2
-    channels: tuple[str, ...] = CHANNELS
-    scalars: tuple[str, ...] = SCALARS
+    channels: tuple[str, ...] = channels_of(FEATURE_VERSION)
+    scalars: tuple[str, ...] = scalars_of(FEATURE_VERSION)
     version: int = FEATURE_VERSION
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -56,13 +76,20 @@ class FeatureSpec:
         if self.start_rule != "fixed":
             raise ValidationError(f"FeatureSpec.start_rule {self.start_rule!r} is unknown "
                                   "(only 'fixed' is implemented)")
-        if tuple(self.channels) != CHANNELS or tuple(self.scalars) != SCALARS:
+        if self.version not in SUPPORTED_VERSIONS:
+            raise ValidationError(f"FeatureSpec version {self.version} is not supported "
+                                  f"(this code computes versions {list(SUPPORTED_VERSIONS)})")
+        if (tuple(self.channels) != channels_of(self.version)
+                or tuple(self.scalars) != scalars_of(self.version)):
             raise ValidationError(
                 f"FeatureSpec channels/scalars {list(self.channels)}/{list(self.scalars)} do not "
-                f"match this code's feature version {FEATURE_VERSION}")
-        if self.version != FEATURE_VERSION:
-            raise ValidationError(f"FeatureSpec version {self.version} is not supported "
-                                  f"(this code computes version {FEATURE_VERSION})")
+                f"match feature version {self.version}")
+
+    @classmethod
+    def of_version(cls, version: int, **kw) -> FeatureSpec:
+        """A spec of an older (or the current) feature version, with its channel lists."""
+        return cls(channels=channels_of(version), scalars=scalars_of(version),
+                   version=version, **kw)
 
     @property
     def n_channels(self) -> int:

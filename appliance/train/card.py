@@ -35,7 +35,8 @@ def model_card(manifest: dict, notes: str = "") -> str:
     group_tables = "\n\n".join(f"#### {g}\n\n{metrics_table(m)}" for g, m in by_source.items())
     exam = metrics.get("exam_synthetic")
     exam_text = (f"### Unseen synthetic holes (seed {exam.get('seed')}, never trained on): "
-                 f"ensemble median of the members\n\n{metrics_table(exam)}") if exam else ""
+                 f"the ensemble as served (members combined, points placed on their ramps)"
+                 f"\n\n{metrics_table(exam)}") if exam else ""
     real = t.get("real_files")
     real_text = "" if real is None else (
         f"- real labelled Setitec logs: {real} (../shared/data/setitec/labels.csv, parsed "
@@ -75,7 +76,8 @@ MAE over holes where both label and estimate exist, presence counted separately.
 
 {exam_text}
 
-### Cross-validation, out of fold (each hole predicted by the member that never trained on it)
+### Cross-validation, out of fold (each hole predicted by the member that never trained on it;
+the member's own decoded positions, before the points are placed on their ramps)
 
 {metrics_table(metrics['cv'])}
 

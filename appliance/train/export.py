@@ -179,6 +179,7 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
             "architecture": arch,
             "config": config,
             "feature_spec": spec.to_dict(),
+            "decode": {"place_on_ramps": True},  # see appliance.engine.manifest
             "members": [f"members/m{i}.onnx" for i in range(len(members))],
             "weights": [f"weights/m{i}.safetensors" for i in range(len(members))],
             "probe": "probe.npz",

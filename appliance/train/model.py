@@ -14,16 +14,21 @@ import torch
 from torch import nn
 from transformers import PatchTSMixerConfig, PatchTSMixerModel
 
+from appliance.features.spec import FEATURE_VERSION, channels_of, scalars_of
+
 ARCHITECTURES = ("patchtsmixer", "cnn")
 
 
 @dataclass
 class ModelConfig:
-    in_channels: int = 6
-    n_scalars: int = 9
+    in_channels: int = len(channels_of(FEATURE_VERSION))
+    n_scalars: int = len(scalars_of(FEATURE_VERSION))
     length: int = 1088
     hidden: int = 24  # per-position feature width fed to the head
-    # PatchTSMixer
+    # PatchTSMixer: a short convolutional stem gives sub-patch precision, the mixer the
+    # whole-hole context (which ramp is which); their features are summed per position
+    stem_dilations: tuple[int, ...] = (1, 2, 4, 8)
+    mixer_on_stem: bool = False  # the mixer reads the stem's features (slower, no better)
     patch_length: int = 16
     d_model: int = 16
     num_layers: int = 3
@@ -36,48 +41,18 @@ class ModelConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["cnn_dilations"] = list(self.cnn_dilations)
+        d["stem_dilations"] = list(self.stem_dilations)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "cnn_dilations" in d:
-            d["cnn_dilations"] = tuple(d["cnn_dilations"])
+        if "cnn_kernel" in d and "stem_dilations" not in d:  # saved before the stem existed
+            d["stem_dilations"], d["mixer_on_stem"] = (), False
+        for k in ("cnn_dilations", "stem_dilations"):
+            if k in d:
+                d[k] = tuple(d[k])
         return cls(**d)
-
-
-class PatchTSMixerBackbone(nn.Module):
-    """PatchTSMixer over non-overlapping patches; each patch embedding is unfolded back
-    into patch_length per-position feature vectors."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        if cfg.length % cfg.patch_length:
-            raise ValueError(f"length {cfg.length} must be a multiple of patch_length "
-                             f"{cfg.patch_length}")
-        self.cfg = cfg
-        self.mixer = PatchTSMixerModel(PatchTSMixerConfig(
-            context_length=cfg.length,
-            patch_length=cfg.patch_length,
-            patch_stride=cfg.patch_length,
-            num_input_channels=cfg.in_channels,
-            d_model=cfg.d_model,
-            num_layers=cfg.num_layers,
-            expansion_factor=cfg.expansion_factor,
-            dropout=cfg.dropout,
-            mode="mix_channel",
-            gated_attn=True,
-            scaling=None,  # features are already normalised per hole
-        ))
-        self.unpatch = nn.Linear(cfg.in_channels * cfg.d_model, cfg.patch_length * cfg.hidden)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        h = self.mixer(past_values=x.transpose(1, 2)).last_hidden_state  # [B, C, P, D]
-        p = h.shape[2]
-        h = h.permute(0, 2, 1, 3).reshape(b, p, -1)  # [B, P, C*D]
-        h = self.unpatch(h).reshape(b, p * self.cfg.patch_length, self.cfg.hidden)
-        return h.transpose(1, 2)  # [B, H, L]
 
 
 class LayerScale(nn.Module):
@@ -93,23 +68,73 @@ class LayerScale(nn.Module):
         return x * self.gain[None, :, None]
 
 
-class CNNBackbone(nn.Module):
-    """Residual dilated 1D convolutions; the receptive field spans ~ +-13 mm at 0.05 mm."""
+class ConvStack(nn.Module):
+    """Residual dilated 1D convolutions, length preserving."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, in_channels: int, hidden: int, kernel: int,
+                 dilations: tuple[int, ...]) -> None:
         super().__init__()
-        h, k = cfg.hidden, cfg.cnn_kernel
-        self.stem = nn.Conv1d(cfg.in_channels, h, k, padding=k // 2)
+        self.stem = nn.Conv1d(in_channels, hidden, kernel, padding=kernel // 2)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.GELU(), nn.Conv1d(h, h, k, padding=d * (k // 2), dilation=d),
-                          LayerScale(h))
-            for d in cfg.cnn_dilations)
+            nn.Sequential(nn.GELU(), nn.Conv1d(hidden, hidden, kernel,
+                                               padding=d * (kernel // 2), dilation=d),
+                          LayerScale(hidden))
+            for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         for block in self.blocks:
             h = h + block(h)
         return h
+
+
+class PatchTSMixerBackbone(nn.Module):
+    """A convolutional stem (receptive field ~ +-3 mm) for where exactly a ramp is, then
+    PatchTSMixer over non-overlapping patches for which ramp it is; each patch embedding is
+    unfolded back into patch_length per-position vectors and added to the stem's."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.length % cfg.patch_length:
+            raise ValueError(f"length {cfg.length} must be a multiple of patch_length "
+                             f"{cfg.patch_length}")
+        self.cfg = cfg
+        # models from before the stem have no stem_dilations in their config: none then
+        self.stem = (ConvStack(cfg.in_channels, cfg.hidden, cfg.cnn_kernel, cfg.stem_dilations)
+                     if cfg.stem_dilations else None)
+        mixer_channels = cfg.hidden if cfg.mixer_on_stem else cfg.in_channels
+        self.mixer = PatchTSMixerModel(PatchTSMixerConfig(
+            context_length=cfg.length,
+            patch_length=cfg.patch_length,
+            patch_stride=cfg.patch_length,
+            num_input_channels=mixer_channels,
+            d_model=cfg.d_model,
+            num_layers=cfg.num_layers,
+            expansion_factor=cfg.expansion_factor,
+            dropout=cfg.dropout,
+            mode="mix_channel",
+            gated_attn=True,
+            scaling=None,  # features are already normalised per hole
+        ))
+        self.unpatch = nn.Linear(mixer_channels * cfg.d_model, cfg.patch_length * cfg.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        local = self.stem(x) if self.stem is not None else None
+        src = local if local is not None and self.cfg.mixer_on_stem else x
+        h = self.mixer(past_values=src.transpose(1, 2)).last_hidden_state  # [B, C, P, D]
+        p = h.shape[2]
+        h = h.permute(0, 2, 1, 3).reshape(b, p, -1)  # [B, P, C*D]
+        h = self.unpatch(h).reshape(b, p * self.cfg.patch_length, self.cfg.hidden)
+        h = h.transpose(1, 2)  # [B, H, L]
+        return h if local is None else local + h
+
+
+class CNNBackbone(ConvStack):
+    """Residual dilated 1D convolutions; the receptive field spans ~ +-13 mm at 0.05 mm."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg.in_channels, cfg.hidden, cfg.cnn_kernel, cfg.cnn_dilations)
 
 
 class PointHead(nn.Module):

@@ -1,0 +1,106 @@
+"""Model picks the ramp, the convention places the point.
+
+A learnt estimator is good at telling *which* torque ramp is the entry, the transition or
+the exit (the rule-based reading gets that wrong on unusual stacks); the depth on that ramp
+is a definition (../shared/docs/depth-points.md: the half-height crossing of the smoothed
+torque between the levels either side), which the reading rules compute exactly. `snap`
+moves each point an estimator placed onto the half-height crossing of the ramp it sits on,
+and leaves it where it is when no ramp of the right direction is within SNAP_MM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from appliance.estimators.heuristic import Ramp, chain_end, find_entry, find_ramps
+from appliance.estimators.reading import (
+    GRID_MM,
+    LEVEL_WINDOW_MM,
+    MIN_LEVEL_MM,
+    SMOOTH_MM,
+    Profile,
+    build_profile,
+    half_crossing,
+)
+from appliance.points import POINT_NAMES
+from appliance.trace import Trace
+
+SNAP_MM = 0.5  # farthest a ramp's span may lie from the estimate for the point to move to it
+MAX_MOVE_MM = 0.75  # a crossing farther than this from the estimate is another ramp's
+
+
+def snap(trace: Trace, points: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Each present point (keyed by POINT_NAMES) moved onto its ramp's half-height crossing
+    where one is near; absent points stay absent and points far from any ramp stay put."""
+    out = {n: points.get(n) for n in POINT_NAMES}
+    if all(v is None for v in out.values()):
+        return out
+    prof = build_profile(trace.depth_mm, trace.torque_a, trace.step)
+    if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
+        return out
+    ramps = find_ramps(prof)
+    for name, approx in out.items():
+        if approx is None:
+            continue
+        x = _place(prof, ramps, name, float(approx))
+        if x is not None and abs(x - approx) <= MAX_MOVE_MM:
+            out[name] = round(x, 3)  # as the rules report: 1 µm, far below the noise
+    return out
+
+
+def _nearest(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> int | None:
+    want = {"entry": 1, "exit": -1}.get(name)
+    best, best_d = None, SNAP_MM
+    for j, r in enumerate(ramps):
+        if want is not None and r.sign != want:
+            continue
+        lo, hi = float(prof.depth[r.start]), float(prof.depth[r.end])
+        d = max(lo - approx, approx - hi, 0.0)
+        if d < best_d or (d == best_d == 0.0 and best is not None
+                          and r.height > ramps[best].height):
+            best, best_d = j, d
+    return best
+
+
+def _place(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> float | None:
+    j = _nearest(prof, ramps, name, approx)
+    if j is None:
+        return None
+    r = ramps[j]
+    last = len(prof.depth) - 1
+    # A ramp run on from a same-direction one, with no level between, starts where that
+    # one starts: its level before is the one before the whole run.
+    k0 = j
+    while (k0 > 0 and ramps[k0 - 1].sign == r.sign
+           and ramps[k0].win_before < MIN_LEVEL_MM):
+        k0 -= 1
+    before = ramps[k0].before
+    if name == "exit":
+        # The level after an exit is read right after the fall the estimate sits on. The
+        # checked labels read a steep drop followed by a slow tail (the drill's shoulder
+        # leaving) this way; the rule-based estimator joins the two and lands ~0.13 mm
+        # deeper on such holes.
+        k1 = j
+        nxt_rise = next((x.start for x in ramps[j + 1:] if x.sign > 0), last + 1)
+        hi = min(nxt_rise, r.end + int(round(LEVEL_WINDOW_MM / GRID_MM)) + 1, last + 1)
+        after = (float(np.median(prof.torque[r.end:hi])) if hi - r.end >= 2
+                 else float(prof.smooth[r.end]))
+    else:
+        k1 = chain_end(ramps, k0)
+        after = ramps[k1].after
+        if name == "entry":
+            # the rules' own entry reads from the air level, over a pre-contact touch
+            cand, air, entry_after = find_entry(ramps, last)
+            if cand is not None and air is not None and entry_after is not None:
+                c0 = ramps.index(cand)
+                c1 = chain_end(ramps, c0)
+                if c0 <= j <= c1:  # the model sits on the rules' entry ramp or its run
+                    k0, k1, before, after = c0, c1, air, entry_after
+    x = half_crossing(prof, ramps[k0].start, ramps[k1].end, before, after)
+    if x is None:
+        lo_i = ramps[k0 - 1].end if k0 > 0 else 0
+        hi_i = ramps[k1 + 1].start if k1 + 1 < len(ramps) else last
+        x = half_crossing(prof, lo_i, hi_i, before, after)
+    return x
