@@ -50,6 +50,30 @@ def test_snap_moves_to_the_next_crossing_each_way() -> None:
     assert markers.values["entry"] == pytest.approx(3.0, abs=0.1)
 
 
+def test_snap_steps_through_ramps_of_the_selected_points_direction() -> None:
+    trace = ramps(3.0, 11.5, 21.25)
+    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": None, "exit_mm": 15.0}, None,
+                              trace.depth_range)
+    markers.select("exit")  # an exit sits on a fall: the rises at 3 and 11.5 are skipped
+    assert markers.snap(trace, -1) is None and markers.values["exit"] == 15.0
+    assert markers.snap(trace, 1) == pytest.approx(21.25, abs=0.1)
+    # the same reading that places a model's answers
+    from appliance.estimators.snap import snap
+
+    ref = snap(_as_trace(trace), {"entry": 3.1, "transition": 11.4, "exit": 21.2})
+    assert markers.values["exit"] == ref["exit"]
+    assert trace.crossings_mm("entry") == [ref["entry"], ref["transition"]]
+
+
+def _as_trace(plot: PlotTrace):
+    from appliance.trace import Trace, TraceMeta
+
+    n = len(plot.depth_mm)
+    meta = TraceMeta(source="plot", content_hash="0" * 64, variant="synthetic")
+    return Trace(meta, plot.depth_mm, plot.torque_a, plot.torque_a * 0.5,
+                 np.asarray(plot.step, dtype=np.int32), np.zeros(n, np.int64))
+
+
 def test_moves_clamp_to_the_trace_and_thickness_follows() -> None:
     markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": 11.0, "exit_mm": 21.0}, None,
                               (0.5, 26.0))

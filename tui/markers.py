@@ -7,22 +7,15 @@ Pure logic (numpy, no widgets) so that it is tested on its own. Depths follow
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from appliance.estimators.snap import ramp_crossings
 from appliance.points import POINT_NAMES, DepthPoints
 
 FINE_STEP_MM = 0.05
 COARSE_STEP_MM = 1.0
-# Half-height crossings are read as in depth-points.md: levels are medians over 1 mm
-# each side of the ramp, torque smoothed over 0.2 mm; the ramp must change by >= 0.2 A.
-LEVEL_SPAN_MM = 1.0
-RAMP_HALF_WIDTH_MM = 0.5
-SMOOTH_MM = 0.2
-MIN_STEP_A = 0.2
-GRID_MM = 0.02
 
 
 @dataclass(frozen=True)
@@ -33,6 +26,7 @@ class PlotTrace:
     torque_a: np.ndarray
     thrust_a: np.ndarray | None = None
     step: np.ndarray | None = None
+    _crossings: dict[str, list[float]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def depth_range(self) -> tuple[float, float]:
@@ -40,10 +34,13 @@ class PlotTrace:
             return (0.0, 1.0)
         return float(np.nanmin(self.depth_mm)), float(np.nanmax(self.depth_mm))
 
-    @cached_property
-    def crossings_mm(self) -> list[float]:
-        """Half-height crossings, computed once per trace (snapping asks for them often)."""
-        return half_height_crossings(self)
+    def crossings_mm(self, name: str | None = None) -> list[float]:
+        """Where point `name` could sit (see half_height_crossings), computed once per trace
+        and point: snapping asks for them on every key press."""
+        key = name or ""
+        if key not in self._crossings:
+            self._crossings[key] = half_height_crossings(self, name)
+        return self._crossings[key]
 
     def step_changes_mm(self) -> list[float]:
         """Depths where the program step changes (torque dips there that are not points)."""
@@ -83,49 +80,13 @@ def trace_from_json(body: Any) -> PlotTrace:
     return PlotTrace(depth, torque, thrust, step)
 
 
-def half_height_crossings(trace: PlotTrace) -> list[float]:
-    """Depths where smoothed torque crosses half-way between the levels either side.
-
-    Only advancing samples count (re-travel after a step change is dropped); the result
-    is sorted by depth.
-    """
-    depth, torque = trace.depth_mm, trace.torque_a
-    if len(depth) < 4:
+def half_height_crossings(trace: PlotTrace, name: str | None = None) -> list[float]:
+    """Depths, sorted, where point `name` (entry, transition, exit; None: any) could sit: the
+    half-height crossing of each torque ramp of its direction, read by the convention's own
+    rules (appliance.estimators.snap), the same reading that places a model's answers."""
+    if len(trace.depth_mm) < 4:
         return []
-    advancing = depth >= np.maximum.accumulate(depth)
-    d, t = depth[advancing], torque[advancing]
-    d, first = np.unique(d, return_index=True)
-    t = t[first]
-    if len(d) < 4:
-        return []
-    grid = np.arange(d[0], d[-1], GRID_MM)
-    if len(grid) < 4:
-        return []
-    g = np.interp(grid, d, t)
-    k = max(1, int(round(SMOOTH_MM / GRID_MM)))
-    smooth = np.convolve(g, np.ones(k) / k, mode="same")
-    span = int(round(LEVEL_SPAN_MM / GRID_MM))
-    gap = int(round(RAMP_HALF_WIDTH_MM / GRID_MM))
-    n = len(grid)
-    out: list[float] = []
-    f_prev: float | None = None
-    for i in range(n):
-        lo0, lo1 = max(0, i - gap - span), max(0, i - gap)
-        hi0, hi1 = min(n, i + gap), min(n, i + gap + span)
-        if lo1 - lo0 < span // 2 or hi1 - hi0 < span // 2:
-            f_prev = None
-            continue
-        before, after = float(np.median(smooth[lo0:lo1])), float(np.median(smooth[hi0:hi1]))
-        if abs(after - before) < MIN_STEP_A:
-            f_prev = None
-            continue
-        f = smooth[i] - (before + after) / 2
-        if f_prev is not None and (f_prev < 0) != (f < 0):
-            x = grid[i - 1] + GRID_MM * f_prev / (f_prev - f) if f_prev != f else grid[i]
-            if not out or x - out[-1] > RAMP_HALF_WIDTH_MM:
-                out.append(float(x))
-        f_prev = f
-    return out
+    return ramp_crossings(trace.depth_mm, trace.torque_a, trace.step, name)
 
 
 @dataclass
@@ -191,7 +152,7 @@ class MarkerSet:
         current = self.values[self.selected]
         if current is None:
             current = self.depth_range[0] if direction > 0 else self.depth_range[1]
-        crossings = trace.crossings_mm
+        crossings = trace.crossings_mm(self.selected)
         eps = 1e-3
         if direction > 0:
             ahead = [c for c in crossings if c > current + eps]

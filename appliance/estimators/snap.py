@@ -50,8 +50,33 @@ def snap(trace: Trace, points: Mapping[str, float | None]) -> dict[str, float | 
     return out
 
 
+def ramp_crossings(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray | None,
+                   name: str | None = None) -> list[float]:
+    """Every depth a point could be placed at on this trace, sorted: the half-height crossing
+    of each ramp of the point's direction (entry: rises, exit: falls, else any), read as
+    that point is read. What an operator's "snap to the next crossing" steps through."""
+    depth = np.asarray(depth_mm, dtype=float)
+    step = np.zeros(len(depth), dtype=np.int64) if step is None else np.asarray(step)
+    prof = build_profile(depth, torque_a, step)
+    if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
+        return []
+    ramps = find_ramps(prof)
+    want = _DIRECTION.get(name or "")
+    out: set[float] = set()
+    for j, r in enumerate(ramps):
+        if want is not None and r.sign != want:
+            continue
+        x = _read_at(prof, ramps, j, name or "transition")
+        if x is not None:
+            out.add(round(x, 3))  # a run of ramps shares one crossing
+    return sorted(out)
+
+
+_DIRECTION = {"entry": 1, "exit": -1}
+
+
 def _nearest(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> int | None:
-    want = {"entry": 1, "exit": -1}.get(name)
+    want = _DIRECTION.get(name)
     best, best_d = None, SNAP_MM
     for j, r in enumerate(ramps):
         if want is not None and r.sign != want:
@@ -66,8 +91,11 @@ def _nearest(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> int 
 
 def _place(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> float | None:
     j = _nearest(prof, ramps, name, approx)
-    if j is None:
-        return None
+    return None if j is None else _read_at(prof, ramps, j, name)
+
+
+def _read_at(prof: Profile, ramps: list[Ramp], j: int, name: str) -> float | None:
+    """The half-height crossing of ramps[j], read as point `name` is read."""
     r = ramps[j]
     last = len(prof.depth) - 1
     # A ramp run on from a same-direction one, with no level between, starts where that
