@@ -309,30 +309,3 @@ def test_configs_saved_before_the_stem_still_build_their_model():
     scores, presence = legacy(x, s)
     assert scores.shape == (2, 3, cfg.length) and presence.shape == (2, 3)
 
-
-def test_training_garbles_the_rule_reading_but_never_the_signal():
-    from appliance.features.spec import RULE_CHANNELS, RULE_SCALARS
-    from appliance.train.train import corrupt_rules
-
-    spec = FeatureSpec()
-    b = make_batch([h.trace for h in generate(40, 8)], spec)
-    x, s = torch.from_numpy(b.x), torch.from_numpy(b.scalars)
-    x0, s0 = x.clone(), s.clone()
-    gx, gs = corrupt_rules(x, s, spec, 0.5, torch.Generator().manual_seed(1))
-    assert torch.equal(x, x0) and torch.equal(s, s0)  # the stored batch is untouched
-    rule_ch = [spec.channels.index(c) for c in RULE_CHANNELS]
-    rule_sc = [spec.scalars.index(c) for c in RULE_SCALARS]
-    signal = [i for i in range(spec.n_channels) if i not in rule_ch]
-    assert torch.equal(gx[:, signal], x[:, signal])
-    assert torch.equal(gs[:, :len(spec.scalars) - 3], s[:, :len(spec.scalars) - 3])
-    changed = (gx[:, rule_ch] != x[:, rule_ch]).any(dim=2)  # [holes, 3]
-    assert 0.3 < changed.float().mean() < 0.7
-    # a garbled point is either gone (flag 0, no bump) or one clean triangle (flag 1)
-    for i, k in torch.nonzero(changed).tolist():
-        bump, flag = gx[i, rule_ch[k]], gs[i, rule_sc[k]]
-        assert (flag == 0 and not bump.any()) or (flag == 1 and bump.max() == pytest.approx(
-            1.0, abs=1e-6) and int((bump > 0).sum()) <= 2 * 0.25 / spec.grid_mm + 1)
-    # rate 0 garbles nothing; version 2 features have no rule reading to garble
-    assert corrupt_rules(x, s, spec, 0.0, torch.Generator())[0] is x
-    x6, s9 = x[:, :6], s[:, :9]
-    assert corrupt_rules(x6, s9, FeatureSpec.of_version(2), 0.5, torch.Generator()) == (x6, s9)

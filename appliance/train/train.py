@@ -33,8 +33,6 @@ from appliance.features import (
     points_array,
     target_positions,
 )
-from appliance.features.batch import RULE_BUMP_MM
-from appliance.features.spec import RULE_CHANNELS, RULE_SCALARS
 from appliance.points import POINT_NAMES, DepthPoints
 from appliance.train.data import TrainHole, check_holes, dataset_hash
 from appliance.train.export import read_manifest, write_model_folder
@@ -56,7 +54,6 @@ class TrainOptions:
     finetune_lr_factor: float = 0.3  # fine-tune: rate of the unfrozen phase relative to lr
     sigma_cells: float = 1.0  # width of the soft position target, in grid cells
     logit_penalty: float = 1e-3  # see point_loss
-    rule_noise: float = 0.15  # see corrupt_rules: share of rule-read points garbled in training
     seed: int = 0
     threads: int = 1
     version: str | None = None
@@ -133,41 +130,9 @@ class Tensors:
         return self.x[i], self.scalars[i], self.pos[i], self.present[i], self.usable[i]
 
 
-def corrupt_rules(x: torch.Tensor, s: torch.Tensor, spec: FeatureSpec, rate: float,
-                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Garble the rule-based reading (feature version 3) of a training batch: each point,
-    with probability `rate`, is dropped when the rules placed it and placed somewhere on the
-    hole when they did not, or moved there. On synthetic holes the rules are almost always
-    right; without this the model would learn to copy them, and copy their mistakes on the
-    stacks where they fail instead of checking them against the signal."""
-    if rate <= 0 or spec.version < 3:
-        return x, s
-    x, s = x.clone(), s.clone()
-    b, _, length = x.shape
-    half = RULE_BUMP_MM / spec.grid_mm
-    cells = torch.arange(length, dtype=x.dtype)
-    valid = x[:, spec.channels.index("valid")] > 0
-    for ch, sc in zip(RULE_CHANNELS, RULE_SCALARS, strict=True):
-        c, k = spec.channels.index(ch), spec.scalars.index(sc)
-        hit = torch.rand(b, generator=gen) < rate
-        for i in torch.nonzero(hit).flatten().tolist():
-            had = bool(s[i, k] > 0.5)
-            inside = torch.nonzero(valid[i]).flatten()
-            if (had and torch.rand(1, generator=gen).item() < 0.5) or len(inside) == 0:
-                x[i, c], s[i, k] = 0.0, 0.0
-                continue
-            at = inside[torch.randint(len(inside), (1,), generator=gen)].to(x.dtype)
-            x[i, c] = (1.0 - (cells - at).abs() / half).clamp_min(0.0)
-            s[i, k] = 1.0
-    return x, s
-
-
 def batch_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray,
-               opts: TrainOptions, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Loss on holes idx; with a generator (training) the rule reading is garbled first."""
+               opts: TrainOptions) -> torch.Tensor:
     x, s, pos, present, usable = data.take(idx)
-    if gen is not None:
-        x, s = corrupt_rules(x, s, opts.spec, opts.rule_noise, gen)
     scores, presence = model(x, s)
     return point_loss(scores, presence, pos, present, usable, opts.sigma_cells,
                       opts.logit_penalty)
@@ -223,7 +188,6 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                val_idx: np.ndarray, opts: TrainOptions, fold: int, from_parent: bool,
                on_epoch) -> list[dict]:
     rng = np.random.default_rng(opts.seed * 1000 + fold)
-    gen = torch.Generator().manual_seed(opts.seed * 1000 + fold)
     history: list[dict] = []
     for phase, n_epochs, lr, frozen in phases(opts, from_parent):
         # Each phase keeps its own best epoch, even when the parent or the previous phase
@@ -244,7 +208,7 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
             total = 0.0
             for start in range(0, len(order), opts.batch_size):
                 part = order[start:start + opts.batch_size]
-                loss = batch_loss(model, data, part, opts, gen)
+                loss = batch_loss(model, data, part, opts)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
