@@ -51,3 +51,13 @@ def test_an_entry_is_never_snapped_onto_a_fall() -> None:
     exit_ = rules.get("exit")
     # an "entry" sitting on the exit's falling ramp has no rising ramp to go to
     assert snap(h.trace, {"entry": exit_, "transition": None, "exit": None})["entry"] == exit_
+
+
+def test_a_shared_reading_gives_the_same_answers() -> None:
+    from appliance.estimators.heuristic import read_trace
+
+    for h, rules in _holes()[:3]:
+        reading = read_trace(h.trace)
+        pts = {n: rules.get(n) + 0.2 for n in POINT_NAMES}
+        assert snap(h.trace, pts, reading) == snap(h.trace, pts)
+        assert estimate_heuristic(h.trace, reading) == estimate_heuristic(h.trace)

@@ -28,6 +28,7 @@ import onnxruntime as ort
 from appliance.engine.fallback import heuristic_estimate
 from appliance.engine.manifest import ModelFolderError, ModelManifest, read_manifest, read_verified
 from appliance.engine.sessions import make_session, run_member
+from appliance.estimators.heuristic import Reading, read_trace
 from appliance.estimators.snap import snap
 from appliance.features import FeatureBatch, FeatureSpec, make_batch, refine_positions
 from appliance.points import POINT_NAMES, DepthEstimate
@@ -128,7 +129,10 @@ class Engine:
         if not traces:
             return []
         try:
-            batch = make_batch(list(traces), self.spec)
+            # The rules' reading of each hole, once: features (v3) and placement both use it.
+            readings = ([read_trace(t) for t in traces]
+                        if self.spec.version >= 3 or self.manifest.place_on_ramps else None)
+            batch = make_batch(list(traces), self.spec, readings)
             outputs = self.run(batch.x, batch.scalars)
         except Exception as exc:
             raise ModelRunError(f"model {self.version} failed: {exc}") from exc
@@ -148,8 +152,8 @@ class Engine:
                 results.append(ModelRunError(f"model {self.version} gave non-finite outputs"))
                 continue
             est = self._combine(depths[:, b, :], probs[:, b, :])
-            results.append(place_on_ramps(est, traces[b]) if self.manifest.place_on_ramps
-                           else est)
+            results.append(place_on_ramps(est, traces[b], readings[b])
+                           if readings is not None and self.manifest.place_on_ramps else est)
         return results
 
     def estimate(self, trace: Trace) -> DepthEstimate:
@@ -240,9 +244,10 @@ def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None =
     )
 
 
-def place_on_ramps(est: DepthEstimate, trace: Trace) -> DepthEstimate:
+def place_on_ramps(est: DepthEstimate, trace: Trace, reading: Reading | None = None
+                   ) -> DepthEstimate:
     """The estimate with its points on their ramps' half-height crossings (see snap)."""
-    moved = snap(trace, {n: est.points.get(n) for n in POINT_NAMES})
+    moved = snap(trace, {n: est.points.get(n) for n in POINT_NAMES}, reading)
     return replace(est, entry_mm=moved["entry"], transition_mm=moved["transition"],
                    exit_mm=moved["exit"])
 

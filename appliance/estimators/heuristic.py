@@ -72,12 +72,32 @@ class Ramp:
         return self.after - self.before
 
 
-def estimate_heuristic(trace: Trace) -> DepthEstimate:
-    """Entry, transition and exit of one hole, each None when the rules find it absent."""
+@dataclass(frozen=True)
+class Reading:
+    """A hole's torque profile and its ramps: what the rules read points from, and what
+    placing a model's points on their ramps reads too (computed once per hole, shared)."""
+
+    prof: Profile
+    ramps: tuple[Ramp, ...]
+    noise: float
+
+
+def read_trace(trace: Trace) -> Reading | None:
+    """The profile and ramps of a hole; None when too few advancing samples to read."""
     prof = build_profile(trace.depth_mm, trace.torque_a, trace.step)
     if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
+        return None
+    noise = _noise(prof)
+    return Reading(prof, tuple(find_ramps(prof, noise)), noise)
+
+
+def estimate_heuristic(trace: Trace, reading: Reading | None = None) -> DepthEstimate:
+    """Entry, transition and exit of one hole, each None when the rules find it absent.
+    `reading`: the hole's read_trace, when the caller has it already."""
+    reading = reading or read_trace(trace)
+    if reading is None:
         return _empty("too few advancing samples to read")
-    return _read(prof)
+    return _read(reading)
 
 
 class HeuristicEstimator:
@@ -282,9 +302,9 @@ def _with_levels(prof: Profile, ramps: list[Ramp], min_step: float) -> list[Ramp
 
 # ---------------------------------------------------------------- points
 
-def _read(prof: Profile) -> DepthEstimate:
-    noise = _noise(prof)
-    ramps = find_ramps(prof, noise)
+def _read(reading: Reading) -> DepthEstimate:
+    prof, noise = reading.prof, reading.noise
+    ramps = list(reading.ramps)
     last = len(prof.depth) - 1
     first_ramp = ramps[0].start if ramps else last
     head = prof.torque[: max(2, min(first_ramp, int(LEVEL_WINDOW_MM / GRID_MM)) + 1)]

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from appliance.estimators.heuristic import Ramp, chain_end, find_entry, find_ramps
+from appliance.estimators.heuristic import (
+    Ramp,
+    Reading,
+    chain_end,
+    find_entry,
+    find_ramps,
+    read_trace,
+)
 from appliance.estimators.reading import (
     GRID_MM,
     LEVEL_WINDOW_MM,
@@ -31,16 +38,18 @@ SNAP_MM = 0.5  # farthest a ramp's span may lie from the estimate for the point 
 MAX_MOVE_MM = 0.75  # a crossing farther than this from the estimate is another ramp's
 
 
-def snap(trace: Trace, points: Mapping[str, float | None]) -> dict[str, float | None]:
+def snap(trace: Trace, points: Mapping[str, float | None],
+         reading: Reading | None = None) -> dict[str, float | None]:
     """Each present point (keyed by POINT_NAMES) moved onto its ramp's half-height crossing
-    where one is near; absent points stay absent and points far from any ramp stay put."""
+    where one is near; absent points stay absent and points far from any ramp stay put.
+    `reading`: the hole's read_trace, when the caller has it already."""
     out = {n: points.get(n) for n in POINT_NAMES}
     if all(v is None for v in out.values()):
         return out
-    prof = build_profile(trace.depth_mm, trace.torque_a, trace.step)
-    if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
+    reading = reading or read_trace(trace)
+    if reading is None:
         return out
-    ramps = find_ramps(prof)
+    prof, ramps = reading.prof, list(reading.ramps)
     for name, approx in out.items():
         if approx is None:
             continue

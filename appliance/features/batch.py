@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from appliance.estimators.heuristic import estimate_heuristic
+from appliance.estimators.heuristic import Reading, estimate_heuristic
 from appliance.estimators.reading import step_change_positions
 from appliance.features.grid import Grid, check_trace, moving_mean
 from appliance.features.spec import FeatureSpec
@@ -49,8 +49,10 @@ def _speed_per_sample(trace: Trace) -> tuple[np.ndarray, bool]:
     return np.zeros(len(trace)), False
 
 
-def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, float]:
-    """One hole: (x [C, L], scalars [S], origin_mm)."""
+def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+    """One hole: (x [C, L], scalars [S], origin_mm). `reading`: the hole's read_trace, when
+    the caller has it (the rules' channels are read from it)."""
     check_trace(trace)
     origin = spec.start_mm
     grid = Grid(np.asarray(trace.depth_mm, dtype=np.float64), origin, spec.grid_mm, spec.length)
@@ -89,7 +91,7 @@ def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
     start_t = float(np.median(torque[cells[:edge]])) / t_scale if len(cells) else 0.0
     end_t = float(np.median(torque[cells[-edge:]])) / t_scale if len(cells) else 0.0
     if spec.version >= 3:
-        rules = _rule_reading(trace, grid)
+        rules = _rule_reading(trace, grid, reading)
         x = np.concatenate([x, rules[0]])
     meta = trace.meta
     counter = meta.head_local_counter
@@ -109,9 +111,10 @@ def hole_features(trace: Trace, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarr
     return x, scalars, origin
 
 
-def _rule_reading(trace: Trace, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+def _rule_reading(trace: Trace, grid: Grid, reading: Reading | None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """The rule-based estimator's points: ([3, L] triangles, [3] present flags)."""
-    points = estimate_heuristic(trace).points
+    points = estimate_heuristic(trace, reading).points
     bumps = np.zeros((len(POINT_NAMES), grid.length))
     present = np.zeros(len(POINT_NAMES))
     half = RULE_BUMP_MM / grid.step_mm
@@ -126,11 +129,16 @@ def _rule_reading(trace: Trace, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     return bumps, present
 
 
-def make_batch(traces: list[Trace], spec: FeatureSpec) -> FeatureBatch:
+def make_batch(traces: list[Trace], spec: FeatureSpec,
+               readings: list[Reading | None] | None = None) -> FeatureBatch:
+    """Features of several holes; `readings`: their read_trace, when the caller has them."""
     if not traces:
         return FeatureBatch(np.zeros((0, spec.n_channels, spec.length), np.float32),
                             np.zeros((0, spec.n_scalars), np.float32), np.zeros(0), ())
-    xs, ss, origins = zip(*(hole_features(t, spec) for t in traces), strict=True)
+    readings = readings or [None] * len(traces)
+    xs, ss, origins = zip(*(hole_features(t, spec, r) for t, r in zip(traces, readings,
+                                                                       strict=True)),
+                          strict=True)
     return FeatureBatch(
         x=np.stack(xs).astype(np.float32),
         scalars=np.stack(ss).astype(np.float32),

@@ -12,6 +12,7 @@ import torch
 
 from appliance.engine.ensemble import combine_members, member_depths, place_on_ramps
 from appliance.errors import ApplianceError
+from appliance.estimators.heuristic import read_trace
 from appliance.features import FeatureSpec, make_batch
 from appliance.home import repo_root
 from appliance.train import data as train_data
@@ -111,7 +112,8 @@ def ensemble_points(members: list[torch.nn.Module], holes: list[train_data.Train
                     spec: FeatureSpec) -> np.ndarray:
     """[holes, 3] points in mm (NaN where absent) by the serving engine's own ensemble rule,
     the members run with torch for held-out metrics before export."""
-    batch = make_batch([h.trace for h in holes], spec)
+    readings = [read_trace(h.trace) for h in holes]
+    batch = make_batch([h.trace for h in holes], spec, readings)
     scores, logits = [], []
     for m in members:
         m.eval()
@@ -128,7 +130,7 @@ def ensemble_points(members: list[torch.nn.Module], holes: list[train_data.Train
     pts = np.full((len(batch), 3), np.nan)
     for b in range(len(batch)):
         est = place_on_ramps(combine_members(depths[:, b, :], probs[:, b, :]),
-                             holes[b].trace)
+                             holes[b].trace, readings[b])
         pts[b] = [np.nan if v is None else v for v in est.points.as_dict().values()]
     return pts
 
