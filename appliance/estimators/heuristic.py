@@ -84,7 +84,13 @@ class Reading:
 
 def read_trace(trace: Trace) -> Reading | None:
     """The profile and ramps of a hole; None when too few advancing samples to read."""
-    prof = build_profile(trace.depth_mm, trace.torque_a, trace.step)
+    return read_samples(trace.depth_mm, trace.torque_a, trace.step)
+
+
+def read_samples(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray,
+                 ) -> Reading | None:
+    """read_trace of bare sample arrays (e.g. the trace a plot was drawn from)."""
+    prof = build_profile(depth_mm, torque_a, step)
     if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
         return None
     noise = _noise(prof)

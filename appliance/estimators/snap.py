@@ -19,16 +19,14 @@ from appliance.estimators.heuristic import (
     Reading,
     chain_end,
     find_entry,
-    find_ramps,
+    read_samples,
     read_trace,
 )
 from appliance.estimators.reading import (
     GRID_MM,
     LEVEL_WINDOW_MM,
     MIN_LEVEL_MM,
-    SMOOTH_MM,
     Profile,
-    build_profile,
     half_crossing,
 )
 from appliance.points import POINT_NAMES
@@ -66,10 +64,10 @@ def ramp_crossings(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray 
     that point is read. What an operator's "snap to the next crossing" steps through."""
     depth = np.asarray(depth_mm, dtype=float)
     step = np.zeros(len(depth), dtype=np.int64) if step is None else np.asarray(step)
-    prof = build_profile(depth, torque_a, step)
-    if prof is None or len(prof.depth) < int(SMOOTH_MM / GRID_MM) * 2:
+    reading = read_samples(depth, torque_a, step)
+    if reading is None:
         return []
-    ramps = find_ramps(prof)
+    prof, ramps = reading.prof, list(reading.ramps)
     want = _DIRECTION.get(name or "")
     out: set[float] = set()
     for j, r in enumerate(ramps):
