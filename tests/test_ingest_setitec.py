@@ -297,3 +297,12 @@ def test_inf_feed_and_dot_metadata_values() -> None:
     trace = parse_setitec("\n".join(lines).encode("latin-1"), "inf")
     assert trace.meta.program[0].feed_mm_rev is None
     assert trace.meta.program[1].feed_mm_rev == pytest.approx(0.045)
+
+
+def test_a_row_of_only_blank_fields_after_a_key_row_is_no_continuation():
+    # Found by the fuzz test: a line of control characters only, after a blank line, used
+    # to raise IndexError where the v4 key-row continuation is looked for.
+    from appliance.ingest.setitec import read_sections
+
+    out = read_sections(["*** Cycle Parameters ***", "A\tB", "", "\x0b"], "\t")
+    assert out.kv["Cycle Parameters"] == {"A": "", "B": ""}

@@ -196,7 +196,7 @@ def _read_key_values(name: str, rows: list[tuple[int, list[str]]],
         j = i + 1
         # v4 Control Box: the key row breaks, blanks follow, then a row repeating the last key.
         while (j < len(rows) and len(keys) > 1 and rows[j][0] > rows[j - 1][0] + 1
-               and rows[j][1][0].strip() == keys[-1]):
+               and rows[j][1] and rows[j][1][0].strip() == keys[-1]):
             keys.extend(k.strip() for k in rows[j][1][1:])
             out.joined_key_rows.add(name)
             j += 1
