@@ -16,6 +16,10 @@ Depth = Annotated[float, Meta(ge=-100_000.0, le=100_000.0, description="depth in
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
 Reason = Annotated[str, Meta(min_length=1, max_length=1000)]
 Version = Annotated[str, Meta(min_length=1, max_length=200)]
+# documented, not enforced: an answer is never refused for what the engine computed
+Priority = Annotated[float, Meta(description=(
+    "calibrated chance (0..1) that the estimate is wrong; null where the estimate carries "
+    "none (an older stored estimate, an estimator that cannot judge)"))]
 
 
 class DepthEstimateOut(Struct):
@@ -30,6 +34,7 @@ class DepthEstimateOut(Struct):
     model_version: str | None
     estimator: str
     note: str | None = None
+    review_priority: Priority | None = None
 
 
 class LabelIn(Struct, forbid_unknown_fields=True):
@@ -64,6 +69,7 @@ class HoleOut(Struct, kw_only=True):
     label: LabelOut | None
     estimate: DepthEstimateOut | None
     uncertainty_mm: float | None = None  # largest ensemble spread of the stored estimate
+    review_priority: Priority | None = None  # the latest estimate's; orders needs-review
     source_group: str | None = None
     file_version: int | None = None
     cycle_date: str | None = None

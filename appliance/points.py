@@ -37,7 +37,9 @@ class DepthEstimate:
 
     spread_mm: disagreement between ensemble members per point (0 for a single estimator);
     presence: probability that each point exists; confidence: the estimator's own 0..1
-    trust in each present point.
+    trust in each present point; review_priority: the calibrated chance (0..1) that this
+    estimate is wrong (a point more than 0.5 mm off, or a presence error), which orders the
+    operators' review queue (None where no estimator could judge it).
     """
 
     entry_mm: float | None
@@ -49,6 +51,7 @@ class DepthEstimate:
     model_version: str | None = None
     estimator: str = "heuristic"  # "ensemble" | "heuristic"
     note: str | None = None  # e.g. why the fallback estimator answered
+    review_priority: float | None = None
 
     @property
     def points(self) -> DepthPoints:

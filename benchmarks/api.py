@@ -5,13 +5,16 @@ port, unless --url/--key point at a running daemon, then with 32 concurrent clie
   1. POST /estimate of a typical hole         target >= 100 req/s, p99 <= 300 ms, 0 errors
   2. GET /holes/{id}/trace?max_points=2000    target p99 <= 50 ms
   3. POST /holes of 1,000 distinct holes      target: count in the store == count sent
-Prints the figures; the ratio line compares the two read paths measured in this run.
+Prints the figures; the ratio line compares the two read paths measured in this run. With a
+daemon it started, it also prints the daemon's CPU time per estimate: on a box shared with
+other work the wall-clock figures move with the neighbours' load, the CPU time much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -21,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 
 from appliance.ingest.setitec_writer import write_setitec  # noqa: E402
 from appliance.synth import generate  # noqa: E402
@@ -115,6 +118,29 @@ async def hammer(url: str, key: str, make, n: int, concurrency: int  # noqa: ANN
     return latencies, statuses, time.perf_counter() - start
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report_cpu(pid: int | None, daemon_cpu: float | None, client_cpu: float, n: int,
+               wall: float) -> None:
+    """CPU time per request of the daemon (since daemon_cpu) and of this load generator."""
+    now = cpu_seconds(pid)
+    client = 1000 * (time.process_time() - client_cpu) / n
+    if now is None or daemon_cpu is None:
+        print(f"{'':<34} load generator CPU {client:.2f} ms per request")
+        return
+    used = now - daemon_cpu
+    print(f"{'':<34} daemon CPU {1000 * used / n:.2f} ms per request ({used / wall:.2f} cores "
+          f"busy); load generator CPU {client:.2f} ms per request")
+
+
 def report(name: str, lat: list[float], statuses: list[int], wall: float) -> dict[str, float]:
     errors = sum(1 for s in statuses if not 200 <= s < 300)
     out = {"n": len(lat), "rps": len(lat) / wall, "p50_ms": 1000 * statistics.median(lat),
@@ -126,7 +152,7 @@ def report(name: str, lat: list[float], statuses: list[int], wall: float) -> dic
     return out
 
 
-async def run(url: str, key: str, args: argparse.Namespace) -> None:
+async def run(url: str, key: str, args: argparse.Namespace, pid: int | None = None) -> None:
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=args.concurrency + 4)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
@@ -137,8 +163,13 @@ async def run(url: str, key: str, args: argparse.Namespace) -> None:
         name, data = typical_hole()
         octet = {"Content-Type": "application/octet-stream"}
         await client.post("/estimate", content=data, headers=octet)  # warm
-        est = report("POST /estimate (" + name[:18] + ")", *await hammer(
-            url, key, lambda i: ("POST", "/estimate", data), args.estimates, args.concurrency))
+        daemon_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+        est_lat, est_st, est_wall = await hammer(
+            url, key, lambda i: ("POST", "/estimate", data), args.estimates, args.concurrency)
+        est = report("POST /estimate (" + name[:18] + ")", est_lat, est_st, est_wall)
+        report_cpu(pid, daemon_cpu, client_cpu, len(est_lat), est_wall)
+        if args.estimate_only:
+            return
 
         print(f"generating {args.holes} synthetic holes ...", flush=True)
         bodies = [write_setitec(h.trace) for h in generate(args.holes, args.seed)]
@@ -220,6 +251,8 @@ def main() -> None:
     p.add_argument("--traces", type=int, default=2000)
     p.add_argument("--holes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--estimate-only", action="store_true",
+                   help="measure POST /estimate only (quicker before/after comparisons)")
     p.add_argument("--model", type=Path, default=None,
                    help="model folder to serve (default: the shipped models/baseline)")
     args = p.parse_args()
@@ -229,7 +262,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         proc, url, key = start_daemon(Path(tmp) / "home", args.model)
         try:
-            asyncio.run(run(url, key, args))
+            asyncio.run(run(url, key, args, proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=60)

@@ -2,6 +2,9 @@
 
 - ms per hole on synthetic holes (target <= 2 ms), with the time to build the
   grid profile alone as a ratio measured in the same run;
+- read_trace (profile + ramps, what every served estimate pays) ms per hole, and the ramp
+  edges of those holes' slope peaks found all at once (reading.ramp_edges_many, what
+  find_ramps uses) against one run_edge walk per peak, the straightforward way;
 - accuracy on 1,000 synthetic holes drawn with a seed never used in development
   (targets: MAE <= 0.15 mm per point, presence right on >= 99 % of holes), per stack;
 - the real labelled logs of ../shared/data/setitec/labels.csv per source group, when
@@ -14,8 +17,18 @@ import argparse
 import time
 from pathlib import Path
 
-from appliance.estimators.heuristic import estimate_heuristic
-from appliance.estimators.reading import build_profile
+import numpy as np
+
+from appliance.estimators.heuristic import estimate_heuristic, read_trace
+from appliance.estimators.reading import (
+    GAP_MM,
+    GRID_MM,
+    RAMP_SHARE,
+    build_profile,
+    detection_slope,
+    ramp_edges_many,
+    run_edge,
+)
 from appliance.evaluation import evaluate
 from appliance.points import POINT_NAMES
 from appliance.synth import generate
@@ -38,6 +51,44 @@ def _print_report(title: str, d: dict) -> None:
 
 def _mm(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+def _best_cpu_s(fn, items: list, rounds: int = 3) -> float:  # noqa: ANN001
+    """Best CPU seconds over `rounds` passes of fn over items."""
+    best = float("inf")
+    for _ in range(rounds):
+        c0 = time.process_time()
+        for it in items:
+            fn(it)
+        best = min(best, time.process_time() - c0)
+    return best
+
+
+def _edges_per_peak(case: tuple[np.ndarray, np.ndarray]) -> None:
+    slope, peaks = case
+    gap = int(round(GAP_MM / GRID_MM))
+    for pk in peaks.tolist():
+        low = (1.0 if slope[pk] >= 0 else -1.0) * slope < RAMP_SHARE * abs(float(slope[pk]))
+        run_edge(low, pk, gap, -1)
+        run_edge(low, pk, gap, +1)
+
+
+def _print_reading_speed(traces: list) -> None:  # noqa: ANN001
+    """read_trace per hole, and the edges of every slope peak: all at once vs per peak."""
+    ms = 1000 * _best_cpu_s(read_trace, traces) / len(traces)
+    cases = []
+    for r in filter(None, (read_trace(t) for t in traces)):
+        slope = detection_slope(r.prof)
+        mag = np.abs(slope)
+        cases.append((slope, np.flatnonzero((mag[1:-1] >= mag[:-2]) & (mag[1:-1] > mag[2:])
+                                            & (mag[1:-1] >= 0.3)) + 1))
+    gap = int(round(GAP_MM / GRID_MM))
+    fast = _best_cpu_s(lambda c: ramp_edges_many(c[0], c[1], RAMP_SHARE, gap), cases)
+    slow = _best_cpu_s(_edges_per_peak, cases)
+    peaks = sum(len(c[1]) for c in cases) / max(len(cases), 1)
+    print(f"read_trace: {ms:.2f} ms of CPU per hole; edges of {peaks:.0f} slope peaks per "
+          f"hole: {1000 * fast / len(cases):.3f} ms all at once vs {1000 * slow / len(cases):.3f}"
+          f" ms per peak ({slow / fast:.1f}x)")
 
 
 def main() -> None:
@@ -68,6 +119,7 @@ def main() -> None:
           f"over {len(traces)} holes; target <= 2 ms: {'met' if ms <= 2 else 'NOT met'} wall, "
           f"{'met' if ms_cpu <= 2 else 'NOT met'} CPU); building the profile is "
           f"{best_prof / best_cpu:.2f} of it")
+    _print_reading_speed(traces[:300])
 
     report = evaluate(estimates, [h.truth for h in holes],
                       [{"stack": h.spec.stack_type, "exit": h.spec.exit_style} for h in holes])

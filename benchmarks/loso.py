@@ -6,9 +6,9 @@ For each source group g of ../shared/data/setitec/labels.csv (MANIFEST.csv sourc
  (a) the rule-based estimator on g;
  (b) a model trained on synthetic holes only (DIR, e.g. `appliance train-baseline --no-real
      --out DIR`), ensemble median over its members, on g;
- (c) that model's first --members members fine-tuned on the real labels of every other
-     group with the fine-tune schedule `appliance train --parent` uses (head first, then
-     all at a lower rate; early stopping on a grouped split of those groups), on g.
+ (c) that model fine-tuned on the real labels of every other group exactly as
+     `appliance train --parent` fine-tunes (appliance.train.fit_ensemble: 5 folds grouped by
+     source, head first, then all at a lower rate, learnt placement, augmentation), on g.
 (b) and (c) answer as the serving engine does (ensemble rule, then points placed on their
 ramps). Prints per-group and pooled MAE per point (n holes) and presence agreement, and the
 pooled table in markdown for the model card.
@@ -26,14 +26,14 @@ from safetensors.torch import load_file
 
 from appliance.estimators.heuristic import estimate_heuristic
 from appliance.evaluation import evaluate
-from appliance.features import FeatureSpec, make_batch, target_positions
+from appliance.features import FeatureSpec
 from appliance.home import repo_root
 from appliance.points import POINT_NAMES
 from appliance.train.data import real_labelled
 from appliance.train.export import read_manifest
 from appliance.train.model import ModelConfig, build_model
 from appliance.train.run import ensemble_points
-from appliance.train.train import Tensors, TrainOptions, assign_folds, fit_member
+from appliance.train.train import TrainOptions, fit_ensemble
 
 
 def load_members(model_dir: Path, n: int | None = None):
@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--head-only", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--augment", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     labels = repo_root().parent / "shared" / "data" / "setitec" / "labels.csv"
@@ -82,24 +83,15 @@ def main() -> None:
     heur = [estimate_heuristic(h.trace).points for h in holes]
     synth = to_points(ensemble_points(members, holes, spec))
     tuned: list = [None] * len(holes)
-    batch = make_batch([h.trace for h in holes], spec)
-    pos, present, usable = target_positions(truth, batch, spec)
-    data = Tensors(torch.from_numpy(batch.x), torch.from_numpy(batch.scalars),
-                   torch.from_numpy(pos).float(), torch.from_numpy(present).float(),
-                   torch.from_numpy(usable).float())
     t0 = time.monotonic()
     for g in groups:
         test = [i for i, h in enumerate(holes) if h.group == g]
-        rest = np.array([i for i, h in enumerate(holes) if h.group != g])
-        # Early stopping on a grouped split of the other groups, never on g itself.
-        split = assign_folds([holes[i].group for i in rest], 4, seed=0)
-        tr, va = rest[split != 0], rest[split == 0]
-        _, parents, _ = load_members(Path(args.synthetic_model), args.members)
+        rest = [h for h in holes if h.group != g]
         opts = TrainOptions(arch=manifest["architecture"], epochs=args.epochs,
-                            head_only=args.head_only, batch_size=16, patience=3)
-        for k, model in enumerate(parents):
-            fit_member(model, data, tr, va, opts, k, True, lambda *a: None)
-        tuned_pts = ensemble_points(parents, [holes[i] for i in test], spec)
+                            head_only=args.head_only, folds=min(args.members, 5),
+                            threads=args.threads, augment=args.augment)
+        fit = fit_ensemble(rest, opts, parent_dir=args.synthetic_model)
+        tuned_pts = ensemble_points(fit.members, [holes[i] for i in test], spec)
         for j, i in enumerate(test):
             tuned[i] = to_points(tuned_pts[j:j + 1])[0]
         print(f"  fine-tuned without {g} ({len(test)} holes) in "

@@ -86,6 +86,71 @@ def test_body_over_size_limit_is_413(tmp_path: Path, fixture_baseline: Path) -> 
         assert daemon.store.count_holes() == 0
         small = client.post("/estimate", content=data[:100], headers={**h, **OCTET})
         assert small.status_code == 422  # under the limit: reaches the parser
+        for path in ("/holes", "/estimate"):  # the cap holds for a form as for a raw body
+            form = client.post(path, files={"file": ("big.xls", data)}, headers=h)
+            assert form.status_code == 413, form.text
+        assert daemon.store.count_holes() == 0
+
+
+def test_multipart_upload_names_the_hole_by_its_file(api) -> None:
+    daemon, client, h = api
+    name, data, _ = synth_files(1, seed=18)[0]
+    r = client.post("/holes", files={"file": (name, data, "application/vnd.ms-excel")},
+                    headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["hole"]["source"] == name
+    assert r.json()["estimate"]["model_version"] == "fixture-base"
+    # the same bytes raw are the same hole: multipart carried them unchanged
+    raw = client.post("/holes", content=data, headers={**h, **OCTET})
+    assert raw.status_code == 200 and raw.json()["hole"]["id"] == r.json()["hole"]["id"]
+    est = client.post("/estimate", files={"file": (name, data)}, headers=h)
+    assert est.status_code == 200, est.text
+    assert est.json()["entry_mm"] == r.json()["estimate"]["entry_mm"]
+    assert daemon.store.count_holes() == 1
+
+
+def test_multipart_source_query_then_field_then_file_name(api) -> None:
+    _, client, h = api
+    files = synth_files(2, seed=19)
+    by_query = client.post("/holes", params={"source": "query.xls"}, headers=h,
+                           data={"source": "field.xls"}, files={"file": ("f.xls", files[0][1])})
+    by_field = client.post("/holes", data={"source": "field.xls"}, headers=h,
+                           files={"file": ("f.xls", files[1][1])})
+    assert [r.status_code for r in (by_query, by_field)] == [201, 201], by_field.text
+    assert by_query.json()["hole"]["source"] == "query.xls"
+    assert by_field.json()["hole"]["source"] == "field.xls"
+    bad = client.post("/holes", data={"source": "a\tb"}, files={"file": ("f.xls", files[0][1])},
+                      headers=h)
+    assert bad.status_code == 422  # a form's name is checked as the query's is
+
+
+def test_multipart_errors_are_precise(api) -> None:
+    daemon, client, h = api
+    _, data, _ = synth_files(1, seed=20)[0]
+    for path in ("/holes", "/estimate"):
+        no_file = client.post(path, data={"source": "x.xls"}, files={"log": ("x.xls", data)},
+                              headers=h)
+        assert no_file.status_code == 400
+        detail = no_file.json()["detail"]
+        assert "no file part named 'file'" in detail and "'log'" in detail
+        text = client.post(path, data={"file": "not a file"}, headers=h,
+                           files={"other": ("o.xls", b"x")})
+        assert text.status_code == 400 and "is text, not a file" in text.json()["detail"]
+    two = client.post("/holes", headers=h, files=[("file", ("a.xls", data)),
+                                                  ("file", ("b.xls", data))])
+    assert two.status_code == 400 and "one hole per request" in two.json()["detail"]
+    broken = client.post("/holes", files={"file": ("broken.xls", b"\x00\x01not a log")},
+                         headers=h)
+    assert broken.status_code == 422 and broken.json()["detail"].startswith("broken.xls")
+    # a part without a file name is a text field to the form parser: not the log
+    unnamed = client.post("/holes", files={"file": ("", data)}, headers=h)
+    assert unnamed.status_code == 400 and "is text" in unnamed.json()["detail"]
+    binary = client.post("/holes", files={"file": ("", b"\xff\xfe\x00")}, headers=h)
+    assert binary.status_code == 400, binary.text
+    no_boundary = client.post("/holes", content=data,
+                              headers={**h, "Content-Type": "multipart/form-data"})
+    assert no_boundary.status_code == 400
+    assert daemon.store.count_holes() == 0
 
 
 def test_source_must_be_a_plain_label(api) -> None:
@@ -129,9 +194,16 @@ def test_list_filters_pagination_and_review_order(api) -> None:
     assert unlabelled["total"] == 5
     review = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
     assert review["total"] == 5
-    spreads = [i["uncertainty_mm"] for i in review["items"]]
-    assert all(s is not None for s in spreads)
-    assert spreads == sorted(spreads, reverse=True)
+    # the engine may or may not judge its estimates: by priority when it does, else by spread
+    priorities = [i["review_priority"] for i in review["items"]]
+    assert priorities == [i["estimate"]["review_priority"] for i in review["items"]]
+    if all(p is not None for p in priorities):
+        assert priorities == sorted(priorities, reverse=True)
+    else:
+        assert priorities == [None] * 5
+        spreads = [i["uncertainty_mm"] for i in review["items"]]
+        assert all(s is not None for s in spreads)
+        assert spreads == sorted(spreads, reverse=True)
     future = client.get("/holes", headers=h, params={"since": "2999-01-01T00:00:00"}).json()
     assert future["total"] == 0
     zoned = client.get("/holes", headers=h, params={"since": "2000-01-01T00:00:00+05:00"})
@@ -260,6 +332,58 @@ def test_needs_review_orders_by_spread_then_confidence(tmp_path: Path,
         page = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
         assert [ids[i["id"]] for i in page["items"]] == [
             "never", "wide", "narrow", "none-low", "none-high"]
+
+
+def test_needs_review_orders_by_priority_then_spread(tmp_path: Path) -> None:
+    from appliance.config import load_config
+    from appliance.points import DepthEstimate
+    from appliance.services.daemon import Daemon
+    from appliance.synth import generate
+
+    home = tmp_path / "home"
+    first = Daemon.open(load_config(home), schedule=False, baseline_dir=None)
+    # name: (review priority, largest spread); None priority: stored before priorities
+    cases = {"p-low": (0.05, 0.9), "old-wide": (None, 0.8), "p-high": (0.7, 0.1),
+             "p-mid-narrow": (0.3, 0.1), "p-mid-wide": (0.3, 0.5), "old-narrow": (None, 0.2),
+             "labelled": (0.99, 0.9)}
+    holes = generate(len(cases) + 1, 74)
+    ids = {}
+    for (name, (priority, spread)), hole in zip(cases.items(), holes, strict=False):
+        hid, _ = first.store.add_hole(hole.trace, "g")
+        first.store.add_prediction(hid, DepthEstimate(
+            None, None, None, spread_mm={"entry": spread}, presence={"entry": 0.0},
+            confidence={"entry": 0.5}, model_version="m", estimator="ensemble",
+            review_priority=priority))
+        ids[hid] = name
+        if name == "labelled":
+            first.store.add_label(hid, hole.truth, "ann")
+    first.close()
+    with running_daemon(home, None) as (daemon, client, h):
+        daemon._backfill.join(timeout=30)
+        never, _ = daemon.store.add_hole(holes[-1].trace, "g")
+        ids[never] = "never"
+        want = ["never", "p-high", "p-mid-wide", "p-mid-narrow", "p-low", "old-wide",
+                "old-narrow"]
+        page = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
+        assert [ids[i["id"]] for i in page["items"]] == want
+        assert page["total"] == 7
+        assert [i["review_priority"] for i in page["items"]] == [
+            None, 0.7, 0.3, 0.3, 0.05, None, None]
+        assert page["items"][1]["estimate"]["review_priority"] == 0.7
+        # pages of two cut the same order, each with the full total
+        pages = [client.get("/holes", headers=h, params={
+            "status": "needs-review", "limit": 2, "offset": k}).json() for k in range(0, 8, 2)]
+        assert [ids[i["id"]] for p in pages for i in p["items"]] == want
+        assert {p["total"] for p in pages} == {7}
+        # a label takes a hole out of the queue at once
+        p_high = next(k for k, v in ids.items() if v == "p-high")
+        truth = holes[list(cases).index("p-high")].truth
+        assert client.put(f"/holes/{p_high}/label", headers=h,
+                          json={**truth.as_dict(), "by": "bo"}).status_code == 200
+        after = client.get("/holes", headers=h, params={"status": "needs-review"}).json()
+        assert after["total"] == 6 and "p-high" not in [ids[i["id"]] for i in after["items"]]
+        hole = client.get(f"/holes/{p_high}", headers=h).json()
+        assert hole["review_priority"] == 0.7
 
 
 def test_holes_stored_without_estimate_are_estimated_at_start(

@@ -104,6 +104,36 @@ def test_ingest_usage_error_for_missing_path(capsys, tmp_path, home):
     assert not (home / "appliance.duckdb").exists()
 
 
+def test_holes_sorted_by_review_priority(capsys, home):
+    from appliance.points import DepthEstimate
+    from appliance.synth import generate
+
+    priorities = {"low": 0.1, "old": None, "high": 0.8, "never": "-", "mid": 0.4}
+    names = {}
+    with Store.open(home) as store:
+        for (name, prio), hole in zip(priorities.items(), generate(5, 81), strict=True):
+            hid, _ = store.add_hole(hole.trace, "g")
+            names[hid] = name
+            if prio != "-":
+                store.add_prediction(hid, DepthEstimate(
+                    None, None, None, spread_mm={"entry": 0.2}, model_version="m",
+                    estimator="ensemble", review_priority=prio))
+    code, rows = run_json(capsys, "holes", "--sort", "priority", "--home", str(home))
+    assert code == 0
+    assert [names[r["hole_id"]] for r in rows] == ["never", "high", "mid", "low", "old"]
+    assert [r["review_priority"] for r in rows] == [None, 0.8, 0.4, 0.1, None]
+    code, out, _ = run(capsys, "holes", "--sort", "priority", "--limit", "2", "--home",
+                       str(home))
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["id", "prio"]
+    assert [line.split()[1] for line in lines[1:3]] == ["-", "80%"]
+    assert lines[-1] == "2 holes"
+    # the default stays ingest order, without the column
+    code, out, _ = run(capsys, "holes", "--home", str(home))
+    assert "prio" not in out.splitlines()[0]
+    assert [names[line.split()[0]] for line in out.splitlines()[1:-1]] == list(priorities)
+
+
 def test_holes_label_and_listing(capsys, inbox, home):
     run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
     code, rows = run_json(capsys, "holes", "--home", str(home))

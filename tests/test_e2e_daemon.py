@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -101,6 +103,34 @@ def _gone(pid: int, limit_s: float = 15) -> bool:
     return False
 
 
+def _upload_forms(c: httpx.Client, url: str, headers: dict[str, str], tmp: Path) -> None:
+    """Multipart uploads as curl and browsers send them, to a real server: the file part's
+    name becomes the source; the hole joins the review queue with its priority."""
+    (name, data, _), (other, other_data, _) = synth_files(2, seed=62)
+    log = tmp / name
+    log.write_bytes(data)
+    if shutil.which("curl"):  # the very command operators are told to use
+        done = subprocess.run(
+            ["curl", "-sS", "-F", f"file=@{log}", "-H",
+             f"Authorization: {headers['Authorization']}", f"{url}/holes"],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        hole = json.loads(done.stdout)["hole"]
+    else:
+        r = c.post("/holes", files={"file": (name, data)})
+        assert r.status_code == 201, r.text
+        hole = r.json()["hole"]
+    assert hole["source"] == name
+    est = c.post("/estimate", files={"file": (other, other_data)}, data={"source": "x.xls"})
+    assert est.status_code == 200, est.text
+    assert "review_priority" in est.json()
+    missing = c.post("/holes", data={"source": other}, files={"log": (other, other_data)})
+    assert missing.status_code == 400 and "no file part named 'file'" in missing.text
+    queue = c.get("/holes", params={"status": "needs-review"}).json()
+    assert [i["id"] for i in queue["items"]] == [hole["id"]]
+    assert "review_priority" in queue["items"][0]
+
+
 @pytest.mark.slow
 def test_daemon_end_to_end(tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
     home = tmp_path / "home"
@@ -113,6 +143,7 @@ def test_daemon_end_to_end(tmp_path: Path, trained_baseline: Path) -> None:  # n
             assert c.get("/models/active").json()["version"] == "tiny-base"
             ids = _ingest_and_label(c, 15, seed=61)
             assert c.get("/holes", params={"status": "labelled"}).json()["total"] == len(ids)
+            _upload_forms(c, serve.url, headers, tmp_path)
 
             r = c.post("/jobs/fine-tune", json={"folds": 2, "epochs": 1, "architecture": "cnn"})
             assert r.status_code == 202, r.text

@@ -82,4 +82,4 @@ def test_debug_metadata_is_stripped(exported):
     names = {i.name: i for i in proto.graph.input}
     assert list(names) == ["x", "scalars"]
     assert names["x"].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
-    assert [o.name for o in proto.graph.output] == ["scores", "presence"]
+    assert [o.name for o in proto.graph.output] == ["scores", "presence", "offset"]

@@ -87,6 +87,14 @@ def _broken(tmp_path: Path, how: str) -> Path:
         data = (folder / "members/m0.onnx").read_bytes()
         (folder / "members/m0.onnx").write_bytes(data[: len(data) // 2])
         rewrite_manifest(folder)  # hashes match the damage: only loading can tell
+    elif how == "residual without offset":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["decode"] = {"place_on_ramps": True, "residual": True}
+        rewrite_manifest(folder, manifest)
+    elif how == "damaged review calibration":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["review"] = {"features": ["spread"], "coef": [1.0]}
+        rewrite_manifest(folder, manifest)
     return folder
 
 
@@ -97,6 +105,8 @@ def _broken(tmp_path: Path, how: str) -> Path:
     ("unlisted file", r"members/m9\.onnx: file is not listed in the manifest"),
     ("wrong input shape", r"input 'x' dimension 1 is 7, the feature spec needs 9"),
     ("nan outputs", r"non-finite output value"),
+    ("residual without offset", r"decode\.residual needs the 'offset' output"),
+    ("damaged review calibration", r"'review' is not a usable calibration"),
 ])
 def test_broken_candidates_fail_integrity(tmp_path, active, exam, how, expected) -> None:
     report, engine = run_gates(_broken(tmp_path, how), active, exam, GateConfig())

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from appliance.engine.review import is_wrong
 from appliance.errors import ValidationError
 from appliance.estimators import Estimator, load_estimator
 from appliance.estimators.heuristic import estimate_heuristic
@@ -25,15 +26,31 @@ def synthetic_run() -> tuple[list, list]:
 
 
 def test_meets_the_accuracy_targets_on_500_synthetic_holes(synthetic_run) -> None:
-    holes, estimates = synthetic_run
+    # The rules' targets hold on the holes they were written for; the field phenomena the
+    # generator also draws (offset steps, hard-over-soft stacks, ...) are where the rules
+    # misread and the model must not follow them (test_rules_misread_the_field_phenomena).
+    pairs = [(h, e) for h, e in zip(*synthetic_run, strict=True) if not h.spec.phenomena]
+    holes, estimates = [h for h, _ in pairs], [e for _, e in pairs]
     report = evaluate(estimates, [h.truth for h in holes],
                       [{"stack": h.spec.stack_type} for h in holes])
     for name in POINT_NAMES:
         m = report.points[name]
-        assert m.n > 250, name
+        assert m.n > 120, name
         assert m.mae_mm <= 0.15, (name, m.mae_mm)
     assert report.overall.holes_presence_right >= 0.99
     assert set(report.groups["stack"]) >= {"cfrp", "cfrp/ti", "cfrp/al/ti"}
+
+
+def test_rules_misread_the_field_phenomena(synthetic_run) -> None:
+    """What the model has to learn beyond the rules: an offset that steps in air reads as an
+    early entry; the exit of a soft layer under a hard one is missed."""
+    wrong: dict[str, list[bool]] = {}
+    for h, e in zip(*synthetic_run, strict=True):
+        for name in h.spec.phenomena:
+            wrong.setdefault(name, []).append(is_wrong(e.points, h.truth))
+    rate = {k: float(np.mean(v)) for k, v in wrong.items() if len(v) >= 10}
+    assert rate.get("offset_step", 0.0) >= 0.3, rate
+    assert rate.get("hard_over_soft", 0.0) >= 0.3, rate
 
 
 def test_estimate_fields_follow_the_points(synthetic_run) -> None:

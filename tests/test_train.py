@@ -19,6 +19,8 @@ from safetensors.torch import load_file  # noqa: E402
 import appliance.features as features  # noqa: E402
 from appliance.engine import sha256_file  # noqa: E402
 from appliance.errors import ValidationError  # noqa: E402
+from appliance.estimators.heuristic import read_trace  # noqa: E402
+from appliance.estimators.placement import anchor_labels  # noqa: E402
 from appliance.features import FeatureSpec, decode, make_batch, points_array  # noqa: E402
 from appliance.synth import generate  # noqa: E402
 from appliance.train import train as train_mod  # noqa: E402
@@ -74,7 +76,7 @@ def cnn_parent(tmp_path_factory) -> Path:
 
 def test_training_and_serving_share_the_numpy_features():
     assert train_mod.make_batch is features.make_batch
-    assert train_mod.decode is features.decode
+    assert train_mod.target_positions is features.target_positions
 
 
 def test_tiny_patchtsmixer_end_to_end(tmp_path):
@@ -91,7 +93,10 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     assert m["members"] == ["members/m0.onnx", "members/m1.onnx"]
     assert m["weights"] == ["weights/m0.safetensors", "weights/m1.safetensors"]
     assert m["parent"] is None and len(m["dataset_hash"]) == 64
-    assert m["decode"] == {"place_on_ramps": True}  # served as its held-out metrics were
+    # served as its held-out metrics were: on the ramps, plus the learnt residual
+    assert m["decode"] == {"place_on_ramps": True, "residual": True}
+    assert set(m["placement"]["labels"]) == {"entry", "transition", "exit"}
+    assert m["review"]["fitted"] in (True, False) and len(m["review"]["coef"]) == 7
     assert set(m["files"]) == {"members/m0.onnx", "members/m1.onnx", "probe.npz", "README.md",
                                "weights/m0.safetensors", "weights/m1.safetensors"}
     card = (out / "README.md").read_text()
@@ -104,21 +109,25 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     ev = stream.events()
     kinds = [e["event"] for e in ev]
     assert kinds.count("epoch") == 2 and kinds.count("fold_done") == 2 and kinds[-1] == "done"
-    assert {"fold", "epoch", "train_loss", "val_loss", "eta_s"} <= set(ev[0])
+    first_epoch = next(e for e in ev if e["event"] == "epoch")
+    assert {"fold", "epoch", "train_loss", "val_loss", "eta_s"} <= set(first_epoch)
+    assert "calibrated" in kinds  # the review priority's calibration was fitted
     # The probe holds torch's outputs; onnxruntime reproduces them and decodes the same.
     probe = np.load(out / "probe.npz")
     for i, member in enumerate(m["members"]):
         sess = session(out / member)
         assert [i.name for i in sess.get_inputs()] == ["x", "scalars"]
-        assert [o.name for o in sess.get_outputs()] == ["scores", "presence"]
-        scores, presence = sess.run(None, {"x": probe["x"], "scalars": probe["scalars"]})
+        assert [o.name for o in sess.get_outputs()] == ["scores", "presence", "offset"]
+        scores, presence, offset = sess.run(None, {"x": probe["x"],
+                                                   "scalars": probe["scalars"]})
         assert np.max(np.abs(scores - probe[f"scores_{i}"])) <= 1e-4
         assert np.max(np.abs(presence - probe[f"presence_{i}"])) <= 1e-4
+        assert np.max(np.abs(offset - probe[f"offset_{i}"])) <= 1e-4
     # A hole no member has seen, through onnxruntime and the serving decode.
     new = generate(3, 99)
     batch = make_batch([h.trace for h in new], SPEC)
     sess = session(out / m["members"][0])
-    scores, presence = sess.run(None, {"x": batch.x, "scalars": batch.scalars})
+    scores, presence, _ = sess.run(None, {"x": batch.x, "scalars": batch.scalars})
     decoded = decode(scores, presence, batch, SPEC)
     assert len(decoded) == 3
     arr = points_array(decoded)
@@ -188,10 +197,9 @@ def test_same_seed_same_member():
     torch.set_num_threads(1)
     data_holes = holes(8, 3)
     batch = make_batch([h.trace for h in data_holes], SPEC)
-    pos, present, usable = features.target_positions([h.label for h in data_holes], batch, SPEC)
-    data = train_mod.Tensors(torch.from_numpy(batch.x), torch.from_numpy(batch.scalars),
-                             torch.from_numpy(pos).float(), torch.from_numpy(present).float(),
-                             torch.from_numpy(usable).float())
+    labels = [h.label for h in data_holes]
+    anchored = anchor_labels(labels, [read_trace(h.trace) for h in data_holes])
+    data = train_mod.Tensors.of(batch, labels, SPEC, anchored)
     o = opts("cnn", epochs=2)
     o.model.length = SPEC.length
     states = []
@@ -306,6 +314,6 @@ def test_configs_saved_before_the_stem_still_build_their_model():
     assert "backbone.stem.weight" in cnn and "backbone.blocks.0.1.weight" in cnn
     x = torch.zeros(2, cfg.in_channels, cfg.length)
     s = torch.zeros(2, cfg.n_scalars)
-    scores, presence = legacy(x, s)
+    scores, presence, _ = legacy(x, s)
     assert scores.shape == (2, 3, cfg.length) and presence.shape == (2, 3)
 

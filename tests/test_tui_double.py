@@ -25,6 +25,7 @@ from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from appliance.points import DepthPoints
+from appliance.services.holes import review_key
 from tui.client import ApiError, DaemonClient, DaemonUnreachable, describe_error, parse_sse
 
 # The double declares its routes in Litestar's short style; its deprecation notes are noise.
@@ -71,6 +72,8 @@ class FakeDaemon:
             entry, transition, exit_ = 2.0 + 0.3 * i, 9.0 + 0.5 * i, 18.0 + 0.4 * i
             d.traces[hid] = synthetic_trace(entry, transition, exit_, n_samples, seed=i)
             spread = round(0.05 + 0.11 * ((i * 3) % n_holes), 3)
+            # an order of its own, not the spread's (hole 4 stays first for the tmux test)
+            priority = round(0.04 + 0.2 * ((i * 2 + 3) % n_holes), 2)
             d.holes[hid] = {
                 "id": hid, "source": f"synth/hole_{i + 1:03d}.xls", "source_group": "synth",
                 "variant": "synthetic", "file_version": None,
@@ -78,6 +81,7 @@ class FakeDaemon:
                 "head_name": "HEAD", "head_local_counter": i, "n_samples": n_samples,
                 "depth_min_mm": 0.8, "depth_max_mm": exit_ + 4.0, "ingested_at": STAMP,
                 "labelled": False, "label": None, "uncertainty_mm": spread,
+                "review_priority": priority,
                 "estimate": {
                     "entry_mm": entry + 0.2, "transition_mm": transition - 0.3,
                     "exit_mm": exit_ + 0.25,
@@ -85,6 +89,7 @@ class FakeDaemon:
                     "presence": {"entry": 1.0, "transition": 0.9, "exit": 1.0},
                     "confidence": {"entry": 0.9, "transition": 0.7, "exit": 0.8},
                     "model_version": "baseline", "estimator": "ensemble", "note": None,
+                    "review_priority": priority,
                 },
             }
             d.labels[hid] = []
@@ -160,7 +165,7 @@ class FakeDaemon:
             if status == "labelled":
                 items = [h for h in items if h["labelled"]]
             if status == "needs-review":
-                items.sort(key=lambda h: -h["uncertainty_mm"])
+                items.sort(key=lambda h: review_key(h["estimate"]))
             if since:
                 items = [h for h in items if h["ingested_at"] >= since]
             return {"items": items[offset:offset + limit], "total": len(items),
@@ -354,14 +359,38 @@ def client_of(daemon: FakeDaemon, key: str | None = KEY) -> DaemonClient:
     return DaemonClient("http://daemon.test", key, transport=daemon.transport())
 
 
-async def test_needs_review_list_is_most_uncertain_first() -> None:
+async def test_needs_review_list_is_highest_priority_first() -> None:
     daemon = FakeDaemon.seeded(n_holes=5)
     client = client_of(daemon)
     holes = await client.list_holes("needs-review")
-    spreads = [h["uncertainty_mm"] for h in holes]
-    assert spreads == sorted(spreads, reverse=True) and len(holes) == 5
+    priorities = [h["review_priority"] for h in holes]
+    assert priorities == sorted(priorities, reverse=True) and len(holes) == 5
+    assert [h["uncertainty_mm"] for h in holes] != sorted(
+        (h["uncertainty_mm"] for h in holes), reverse=True)  # the spread does not order it
     assert await client.count_holes() == 5
     await client.aclose()
+
+
+async def test_review_priority_decoded_from_the_estimate_of_an_older_daemon() -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    old, new = daemon.holes.values()
+    del old["review_priority"]  # a daemon from before the hole view carried it
+    new["review_priority"] = new["estimate"]["review_priority"] = None
+    client = client_of(daemon)
+    holes = {h["id"]: h for h in await client.list_holes("all")}
+    assert holes[old["id"]]["review_priority"] == old["estimate"]["review_priority"]
+    assert holes[new["id"]]["review_priority"] is None
+    await client.aclose()
+
+
+def test_priority_column_as_a_percentage() -> None:
+    from tui.fields import HOLE_COLUMNS, fmt_percent, hole_row
+
+    hole = FakeDaemon.seeded(n_holes=1).holes["0000000000000001"]
+    row = dict(zip(HOLE_COLUMNS, hole_row(hole), strict=True))
+    assert row["prio"] == f"{hole['review_priority'] * 100:.0f}%"
+    assert [fmt_percent(v) for v in (None, 0.0, 0.001, 0.5, 1.0)] == [
+        "-", "0%", "<1%", "50%", "100%"]
 
 
 async def test_label_round_trip_and_refusal_message() -> None:

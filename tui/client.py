@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from appliance.points import DepthPoints
+from tui.fields import hole_priority
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 # Idempotent reads are retried this many times on a dropped connection before giving up.
@@ -163,11 +164,17 @@ class DaemonClient:
         limit: int = 200,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """status: "needs-review" (unlabelled, most uncertain first), "unlabelled",
-        "labelled" or "all"; since: ISO 8601 time of ingestion."""
+        """status: "needs-review" (unlabelled, highest review priority first), "unlabelled",
+        "labelled" or "all"; since: ISO 8601 time of ingestion. Each hole carries
+        "review_priority" (0..1 or None), also where an older daemon only put it in the
+        hole's estimate."""
         params: dict[str, Any] = {"status": status, "limit": limit, "offset": offset,
                                   "since": since}
-        return items_of(await self._request("GET", "/holes", params=params), "holes")
+        holes = items_of(await self._request("GET", "/holes", params=params), "holes")
+        for hole in holes:
+            if isinstance(hole, dict):
+                hole["review_priority"] = hole_priority(hole)
+        return holes
 
     async def count_holes(self, status: str = "all") -> int:
         body = await self._request("GET", "/holes", params={"status": status, "limit": 1})

@@ -52,6 +52,24 @@ def hole_spread(hole: dict[str, Any]) -> float | None:
     return spread_of(hole_estimate(hole))
 
 
+def hole_priority(hole: dict[str, Any]) -> float | None:
+    """The chance (0..1) that the hole's estimate is wrong: the hole's own field, else its
+    estimate's (a daemon from before the hole view carried it); None when neither has one."""
+    for value in (hole.get("review_priority"), hole_estimate(hole).get("review_priority")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def fmt_percent(value: float | None) -> str:
+    """A 0..1 chance as a whole percentage; under 1 % stays visible as "<1%"."""
+    if value is None:
+        return "-"
+    if 0 < value < 0.005:
+        return "<1%"
+    return f"{value * 100:.0f}%"
+
+
 def is_labelled(hole: dict[str, Any]) -> bool:
     if "labelled" in hole:
         return bool(hole["labelled"])
@@ -92,12 +110,15 @@ def hole_row(hole: dict[str, Any]) -> tuple[str, ...]:
         hole_time(hole),
         hole_drill(hole),
         *(fmt_mm(est.get(f"{n}_mm")) for n in POINT_NAMES),
+        fmt_percent(hole_priority(hole)),
         fmt_mm(hole_spread(hole), 3),
         label_status(hole),
     )
 
 
-HOLE_COLUMNS = ("id", "source", "time", "drill", "entry", "transition", "exit", "spread", "label")
+# "prio": the review priority, the queue's order (the daemon sorts, the screen shows)
+HOLE_COLUMNS = ("id", "source", "time", "drill", "entry", "transition", "exit", "prio",
+                "spread", "label")
 
 
 def model_version(model: dict[str, Any] | None) -> str:

@@ -22,7 +22,8 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
 
 @dataclass
 class UploadOperation(Operation):
-    """A hole upload: a Setitec file as raw bytes, or a JSON trace + result message pair."""
+    """A hole upload: a Setitec file as raw bytes, or a JSON trace + result message pair, raw
+    or as the file part of a multipart form."""
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
@@ -30,12 +31,21 @@ class UploadOperation(Operation):
             description=(
                 "A Setitec log as raw bytes (application/octet-stream, name it with the "
                 "`source` query parameter), or a JSON body holding a trace message and its "
-                "result message (see appliance.ingest.parse_bytes for the accepted shapes)."
+                "result message (see appliance.ingest.parse_bytes for the accepted shapes), "
+                "or either as the `file` part of a multipart/form-data form (`curl -F "
+                "file=@log.xls`; named by the `source` query parameter, else the form's "
+                "`source` field, else the part's file name)."
             ),
             content={
                 "application/octet-stream": OpenAPIMediaType(
                     schema=Schema(type=OpenAPIType.STRING, format="binary")),
                 "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT)),
+                "multipart/form-data": OpenAPIMediaType(schema=Schema(
+                    type=OpenAPIType.OBJECT, required=["file"],
+                    properties={
+                        "file": Schema(type=OpenAPIType.STRING, format="binary"),
+                        "source": Schema(type=OpenAPIType.STRING, max_length=255),
+                    })),
             },
         )
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody, Parameter, RawBody
+from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of
 from api.routes._docs import DaemonDep, UploadOperation, errors
@@ -23,11 +23,13 @@ from api.schemas import (
     to_struct,
     utc_text,
 )
+from api.uploads import read_upload
 from appliance.points import DepthPoints
 from appliance.services.holes import HoleFilter
 
 SourceParam = Annotated[str | None, Parameter(
-    description="name of the upload (file name); a label only, never a path", max_length=255)]
+    description=("name of the upload (file name); a label only, never a path; wins over a "
+                 "multipart upload's `source` field and file name"), max_length=255)]
 GroupParam = Annotated[str | None, Parameter(
     description="source group for grouped cross-validation (default 'api')", max_length=255)]
 HoleId = Annotated[str, Parameter(description="hole id (16 hex characters)", max_length=64)]
@@ -37,33 +39,40 @@ class HoleController(Controller):
     path = "/"
     tags = ["holes"]
 
-    @post("/holes", operation_id="ingestHole", status_code=201, sync_to_thread=True,
+    @post("/holes", operation_id="ingestHole", status_code=201,
           operation_class=UploadOperation,
           summary="Store a hole and estimate its depth points",
           responses={200: ResponseSpec(IngestOut, description="already stored (duplicate)"),
-                     **errors(401, 413, 422)})
-    def ingest(self, daemon: DaemonDep, body: RawBody, source: SourceParam = None,
-               group: GroupParam = None) -> Response[IngestOut]:
-        hole, estimate, created = daemon.holes.ingest(body, source, group)
+                     **errors(400, 401, 413, 422)})
+    async def ingest(self, request: Request, daemon: DaemonDep, source: SourceParam = None,
+                     group: GroupParam = None) -> Response[IngestOut]:
+        upload = await read_upload(request, source)
+        hole, estimate, created = await asyncio.to_thread(
+            daemon.holes.ingest, upload.data, upload.source, group)
         out = to_struct(IngestOut, {"hole": hole, "estimate": estimate, "created": created})
         return Response(out, status_code=201 if created else 200)
 
     @post("/estimate", operation_id="estimateUpload", status_code=200,
           operation_class=UploadOperation,
           summary="Estimate a hole's depth points without storing anything",
-          responses=errors(401, 413, 422))
-    async def estimate_upload(self, daemon: DaemonDep, body: RawBody,
+          responses=errors(400, 401, 413, 422))
+    async def estimate_upload(self, request: Request, daemon: DaemonDep,
                               source: SourceParam = None) -> DepthEstimateOut:
+        upload = await read_upload(request, source)
         # parsing runs in a worker thread; the model call is awaited, not waited for in a
         # thread, so every request in flight can join the next batch
-        return to_struct(DepthEstimateOut, await daemon.holes.estimate_bytes(body, source))
+        est = await daemon.holes.estimate_bytes(upload.data, upload.source)
+        return to_struct(DepthEstimateOut, est)
 
     @get("/holes", operation_id="listHoles", sync_to_thread=True,
-         summary="List holes (needs-review: unlabelled, most uncertain first)",
+         summary="List holes (needs-review: unlabelled, highest review priority first)",
          responses=errors(401))
     def list_holes(
         self, daemon: DaemonDep,
-        status: Annotated[HoleFilter, Parameter(description="which holes")] = "all",
+        status: Annotated[HoleFilter, Parameter(description=(
+            "which holes; needs-review: the unlabelled ones, never estimated first, then by "
+            "review priority (highest first), then estimates without one by ensemble spread"
+        ))] = "all",
         since: Annotated[datetime | None, Parameter(
             description="only holes ingested at or after this time (ISO 8601)")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,

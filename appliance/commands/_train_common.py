@@ -11,7 +11,8 @@ TRAIN_EXTRA_MODULES = {"torch", "transformers", "safetensors", "onnxscript"}
 
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
-                         seed: int = 0, arch: str = "patchtsmixer", patience: int = 4) -> None:
+                         seed: int = 0, arch: str = "patchtsmixer", patience: int = 4,
+                         placement: str = "learn", augment: int = 1) -> None:
     p.add_argument("--arch", choices=("patchtsmixer", "cnn"), default=arch)
     p.add_argument("--folds", type=int, default=folds, help=f"K of K-fold CV (default {folds})")
     p.add_argument("--epochs", type=int, default=epochs)
@@ -23,6 +24,15 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--patience", type=int, default=patience,
                    help="epochs without a better validation loss before a phase stops")
+    p.add_argument("--placement", choices=("learn", "convention"), default=placement,
+                   help="learn: the labels are the rig's practice, learnt as residuals from "
+                        "the ramps' crossings; convention: the labels follow depth-points.md "
+                        f"(default {placement})")
+    p.add_argument("--augment", type=int, default=augment, metavar="K",
+                   help="augmented copies of each hole: current gain x0.3-x3, no-load offset "
+                        f"steps, noise (default {augment}; 0: none)")
+    p.add_argument("--augment-strength", type=float, default=1.0,
+                   help="0..1: how far augmentation goes (default 1)")
     p.add_argument("--progress-json", action="store_true",
                    help="print JSON-lines progress events on stdout (for the job runner)")
 

@@ -7,6 +7,8 @@ import argparse
 from appliance.cli import EXIT_OK
 from appliance.commands._common import add_home, add_json, print_json, print_table
 from appliance.home import resolve_home
+from appliance.services.db import estimate_of
+from appliance.services.holes import review_key, review_priority
 from appliance.store import Store
 
 
@@ -20,15 +22,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--unlabelled", dest="labelled", action="store_const", const=False,
                        help="only holes without a label")
     p.add_argument("--limit", type=int, default=None, help="at most this many holes")
+    p.add_argument("--sort", choices=("ingest", "priority"), default="ingest",
+                   help="ingest order (default), or review priority: the chance the stored "
+                        "estimate is wrong, highest first (never estimated holes first), "
+                        "the daemon's review-queue order; adds a prio column")
     p.set_defaults(func=handle, labelled=None)
 
 
 def handle(args: argparse.Namespace) -> int:
     with Store.open(resolve_home(args.home)) as store:
-        rows = store.list_holes(labelled=args.labelled, limit=args.limit)
+        if args.sort == "priority":
+            rows = _by_priority(store, args.labelled, args.limit)
+        else:
+            rows = store.list_holes(labelled=args.labelled, limit=args.limit)
     if args.json:
         print_json(rows)
         return EXIT_OK
+    columns = ["id", "source", "date", "samples", "depth_mm", "label"]
+    if args.sort == "priority":
+        columns.insert(1, "prio")
     table = [
         {
             "id": r["hole_id"],
@@ -38,12 +50,28 @@ def handle(args: argparse.Namespace) -> int:
             "depth_mm": f"{r['depth_min']:.2f}..{r['depth_max']:.2f}"
             if r["depth_min"] is not None else None,
             "label": _label(r),
+            "prio": _percent(r.get("review_priority")),
         }
         for r in rows
     ]
-    print_table(table, ["id", "source", "date", "samples", "depth_mm", "label"])
+    print_table(table, columns)
     print(f"{len(rows)} holes")
     return EXIT_OK
+
+
+def _by_priority(store: Store, labelled: bool | None, limit: int | None) -> list[dict]:
+    """The holes in the review queue's order (appliance.services.holes.review_key), each with
+    its latest estimate's review_priority; the limit cuts after sorting."""
+    estimates = {p["hole_id"]: estimate_of(p) for p in store.latest_predictions()}
+    rows = store.list_holes(labelled=labelled)
+    rows.sort(key=lambda r: review_key(estimates.get(r["hole_id"])))
+    for row in rows:
+        row["review_priority"] = review_priority(estimates.get(row["hole_id"]))
+    return rows[:limit] if limit is not None else rows
+
+
+def _percent(value: float | None) -> str | None:
+    return None if value is None else f"{value * 100:.0f}%"
 
 
 def _label(row: dict) -> str:

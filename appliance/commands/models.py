@@ -13,6 +13,7 @@ from typing import Any
 
 from appliance.commands._common import add_home, add_json, print_json, print_table
 from appliance.config import load_config
+from appliance.estimators.placement import placement_table
 from appliance.registry import ServingService
 
 EXIT_REFUSED = 4
@@ -102,6 +103,8 @@ def handle_show(args: argparse.Namespace) -> int:
     for key in ("version", "status", "architecture", "parent", "created_at", "path",
                 "dataset_hash"):
         print(f"{key:13} {row.get(key) if row.get(key) is not None else '-'}")
+    print()
+    print(placement_table((row.get("manifest") or {}).get("placement")))
     _print_report(row.get("gate_report"))
     return 0
 

@@ -12,6 +12,7 @@ BASELINE_SEED = 20261128
 BASELINE_EPOCHS = 16
 BASELINE_PATIENCE = 3
 BASELINE_ARCH = "patchtsmixer"
+BASELINE_AUGMENT = 1  # one augmented copy of each hole: gain, offset steps, noise
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="unseen synthetic holes to measure the ensemble on (model card)")
     p.add_argument("--version", default=None, help="version name (default: baseline-1)")
     add_training_options(p, epochs=BASELINE_EPOCHS, folds=5, seed=BASELINE_SEED,
-                         arch=BASELINE_ARCH, patience=BASELINE_PATIENCE)
+                         arch=BASELINE_ARCH, patience=BASELINE_PATIENCE,
+                         placement="convention", augment=BASELINE_AUGMENT)
     p.set_defaults(func=handle)
 
 

@@ -1,17 +1,8 @@
 """The ONNX ensemble: model folder -> onnxruntime sessions -> DepthEstimate per hole.
 
-How members are combined (documented for operators and the API):
-- presence of a point = mean over members of sigmoid(presence logit); the point is reported
-  when that mean is >= 0.5, otherwise it is None;
-- the point's depth = median over the members that themselves place the point (their own
-  presence >= 0.5; all members if none does) of each member's decoded depth;
-- spread_mm = max - min of those members' depths (the full range: with 3-5 members an IQR
-  says little, and the range is what an operator can check by eye);
-- confidence = mean presence x share of those members within 0.5 mm of the median;
-- then, for models whose manifest sets decode.place_on_ramps (every model trained since
-  feature version 3), each reported point is moved onto the half-height crossing of the
-  torque ramp it sits on (appliance.estimators.snap: the model picks the ramp, the
-  convention of depth-points.md places the point), when such a ramp is within 0.5 mm.
+How the members' outputs become the answer (presence and depth per point, placement on the
+ramps, the learnt residual, the review priority) is appliance/engine/answer.py, which
+training's held-out figures call too.
 """
 
 from __future__ import annotations
@@ -25,19 +16,21 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from appliance.engine.answer import Decoding, answer_hole, combine_members, hole_outputs
 from appliance.engine.fallback import heuristic_estimate
 from appliance.engine.manifest import ModelFolderError, ModelManifest, read_manifest, read_verified
+from appliance.engine.review import DEFAULT, ReviewCalibration
 from appliance.engine.sessions import make_session, run_member
-from appliance.estimators.heuristic import Reading, read_trace
-from appliance.estimators.snap import snap
-from appliance.features import FeatureBatch, FeatureSpec, make_batch, refine_positions
-from appliance.points import POINT_NAMES, DepthEstimate
+from appliance.estimators.heuristic import estimate_heuristic, read_trace
+from appliance.features import FeatureBatch, FeatureSpec, make_batch
+from appliance.points import DepthEstimate
 from appliance.trace import Trace
+
+__all__ = ["Engine", "ModelRunError", "combine_members", "decoding_of"]
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 32
-AGREE_MM = 0.5
 
 
 class ModelRunError(RuntimeError):
@@ -48,6 +41,21 @@ class ModelRunError(RuntimeError):
 class MemberOutputs:
     scores: np.ndarray  # [B, 3, L]
     presence: np.ndarray  # [B, 3] logits
+    offset: np.ndarray | None = None  # [B, 3, L] mm, models with learnt placement
+
+
+def decoding_of(manifest: ModelManifest) -> Decoding:
+    """How a folder's outputs are decoded; a review calibration that does not parse is a
+    damaged folder, not a reason to serve without priorities."""
+    review = DEFAULT
+    if manifest.review is not None:
+        try:
+            review = ReviewCalibration.from_dict(manifest.review)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFolderError(f"{manifest.folder}/manifest.json: 'review' is not a "
+                                   f"usable calibration ({exc})") from exc
+    return Decoding(place_on_ramps=manifest.place_on_ramps, residual=manifest.residual,
+                    review=review)
 
 
 class Engine:
@@ -64,6 +72,7 @@ class Engine:
         self.spec = spec
         self.sessions = tuple(sessions)
         self.load_s = load_s
+        self.decoding = decoding_of(manifest)
 
     @property
     def version(self) -> str:
@@ -129,31 +138,37 @@ class Engine:
         if not traces:
             return []
         try:
-            # The rules' reading of each hole, once: features (v3) and placement both use it.
-            readings = ([read_trace(t) for t in traces]
-                        if self.spec.version >= 3 or self.manifest.place_on_ramps else None)
-            batch = make_batch(list(traces), self.spec, readings)
+            # The rules' reading of each hole, once: features (v3), placement and the review
+            # priority all use it.
+            readings = [read_trace(t) for t in traces]
+            rules = [estimate_heuristic(t, r).points for t, r in zip(traces, readings,
+                                                                      strict=True)]
+            batch = make_batch(list(traces), self.spec, readings, rules)
             outputs = self.run(batch.x, batch.scalars)
         except Exception as exc:
             raise ModelRunError(f"model {self.version} failed: {exc}") from exc
         n = len(traces)
         finite = np.ones(n, dtype=bool)
         for out in outputs:
-            finite &= np.isfinite(out.scores).reshape(n, -1).all(axis=1)
-            finite &= np.isfinite(out.presence).reshape(n, -1).all(axis=1)
+            for arr in (out.scores, out.presence, out.offset):
+                if arr is not None:
+                    finite &= np.isfinite(arr).reshape(n, -1).all(axis=1)
         try:
-            depths = self._member_depths(outputs, batch)  # [M, B, 3]
+            self._check_shapes(outputs, batch)
+            offsets = (np.stack([o.offset for o in outputs])
+                       if all(o.offset is not None for o in outputs) else None)
+            holes = hole_outputs(np.stack([o.scores for o in outputs]),
+                                 np.stack([o.presence for o in outputs]), offsets,
+                                 batch.origin_mm, self.spec.grid_mm)
         except Exception as exc:
             raise ModelRunError(f"model {self.version} failed to decode: {exc}") from exc
-        probs = np.stack([_sigmoid(o.presence) for o in outputs])  # [M, B, 3]
         results: list[DepthEstimate | ModelRunError] = []
         for b in range(n):
             if not finite[b]:
                 results.append(ModelRunError(f"model {self.version} gave non-finite outputs"))
                 continue
-            est = self._combine(depths[:, b, :], probs[:, b, :])
-            results.append(place_on_ramps(est, traces[b], readings[b])
-                           if readings is not None and self.manifest.place_on_ramps else est)
+            results.append(answer_hole(holes[b], readings[b], rules[b], self.decoding,
+                                       self.version))
         return results
 
     def estimate(self, trace: Trace) -> DepthEstimate:
@@ -174,7 +189,9 @@ class Engine:
             for trace, ans in zip(chunk, answers, strict=True):
                 if isinstance(ans, ModelRunError):
                     log.warning("%s: %s; heuristic used", trace.meta.source, ans)
-                    out.append(heuristic_estimate(trace, f"{ans}; rule-based fallback"))
+                    # the model could not answer this hole: an operator should look first
+                    out.append(replace(heuristic_estimate(trace, f"{ans}; rule-based fallback"),
+                                       review_priority=1.0))
                 else:
                     out.append(ans)
         return out
@@ -185,73 +202,11 @@ class Engine:
         except ModelRunError as exc:
             return exc
 
-    def _member_depths(self, outputs: Sequence[MemberOutputs], batch: FeatureBatch
-                       ) -> np.ndarray:
+    def _check_shapes(self, outputs: Sequence[MemberOutputs], batch: FeatureBatch) -> None:
         want = (len(batch), 3, self.spec.length)
         for out in outputs:
-            if out.scores.shape != want or out.presence.shape != want[:2]:
+            if (out.scores.shape != want or out.presence.shape != want[:2]
+                    or (out.offset is not None and out.offset.shape != want)):
                 raise ValueError(f"decode: scores {out.scores.shape} / presence "
                                  f"{out.presence.shape} do not match batch of {want[0]} holes"
                                  f" x 3 points x {want[2]} positions")
-        return member_depths(np.stack([o.scores for o in outputs]), batch, self.spec)
-
-    def _combine(self, depths: np.ndarray, probs: np.ndarray) -> DepthEstimate:
-        return combine_members(depths, probs, self.version)
-
-
-def member_depths(scores: np.ndarray, batch: FeatureBatch, spec: FeatureSpec) -> np.ndarray:
-    """[M, B, 3] depth each member locates per point, whether or not it deems it present:
-    decode's raw_mm for every member in one vectorised pass (the per-hole records decode
-    builds cost more than the arithmetic on a served batch). scores: [M, B, 3, L]."""
-    pos, _ = refine_positions(scores)
-    return batch.origin_mm[None, :, None] + pos * spec.grid_mm
-
-
-def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None = None
-                    ) -> DepthEstimate:
-    """The ensemble rule of this module's docstring for one hole; depths, probs: [members, 3].
-
-    Training's held-out metrics call this too, so they measure what serving will answer."""
-    values: dict[str, float | None] = {}
-    spread: dict[str, float | None] = {}
-    presence: dict[str, float] = {}
-    confidence: dict[str, float | None] = {}
-    for k, name in enumerate(POINT_NAMES):
-        p_mean = float(probs[:, k].mean())
-        presence[name] = p_mean
-        if p_mean < 0.5:
-            values[name] = spread[name] = confidence[name] = None
-            continue
-        voters = probs[:, k] >= 0.5
-        d = depths[voters, k] if voters.any() else depths[:, k]
-        d = d[np.isfinite(d)]
-        if d.size == 0:
-            values[name] = spread[name] = confidence[name] = None
-            continue
-        med = float(np.median(d))
-        values[name] = med
-        spread[name] = float(d.max() - d.min())
-        confidence[name] = p_mean * float(np.mean(np.abs(d - med) <= AGREE_MM))
-    return DepthEstimate(
-        entry_mm=values["entry"],
-        transition_mm=values["transition"],
-        exit_mm=values["exit"],
-        spread_mm=spread,
-        presence=presence,
-        confidence=confidence,
-        model_version=version,
-        estimator="ensemble",
-    )
-
-
-def place_on_ramps(est: DepthEstimate, trace: Trace, reading: Reading | None = None
-                   ) -> DepthEstimate:
-    """The estimate with its points on their ramps' half-height crossings (see snap)."""
-    moved = snap(trace, {n: est.points.get(n) for n in POINT_NAMES}, reading)
-    return replace(est, entry_mm=moved["entry"], transition_mm=moved["transition"],
-                   exit_mm=moved["exit"])
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z.astype(np.float64), -60, 60)))
-

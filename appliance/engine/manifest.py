@@ -44,6 +44,11 @@ class ModelManifest:
     # crossings (appliance.estimators.snap). Written by every training run since feature
     # version 3; folders without it are served exactly as they were gated.
     place_on_ramps: bool = False
+    # decode.residual: the members' offset output moves each placed point by the rig's
+    # learnt residual from its crossing (models trained since learnt placement).
+    residual: bool = False
+    # review: the fitted review-priority calibration (appliance.engine.review), or None
+    review: dict[str, Any] | None = None
 
     def member_paths(self) -> list[Path]:
         return [self.folder / m for m in self.members]
@@ -103,9 +108,13 @@ def read_manifest(folder: str | Path) -> ModelManifest:
     if not isinstance(raw["feature_spec"], dict):
         raise ModelFolderError(f"{path}: 'feature_spec' must be an object")
     decode = raw.get("decode", {})
-    if not isinstance(decode, dict) or not isinstance(decode.get("place_on_ramps", False), bool):
+    if not isinstance(decode, dict) or not all(
+            isinstance(decode.get(k, False), bool) for k in ("place_on_ramps", "residual")):
         raise ModelFolderError(f"{path}: 'decode' must be an object like "
-                               '{"place_on_ramps": true}')
+                               '{"place_on_ramps": true, "residual": true}')
+    review = raw.get("review")
+    if review is not None and not isinstance(review, dict):
+        raise ModelFolderError(f"{path}: 'review' must be an object (a review calibration)")
     return ModelManifest(
         folder=folder,
         version=version,
@@ -121,6 +130,8 @@ def read_manifest(folder: str | Path) -> ModelManifest:
         metrics=raw.get("metrics") or {},
         raw=raw,
         place_on_ramps=decode.get("place_on_ramps", False),
+        residual=decode.get("residual", False),
+        review=review,
     )
 
 

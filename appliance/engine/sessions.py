@@ -9,6 +9,9 @@ import onnxruntime as ort
 
 INPUT_NAMES = ("x", "scalars")
 OUTPUT_NAMES = ("scores", "presence")
+# Models that learn the rig's placement add a third output: the residual (mm) from the
+# crossing, per position ([B, 3, L]); folders from before have only the two above.
+OFFSET_NAME = "offset"
 
 
 _process_threads: int | None = None
@@ -61,8 +64,17 @@ def io_signature(session: ort.InferenceSession) -> dict[str, dict[str, list]]:
     }
 
 
+def output_names(session: ort.InferenceSession) -> tuple[str, ...]:
+    """The contract's outputs this member has: OUTPUT_NAMES, plus OFFSET_NAME if it learnt
+    placement."""
+    have = {o.name for o in session.get_outputs()}
+    return OUTPUT_NAMES + ((OFFSET_NAME,) if OFFSET_NAME in have else ())
+
+
 def run_member(
     session: ort.InferenceSession, x: np.ndarray, scalars: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    scores, presence = session.run(list(OUTPUT_NAMES), {"x": x, "scalars": scalars})
-    return np.asarray(scores, dtype=np.float32), np.asarray(presence, dtype=np.float32)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(scores, presence logits, offset or None)."""
+    outs = session.run(list(output_names(session)), {"x": x, "scalars": scalars})
+    offset = np.asarray(outs[2], dtype=np.float32) if len(outs) > 2 else None
+    return np.asarray(outs[0], dtype=np.float32), np.asarray(outs[1], dtype=np.float32), offset

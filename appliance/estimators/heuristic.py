@@ -7,6 +7,7 @@ compared with.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,8 @@ from appliance.estimators.reading import (
     half_crossing,
     level_after,
     level_before,
+    median,
+    ramp_edges_many,
     run_edge,
 )
 from appliance.points import POINT_NAMES, DepthEstimate
@@ -130,7 +133,7 @@ def _empty(note: str) -> DepthEstimate:
 def _noise(prof: Profile) -> float:
     """Robust scale of the residual torque noise (A) around its moving mean."""
     resid = np.abs(prof.torque - prof.smooth)
-    return float(1.4826 * np.median(resid)) + 1e-3
+    return 1.4826 * median(resid) + 1e-3
 
 
 def _min_step(noise: float) -> float:
@@ -148,7 +151,7 @@ def find_ramps(prof: Profile, noise: float | None = None) -> list[Ramp]:
     inner = (mag[1:-1] >= mag[:-2]) & (mag[1:-1] > mag[2:]) & (mag[1:-1] >= MIN_PEAK_SLOPE)
     peaks = np.flatnonzero(inner) + 1
     # a quick look at the level change across each peak discards the wander of a
-    # cutting level (a few % of it) before the per-peak work below
+    # cutting level (a few % of it) before the edges and claims below
     w = int(round(PROBE_MM / GRID_MM))
     a = prof.smooth[np.clip(peaks - w, 0, n - 1)]
     b = prof.smooth[np.clip(peaks + w, 0, n - 1)]
@@ -156,29 +159,36 @@ def find_ramps(prof: Profile, noise: float | None = None) -> list[Ramp]:
     need = np.maximum(min_step, RELATIVE_STEP * np.maximum(np.abs(a), np.abs(b)))
     peaks = peaks[step >= 0.5 * need]
     peaks = peaks[np.argsort(-mag[peaks], kind="stable")]
-    claimed = np.zeros(n, dtype=bool)
     gap = int(round(GAP_MM / GRID_MM))
-    ramps: list[Ramp] = []
-    for pk in peaks:
-        if claimed[pk]:
-            continue
-        sign = 1 if slope[pk] > 0 else -1
-        low = sign * slope < RAMP_SHARE * mag[pk]
-        start = run_edge(low, pk, gap, -1)
-        end = run_edge(low, pk, gap, +1)
-        if claimed[start:end + 1].any():
-            # stop at a stronger ramp already found
-            taken = np.flatnonzero(claimed[start:end + 1]) + start
-            left = taken[taken < pk]
-            right = taken[taken > pk]
-            start = int(left[-1]) + 1 if len(left) else start
-            end = int(right[0]) - 1 if len(right) else end
-        claimed[start:end + 1] = True
-        ramps.append(Ramp(start, end, int(pk), sign, float(mag[pk])))
+    starts, ends = ramp_edges_many(slope, peaks, RAMP_SHARE, gap)
+    ramps = _claim(peaks, starts, ends, slope)
     ramps.sort(key=lambda r: r.start)
     zones = _artefact_zones(prof)
     ramps = _significant(prof, _merge(_drop_artefacts(prof, ramps, zones, slope)), min_step)
     return _with_levels(prof, _drop_feet(ramps), min_step)
+
+
+def _claim(peaks: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+           slope: np.ndarray) -> list[Ramp]:
+    """Ramps from peaks taken steepest first: a peak inside a stronger ramp is part of it,
+    and a ramp stops at a stronger one already found. The ramps found so far are disjoint,
+    so sorted bounds and a bisection stand in for a claimed mask over the trace (a peak's
+    own slope is above its share, so its edges always hold it)."""
+    lows: list[int] = []  # starts of the ramps found so far, ascending
+    highs: list[int] = []  # their ends, same order
+    ramps: list[Ramp] = []
+    for pk, start, end in zip(peaks.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        k = bisect_right(lows, pk)  # ramps[:k] start at or before the peak
+        if k and highs[k - 1] >= pk:
+            continue
+        if k and highs[k - 1] >= start:
+            start = highs[k - 1] + 1
+        if k < len(lows) and lows[k] <= end:
+            end = lows[k] - 1
+        lows.insert(k, start)
+        highs.insert(k, end)
+        ramps.append(Ramp(start, end, pk, 1 if slope[pk] > 0 else -1, abs(float(slope[pk]))))
+    return ramps
 
 
 def _significant(prof: Profile, ramps: list[Ramp], min_step: float) -> list[Ramp]:
@@ -223,7 +233,7 @@ def _artefact_zones(prof: Profile) -> list[Zone]:
         if kind == "left":
             continue  # nothing re-engaged: a fall there is the tool leaving, not a dip
         i, j = prof.index(d0), prof.index(d1)
-        level = float(np.median(prof.torque[max(0, i - win):i + 1]))
+        level = median(prof.torque[max(0, i - win):i + 1])
         zones.append(Zone(max(0, i - pre), min(last, j + pad), level))
     return zones
 
@@ -314,7 +324,7 @@ def _read(reading: Reading) -> DepthEstimate:
     last = len(prof.depth) - 1
     first_ramp = ramps[0].start if ramps else last
     head = prof.torque[: max(2, min(first_ramp, int(LEVEL_WINDOW_MM / GRID_MM)) + 1)]
-    start_level = float(np.median(head))
+    start_level = median(head)
     inside = start_level > INSIDE_START_A
 
     notes: list[str] = []
@@ -469,7 +479,7 @@ def _find_exit(prof: Profile, ramps: list[Ramp], entry_r: Ramp | None,
         highest = max([x.after for x in stack[:k] if x.sign > 0] + [r.before, stack[k].before])
         nxt_rise = next((x.start for x in stack[k + 1:] if x.sign > 0), n)
         hi = min(nxt_rise, r.end + win + 1, n)
-        after = float(np.median(prof.torque[r.end:hi])) if hi - r.end >= 2 else float(
+        after = median(prof.torque[r.end:hi]) if hi - r.end >= 2 else float(
             prof.smooth[min(r.end, n - 1)])
         # a fall that runs on from a previous fall, with no level between, starts there
         j = k

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from appliance.trace import advancing_mask
 
@@ -68,7 +69,7 @@ def dip_mask(depth: np.ndarray, torque: np.ndarray, changes: np.ndarray) -> tupl
     for c in changes:
         d0 = depth[c - 1]
         lo = int(np.searchsorted(depth, d0 - LEVEL_WINDOW_MM, side="left"))
-        level = float(np.median(torque[lo:c]))
+        level = median(torque[lo:c])
         if level < BRIDGE_MIN_LEVEL_A:
             kinds.append(("low", float(depth[c]), float(depth[c])))
             continue
@@ -91,9 +92,20 @@ def moving_mean(values: np.ndarray, width: int) -> np.ndarray:
     half = width // 2
     csum = np.concatenate(([0.0], np.cumsum(values, dtype=float)))
     idx = np.arange(n)
-    lo = np.clip(idx - half, 0, n)
-    hi = np.clip(idx + half + 1, 0, n)
+    # np.minimum / np.maximum: np.clip's overhead was most of this on a trace
+    lo = np.maximum(idx - half, 0)
+    hi = np.minimum(idx + half + 1, n)
     return (csum[hi] - csum[lo]) / (hi - lo)
+
+
+def gradient(values: np.ndarray, step: float) -> np.ndarray:
+    """np.gradient(values, step) of a 1-D array of >= 2 points, bit for bit (central
+    differences inside, one-sided at the ends), without its generic-axis overhead."""
+    out = np.empty(len(values))
+    out[1:-1] = (values[2:] - values[:-2]) / (2.0 * step)
+    out[0] = (values[1] - values[0]) / step
+    out[-1] = (values[-1] - values[-2]) / step
+    return out
 
 
 def build_profile(depth: np.ndarray, torque: np.ndarray, step: np.ndarray) -> Profile | None:
@@ -121,7 +133,7 @@ def build_profile(depth: np.ndarray, torque: np.ndarray, step: np.ndarray) -> Pr
     grid = d[0] + GRID_MM * np.arange(max(n, 2))
     tg = np.interp(grid, d_use, t_use)
     smooth = moving_mean(tg, int(round(SMOOTH_MM / GRID_MM)) + 1)
-    slope = np.gradient(smooth, GRID_MM)
+    slope = gradient(smooth, GRID_MM)
     return Profile(grid, tg, smooth, slope, change_depths, kinds)
 
 
@@ -133,9 +145,69 @@ def detection_slope(p: Profile) -> np.ndarray:
 def ramp_edges(slope: np.ndarray, peak: int, share: float, gap: int) -> tuple[int, int]:
     """The stretch around `peak` where the slope (same sign) stays >= share of its value
     there; runs below it shorter than `gap` points are bridged."""
-    sign = 1.0 if slope[peak] >= 0 else -1.0
-    low = sign * slope < share * abs(float(slope[peak]))
-    return run_edge(low, peak, gap, -1), run_edge(low, peak, gap, +1)
+    starts, ends = ramp_edges_many(slope, np.array([peak]), share, gap)
+    return int(starts[0]), int(ends[0])
+
+
+EDGE_SCAN = 256  # points first looked at beside every peak, four times more while needed
+
+
+def ramp_edges_many(slope: np.ndarray, peaks: np.ndarray, share: float, gap: int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """ramp_edges of many peaks at once, each with its own threshold; the same edges as
+    run_edge on each peak's `low` mask (a test holds the two together).
+
+    The slope stays below a threshold for the `gap` points from i exactly when its max
+    over them does, so one moving max per sign answers every peak whatever its threshold.
+    The max runs over -inf beyond the ends, where a run counts at any length."""
+    peaks = np.asarray(peaks, dtype=np.intp)
+    width = max(gap, 1)  # a gap of 0 or 1 both stop at the first point below
+    size = len(slope) + width + 1
+    rising = _moving_max(slope, width)
+    falling = _moving_max(-slope, width)  # negating is exact, and so is the max
+    # four stretches, each -inf at both ends, so that every look runs forwards: after a
+    # rising peak, before it (reversed), after a falling peak, before it (reversed)
+    quiet = np.concatenate((rising, rising[::-1], falling, falling[::-1]))
+    base = np.where(slope[peaks] >= 0, 0, 2 * size)
+    # the run of `width` from i on is rising[i + width]: the ramp ends at i - 1;
+    # the run up to i is rising[i + 1], reversed at size - 2 - i: it starts at i + 1
+    looks = np.concatenate((base + peaks + width, base + size + size - 2 - peaks))
+    thr = share * np.abs(slope[peaks])
+    steps = _steps_to_quiet(quiet, looks, np.concatenate((thr, thr)))
+    return peaks + 1 - steps[len(peaks):], peaks - 1 + steps[:len(peaks)]
+
+
+def _moving_max(values: np.ndarray, width: int) -> np.ndarray:
+    """out[k] = max of values[k - width : k] with -inf outside values (len n + width + 1):
+    the run of `width` points ending at i is out[i + 1], the one starting at i
+    out[i + width]; out[0] and out[n + width] see only -inf."""
+    n = len(values)
+    padded = np.full(n + 2 * width, -np.inf)
+    padded[width:width + n] = values
+    # maxima over spans doubling up to the width, then two overlapping spans cover it
+    span, spans = 1, padded
+    while 2 * span <= width:
+        spans = np.maximum(spans[:-span], spans[span:])
+        span *= 2
+    size = n + width + 1
+    return np.maximum(spans[:size], spans[width - span:width - span + size])
+
+
+def _steps_to_quiet(quiet: np.ndarray, looks: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """Per look, how many steps forward from quiet[look] to the first value below its
+    threshold (quiet's -inf stretch ends stop every look). Looks in growing windows, all
+    at once: ramps are short next to a trace."""
+    steps = np.zeros(len(looks), dtype=np.intp)
+    todo = np.arange(len(looks))
+    scan = EDGE_SCAN
+    while len(todo):
+        padded = np.concatenate((quiet, np.full(scan, -np.inf)))
+        hit = sliding_window_view(padded, scan)[looks[todo]] < thr[todo, None]
+        found = hit.any(axis=1)
+        steps[todo[found]] = hit[found].argmax(axis=1)
+        todo = todo[~found]
+        scan *= 4
+    return steps
 
 
 def run_edge(low: np.ndarray, pk: int, gap: int, direction: int) -> int:
@@ -185,7 +257,7 @@ def level_before(p: Profile, start: int, floor: int) -> float:
     if (start - lo) * GRID_MM < MIN_LEVEL_MM:
         seg = p.smooth[max(floor, 0):start + 1]
         return float(_extreme(seg, p.smooth[start]))
-    return float(np.median(p.torque[lo:start + 1]))
+    return median(p.torque[lo:start + 1])
 
 
 def level_after(p: Profile, end: int, ceil: int) -> float:
@@ -195,7 +267,21 @@ def level_after(p: Profile, end: int, ceil: int) -> float:
     if (hi - end) * GRID_MM < MIN_LEVEL_MM:
         seg = p.smooth[end:ceil + 1]
         return float(_extreme(seg, p.smooth[end]))
-    return float(np.median(p.torque[end:hi + 1]))
+    return median(p.torque[end:hi + 1])
+
+
+def median(values: np.ndarray) -> float:
+    """float(np.median(values)) of a 1-D float array without NaNs, bit for bit (the same
+    partition, the same mean of the middle two), without np.median's overhead, which
+    was most of the cost of a level on a window of a hundred points."""
+    n = len(values)
+    if n == 0:
+        return float("nan")
+    h = n // 2
+    if n % 2:
+        return float(np.partition(values, h)[h])
+    part = np.partition(values, (h - 1, h))
+    return float((part[h - 1] + part[h]) / 2)
 
 
 def _extreme(seg: np.ndarray, ref: float) -> float:

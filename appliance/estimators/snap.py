@@ -41,12 +41,16 @@ def snap(trace: Trace, points: Mapping[str, float | None],
     """Each present point (keyed by POINT_NAMES) moved onto its ramp's half-height crossing
     where one is near; absent points stay absent and points far from any ramp stay put.
     `reading`: the hole's read_trace, when the caller has it already."""
+    return snap_points(reading or read_trace(trace), points)[0]
+
+
+def snap_points(reading: Reading | None, points: Mapping[str, float | None],
+                ) -> tuple[dict[str, float | None], dict[str, bool]]:
+    """snap of a hole already read, and per point whether a ramp's crossing was found."""
     out = {n: points.get(n) for n in POINT_NAMES}
-    if all(v is None for v in out.values()):
-        return out
-    reading = reading or read_trace(trace)
-    if reading is None:
-        return out
+    found = dict.fromkeys(POINT_NAMES, False)
+    if reading is None or all(v is None for v in out.values()):
+        return out, found
     prof, ramps = reading.prof, list(reading.ramps)
     for name, approx in out.items():
         if approx is None:
@@ -54,7 +58,8 @@ def snap(trace: Trace, points: Mapping[str, float | None],
         x = _place(prof, ramps, name, float(approx))
         if x is not None and abs(x - approx) <= MAX_MOVE_MM:
             out[name] = round(x, 3)  # as the rules report: 1 µm, far below the noise
-    return out
+            found[name] = True
+    return out, found
 
 
 def ramp_crossings(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray | None,
@@ -65,18 +70,29 @@ def ramp_crossings(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray 
     depth = np.asarray(depth_mm, dtype=float)
     step = np.zeros(len(depth), dtype=np.int64) if step is None else np.asarray(step)
     reading = read_samples(depth, torque_a, step)
-    if reading is None:
-        return []
+    return [] if reading is None else crossings(reading, name)
+
+
+def crossings(reading: Reading, name: str | None = None) -> list[float]:
+    """ramp_crossings of a hole already read."""
+    return sorted(steps(reading, name))
+
+
+def steps(reading: Reading, name: str | None = None) -> dict[float, float]:
+    """Each crossing of crossings() -> the level change (A) of its ramp: how big a step
+    a point placed there would sit on."""
     prof, ramps = reading.prof, list(reading.ramps)
     want = _DIRECTION.get(name or "")
-    out: set[float] = set()
+    out: dict[float, float] = {}
     for j, r in enumerate(ramps):
         if want is not None and r.sign != want:
             continue
-        x = _read_at(prof, ramps, j, name or "transition")
-        if x is not None:
-            out.add(round(x, 3))  # a run of ramps shares one crossing
-    return sorted(out)
+        found = _crossing_at(prof, ramps, j, name or "transition")
+        if found is not None:
+            x, height = found
+            key = round(x, 3)  # a run of ramps shares one crossing
+            out[key] = max(out.get(key, 0.0), height)
+    return out
 
 
 _DIRECTION = {"entry": 1, "exit": -1}
@@ -103,6 +119,13 @@ def _place(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> float 
 
 def _read_at(prof: Profile, ramps: list[Ramp], j: int, name: str) -> float | None:
     """The half-height crossing of ramps[j], read as point `name` is read."""
+    found = _crossing_at(prof, ramps, j, name)
+    return None if found is None else found[0]
+
+
+def _crossing_at(prof: Profile, ramps: list[Ramp], j: int, name: str,
+                 ) -> tuple[float, float] | None:
+    """_read_at, and the level change it was read between."""
     r = ramps[j]
     last = len(prof.depth) - 1
     # A ramp run on from a same-direction one, with no level between, starts where that
@@ -138,4 +161,4 @@ def _read_at(prof: Profile, ramps: list[Ramp], j: int, name: str) -> float | Non
         lo_i = ramps[k0 - 1].end if k0 > 0 else 0
         hi_i = ramps[k1 + 1].start if k1 + 1 < len(ramps) else last
         x = half_crossing(prof, lo_i, hi_i, before, after)
-    return x
+    return None if x is None else (x, abs(after - before))

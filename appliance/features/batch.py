@@ -11,7 +11,7 @@ from appliance.estimators.heuristic import Reading, estimate_heuristic
 from appliance.estimators.reading import step_change_positions
 from appliance.features.grid import Grid, check_trace, moving_mean
 from appliance.features.spec import FeatureSpec
-from appliance.points import POINT_NAMES
+from appliance.points import POINT_NAMES, DepthPoints
 from appliance.trace import Trace
 
 MIN_TORQUE_SCALE_A = 0.5  # below this a hole is air or noise; do not blow noise up to 1.0
@@ -50,9 +50,9 @@ def _speed_per_sample(trace: Trace) -> tuple[np.ndarray, bool]:
 
 
 def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One hole: (x [C, L], scalars [S], origin_mm). `reading`: the hole's read_trace, when
-    the caller has it (the rules' channels are read from it)."""
+                  rules: DepthPoints | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """One hole: (x [C, L], scalars [S], origin_mm). `reading`, `rules`: the hole's
+    read_trace and the rule-based estimator's points, when the caller has them."""
     check_trace(trace)
     origin = spec.start_mm
     grid = Grid(np.asarray(trace.depth_mm, dtype=np.float64), origin, spec.grid_mm, spec.length)
@@ -91,8 +91,8 @@ def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = Non
     start_t = float(np.median(torque[cells[:edge]])) / t_scale if len(cells) else 0.0
     end_t = float(np.median(torque[cells[-edge:]])) / t_scale if len(cells) else 0.0
     if spec.version >= 3:
-        rules = _rule_reading(trace, grid, reading)
-        x = np.concatenate([x, rules[0]])
+        rule_x, rule_s = _rule_reading(trace, grid, reading, rules)
+        x = np.concatenate([x, rule_x])
     meta = trace.meta
     counter = meta.head_local_counter
     scalars = np.array([
@@ -107,14 +107,15 @@ def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = Non
         end_t,
     ])
     if spec.version >= 3:
-        scalars = np.concatenate([scalars, rules[1]])
+        scalars = np.concatenate([scalars, rule_s])
     return x, scalars, origin
 
 
 def _rule_reading(trace: Trace, grid: Grid, reading: Reading | None,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  points: DepthPoints | None) -> tuple[np.ndarray, np.ndarray]:
     """The rule-based estimator's points: ([3, L] triangles, [3] present flags)."""
-    points = estimate_heuristic(trace, reading).points
+    if points is None:
+        points = estimate_heuristic(trace, reading).points
     bumps = np.zeros((len(POINT_NAMES), grid.length))
     present = np.zeros(len(POINT_NAMES))
     half = RULE_BUMP_MM / grid.step_mm
@@ -130,14 +131,17 @@ def _rule_reading(trace: Trace, grid: Grid, reading: Reading | None,
 
 
 def make_batch(traces: list[Trace], spec: FeatureSpec,
-               readings: list[Reading | None] | None = None) -> FeatureBatch:
-    """Features of several holes; `readings`: their read_trace, when the caller has them."""
+               readings: list[Reading | None] | None = None,
+               rules: list[DepthPoints] | None = None) -> FeatureBatch:
+    """Features of several holes; `readings`, `rules`: their read_trace and rule-based
+    points, when the caller has them."""
     if not traces:
         return FeatureBatch(np.zeros((0, spec.n_channels, spec.length), np.float32),
                             np.zeros((0, spec.n_scalars), np.float32), np.zeros(0), ())
     readings = readings or [None] * len(traces)
-    xs, ss, origins = zip(*(hole_features(t, spec, r) for t, r in zip(traces, readings,
-                                                                       strict=True)),
+    rule_points: list[DepthPoints | None] = list(rules) if rules else [None] * len(traces)
+    xs, ss, origins = zip(*(hole_features(t, spec, r, p)
+                            for t, r, p in zip(traces, readings, rule_points, strict=True)),
                           strict=True)
     return FeatureBatch(
         x=np.stack(xs).astype(np.float32),

@@ -10,7 +10,14 @@ import numpy as np
 
 from appliance.engine.ensemble import Engine
 from appliance.engine.manifest import ModelFolderError, read_manifest, read_verified, verify_files
-from appliance.engine.sessions import INPUT_NAMES, OUTPUT_NAMES, io_signature, make_session
+from appliance.engine.sessions import (
+    INPUT_NAMES,
+    OFFSET_NAME,
+    OUTPUT_NAMES,
+    io_signature,
+    make_session,
+    output_names,
+)
 from appliance.features import FeatureSpec
 from appliance.gates.probe import Probe, load_probe
 from appliance.gates.report import FAIL, PASS, GateResult
@@ -52,6 +59,9 @@ def check_integrity(folder: str | Path) -> tuple[GateResult, Engine | None, Prob
         sig = io_signature(session)
         shapes[rel] = sig
         problems += [f"{rel}: {p}" for p in _signature_problems(sig, spec)]
+        if manifest.residual and OFFSET_NAME not in sig["outputs"]:
+            problems.append(f"{rel}: the manifest's decode.residual needs the "
+                            f"{OFFSET_NAME!r} output, which this member lacks")
         if problems:
             continue
         problems += [f"{rel}: {p}" for p in _probe_problems(session, probe, i)]
@@ -61,7 +71,10 @@ def check_integrity(folder: str | Path) -> tuple[GateResult, Engine | None, Prob
         details["problems"] = problems
         return _fail(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
                      problems, details), None, None
-    engine = Engine(manifest, spec, sessions)
+    try:
+        engine = Engine(manifest, spec, sessions)
+    except ModelFolderError as exc:
+        return _fail(str(exc), [str(exc)], details), None, None
     return (GateResult(GATE, PASS, f"{len(sessions)} member(s) load, shapes match, finite outputs",
                        details), engine, probe)
 
@@ -69,10 +82,13 @@ def check_integrity(folder: str | Path) -> tuple[GateResult, Engine | None, Prob
 def _signature_problems(sig: dict[str, dict[str, list]], spec: FeatureSpec) -> list[str]:
     expected = {
         "inputs": {"x": [None, spec.n_channels, spec.length], "scalars": [None, spec.n_scalars]},
-        "outputs": {"scores": [None, 3, spec.length], "presence": [None, 3]},
+        "outputs": {"scores": [None, 3, spec.length], "presence": [None, 3],
+                    OFFSET_NAME: [None, 3, spec.length]},
     }
     problems = []
-    for side, names in (("inputs", INPUT_NAMES), ("outputs", OUTPUT_NAMES)):
+    # the offset output is optional in the contract: folders from before learnt placement
+    outputs = OUTPUT_NAMES + ((OFFSET_NAME,) if OFFSET_NAME in sig["outputs"] else ())
+    for side, names in (("inputs", INPUT_NAMES), ("outputs", outputs)):
         got = sig[side]
         if sorted(got) != sorted(names):
             problems.append(f"{side} are {sorted(got)}, the contract says {sorted(names)}")
@@ -97,13 +113,16 @@ def _probe_problems(session, probe: Probe, member: int) -> list[str]:
     # Full probe batch, then a single hole: a dynamic batch must really be dynamic.
     for x, s in ((probe.x, probe.scalars), (probe.x[:1], probe.scalars[:1])):
         try:
-            scores, presence = session.run(list(OUTPUT_NAMES), {"x": x, "scalars": s})
+            scores, presence, *rest = session.run(list(output_names(session)),
+                                                  {"x": x, "scalars": s})
         except Exception as exc:
             return [f"fails on the probe batch of {len(x)} ({_short(exc)})"]
         b = len(x)
         if scores.shape != (b, 3, x.shape[2]) or presence.shape != (b, 3):
             problems.append(f"output shapes {scores.shape}/{presence.shape} on a batch of {b}")
-        bad = int((~np.isfinite(scores)).sum() + (~np.isfinite(presence)).sum())
+        if rest and rest[0].shape != scores.shape:
+            problems.append(f"offset shape {rest[0].shape} on a batch of {b}")
+        bad = sum(int((~np.isfinite(a)).sum()) for a in (scores, presence, *rest))
         if bad:
             problems.append(f"{bad} non-finite output value(s) (NaN/inf) on the probe "
                             f"(member {member})")

@@ -39,6 +39,13 @@ def check_parity(
         rel = engine.manifest.members[i]
         d_scores = _max_diff(out.scores, probe.scores[i])
         d_pres = _max_diff(out.presence, probe.presence[i])
+        want_offset = probe.offset[i] if i < len(probe.offset) else None
+        if (out.offset is None) != (want_offset is None):
+            problems.append(f"{rel}: the member {'lacks' if out.offset is None else 'has'} "
+                            "the offset output the probe "
+                            f"{'records' if out.offset is None else 'does not record'}")
+        elif out.offset is not None:
+            d_pres = max(d_pres, _max_diff(out.offset, want_offset))
         ours = points_array(decode(out.scores, out.presence, batch, engine.spec))
         theirs = points_array(decode(probe.scores[i], probe.presence[i], batch, engine.spec))
         d_points = _point_diff(ours, theirs)

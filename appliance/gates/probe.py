@@ -18,6 +18,7 @@ class Probe:
     presence: tuple[np.ndarray, ...]  # per member [B, 3]
     points: tuple[np.ndarray | None, ...]  # per member [B, 3] mm, NaN absent (optional)
     origin_mm: np.ndarray | None = None  # [B] depth of grid position 0 (optional)
+    offset: tuple[np.ndarray | None, ...] = ()  # per member [B, 3, L] (learnt placement)
 
 
 def load_probe(manifest: ModelManifest) -> Probe:
@@ -48,4 +49,5 @@ def load_probe(manifest: ModelManifest) -> Probe:
         presence=tuple(arrays[f"presence_{i}"] for i in range(n)),
         points=tuple(arrays.get(f"points_{i}") for i in range(n)),
         origin_mm=arrays.get("origin_mm"),
+        offset=tuple(arrays.get(f"offset_{i}") for i in range(n)),
     )

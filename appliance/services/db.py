@@ -26,6 +26,7 @@ def estimate_of(prediction: dict[str, Any]) -> dict[str, Any]:
         "model_version": prediction.get("model_version"),
         "estimator": prediction.get("estimator") or "heuristic",
         "note": points.get("note"),
+        "review_priority": points.get("review_priority"),
     }
 
 
@@ -56,11 +57,15 @@ class Db:
         self.store.quarantine(source, error, data)
 
     def list_holes(self, labelled: bool | None, since: str | None, limit: int | None = None,
-                   offset: int = 0) -> list[dict[str, Any]]:
-        rows = self.store.list_holes(labelled=labelled, since=since, limit=limit, offset=offset)
+                   offset: int = 0, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        rows = self.store.list_holes(labelled=labelled, since=since, limit=limit, offset=offset,
+                                     ids=ids)
         for row in rows:
             row["label"] = label_of_row(row)
         return rows
+
+    def hole_ids(self, labelled: bool | None, since: str | None) -> list[str]:
+        return self.store.hole_ids(labelled=labelled, since=since)
 
     def count_holes(self, labelled: bool | None, since: str | None) -> int:
         return self.store.count_holes(labelled=labelled, since=since)

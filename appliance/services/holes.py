@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -51,6 +52,33 @@ def uncertainty(estimate: dict[str, Any] | None) -> float | None:
     return float(max(spreads)) if spreads else None
 
 
+def review_priority(estimate: dict[str, Any] | None) -> float | None:
+    """The estimate's calibrated chance of being wrong; None when it carries none (never
+    estimated, or stored before estimates carried one) or a value that is not a number."""
+    value = (estimate or {}).get("review_priority")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+ReviewKey = tuple[int, float, float, float]
+
+
+def review_key(estimate: dict[str, Any] | None) -> ReviewKey:
+    """Sort key of the review queue, smallest first: holes never estimated (nothing is known
+    of them), then by review priority, highest first, then the estimates without one (stored
+    before priorities existed: a spread in mm does not compare with a probability) by the
+    older order, largest member spread first, then least confident."""
+    if estimate is None:
+        return (0, 0.0, 0.0, 0.0)
+    priority = review_priority(estimate)
+    spread = uncertainty(estimate)
+    rest = (-(spread if spread is not None else math.inf), _confidence(estimate))
+    if priority is not None:
+        return (1, -priority, *rest)
+    return (2, 0.0, *rest)
+
+
 class HoleService:
     def __init__(self, db: Db, models: ModelService, metrics: Metrics) -> None:
         self._db = db
@@ -61,6 +89,9 @@ class HoleService:
         # latest served estimate per hole: the daemon is the store's only writer, so this
         # stays exact once loaded, and listings need no scan of the predictions table
         self._latest: dict[str, dict[str, Any]] | None = None
+        # the review queue's sort key of each estimate above, computed once when it arrives
+        # rather than for every hole on every listing
+        self._keys: dict[str, ReviewKey] = {}
         # parsing is mostly Python (it holds the GIL): more threads than cores only fight
         # the event loop and the model workers for it and stretch the slowest requests
         # (measured with benchmarks/api.py: 2 threads beat 1, 3 and the loop's default 6)
@@ -139,20 +170,43 @@ class HoleService:
             total = self._db.count_holes(labelled, since)
             return [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
                     for r in rows], total
-        rows = self._db.list_holes(labelled, since)
-        views = [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
-                 for r in rows]
-        # most uncertain first; holes never estimated are the most uncertain of all; among
-        # equals (a single estimator has no spread) the least confident first
-        views.sort(key=lambda v: (-(v["uncertainty_mm"] if v["uncertainty_mm"] is not None
-                                    else float("inf")), _confidence(v["estimate"])))
-        return views[offset:offset + limit], len(views)
+        ids = self.review_order(self._db.hole_ids(labelled, since))
+        page = ids[offset:offset + limit]
+        return self._views_of(page), len(ids)
+
+    def review_order(self, ids: list[str]) -> list[str]:
+        """The hole ids in review order (see review_key); ties keep the given order."""
+        never = review_key(None)
+        with self._cache_lock:
+            self._loaded()
+            keys = self._keys
+            return sorted(ids, key=lambda h: keys.get(h, never))
+
+    def _views_of(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The hole views of these ids, in this order: only a page's rows are read and built."""
+        if not ids:
+            return []
+        rows = {r["hole_id"]: r for r in self._db.list_holes(None, None, ids=ids)}
+        return [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
+                for r in (rows[h] for h in ids if h in rows)]
 
     def latest_estimate(self, hole_id: str) -> dict[str, Any] | None:
         with self._cache_lock:
-            if self._latest is None:
-                self._latest = self._db.latest_predictions()
-            return self._latest.get(hole_id)
+            return self._loaded().get(hole_id)
+
+    def _loaded(self) -> dict[str, dict[str, Any]]:
+        """The latest estimates, read from the store on first use (caller holds the lock)."""
+        if self._latest is None:
+            self._latest = self._db.latest_predictions()
+            self._keys = {h: review_key(e) for h, e in self._latest.items()}
+        return self._latest
+
+    def _remember(self, hole_id: str, estimate: dict[str, Any]) -> None:
+        """A new latest estimate of a hole into the cache (if loaded) with its sort key."""
+        with self._cache_lock:
+            if self._latest is not None:
+                self._latest[hole_id] = estimate
+                self._keys[hole_id] = review_key(estimate)
 
     def cached_trace_json(self, hole_id: str, max_points: int) -> bytes | None:
         """The downsampled trace as JSON when it is in memory (no store access, no encoding:
@@ -217,9 +271,7 @@ class HoleService:
                     continue  # a request estimated it meanwhile
                 self._db.add_prediction(hole_id, est)
                 self._metrics.count_estimate(est.estimator)
-                with self._cache_lock:
-                    if self._latest is not None:
-                        self._latest[hole_id] = est.as_dict()
+                self._remember(hole_id, est.as_dict())
                 done += 1
         return done
 
@@ -242,9 +294,7 @@ class HoleService:
         est = self._models.predict_and_record(hole_id, trace)
         self._metrics.count_estimate(est.estimator)
         out = est.as_dict()
-        with self._cache_lock:
-            if self._latest is not None:
-                self._latest[hole_id] = out
+        self._remember(hole_id, out)
         return out
 
     @staticmethod
@@ -258,6 +308,7 @@ class HoleService:
         view["labelled"] = label is not None
         view["estimate"] = estimate
         view["uncertainty_mm"] = uncertainty(estimate)
+        view["review_priority"] = review_priority(estimate)
         return view
 
 

@@ -185,9 +185,17 @@ class Store:
         since: datetime | str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        ids: list[str] | None = None,
     ) -> list[dict[str, Any]]:
+        """Holes in ingest order with their latest label (ids: only those holes)."""
         with self.cursor() as con:
-            return holes.list_rows(con, labelled, since, limit, offset)
+            return holes.list_rows(con, labelled, since, limit, offset, ids)
+
+    def hole_ids(self, labelled: bool | None = None, since: datetime | str | None = None
+                 ) -> list[str]:
+        """The ids list_holes would list, in its order, without building the rows."""
+        with self.cursor() as con:
+            return holes.list_ids(con, labelled, since)
 
     def count_holes(self, labelled: bool | None = None, since: datetime | str | None = None) -> int:
         with self.cursor() as con:

@@ -172,9 +172,10 @@ def list_rows(
     since: datetime | str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    ids: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Holes in ingest order with their latest label and its status."""
-    where, params = _filters(labelled, since)
+    """Holes in ingest order with their latest label and its status (ids: only those)."""
+    where, params = _filters(labelled, since, ids)
     sql = f"""
         SELECT h.hole_id, h.source, h.source_group, h.variant, h.cycle_date, h.head_name,
                h.head_local_counter, h.n_samples, h.depth_min, h.depth_max, h.ingested_at,
@@ -195,6 +196,23 @@ def list_rows(
     return fetch_dicts(con, sql, params)
 
 
+def list_ids(
+    con: duckdb.DuckDBPyConnection,
+    labelled: bool | None = None,
+    since: datetime | str | None = None,
+) -> list[str]:
+    """The ids list_rows would list, in the same order, without building its rows: a hole
+    is labelled when it has any label, which needs no latest-label window."""
+    clauses, params = _since(since)
+    if labelled is not None:
+        clauses.append(("" if labelled else "NOT ")
+                       + "EXISTS (SELECT 1 FROM labels l WHERE l.hole_id = h.hole_id)")
+    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = con.execute(f"SELECT h.hole_id FROM holes h {where} ORDER BY h.hole_seq",
+                       params).fetchall()
+    return [r[0] for r in rows]
+
+
 def count_rows(
     con: duckdb.DuckDBPyConnection,
     labelled: bool | None = None,
@@ -206,16 +224,23 @@ def count_rows(
     return int(con.execute(sql, params).fetchone()[0])
 
 
-def _filters(labelled: bool | None, since: datetime | str | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+def _filters(labelled: bool | None, since: datetime | str | None,
+             ids: list[str] | None = None) -> tuple[str, list[Any]]:
+    clauses, params = _since(since)
     if labelled is True:
         clauses.append("l.label_id IS NOT NULL")
     elif labelled is False:
         clauses.append("l.label_id IS NULL")
-    if since is not None:
-        clauses.append("h.ingested_at >= CAST(? AS TIMESTAMP)")
-        params.append(_timestamp_param(since))
+    if ids is not None:
+        clauses.append("h.hole_id IN (SELECT unnest(?))")
+        params.append(ids)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _since(since: datetime | str | None) -> tuple[list[str], list[Any]]:
+    if since is None:
+        return [], []
+    return ["h.ingested_at >= CAST(? AS TIMESTAMP)"], [_timestamp_param(since)]
 
 
 def _timestamp_param(value: datetime | str) -> str:

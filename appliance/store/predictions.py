@@ -23,6 +23,8 @@ def insert(
         points["confidence"] = dict(estimate.confidence)
     if estimate.note:
         points["note"] = estimate.note
+    if estimate.review_priority is not None:
+        points["review_priority"] = estimate.review_priority
     row = con.execute(
         """INSERT INTO predictions (hole_id, model_version, estimator, points, spread, presence,
                                     created_at, shadow)

@@ -30,7 +30,9 @@ class SynthHole:
     trace: Trace
     truth: DepthPoints
     spec: StackSpec
-    noiseless_torque: np.ndarray  # per sample of trace, before noise and quantisation
+    # per sample of trace, before noise and quantisation (times the drill's current_gain;
+    # the truth is read off it divided by that gain)
+    noiseless_torque: np.ndarray
 
 
 def synthesize(spec: StackSpec) -> SynthHole:
@@ -38,17 +40,20 @@ def synthesize(spec: StackSpec) -> SynthHole:
     path = Path(spec)
     depth_d = np.round(np.round(path.depth / DEPTH_QUANTUM_MM) * DEPTH_QUANTUM_MM, 3)
     mat, thr = material_torque(spec, depth_d, path.fpr)
-    clean = spec.air_offset_a + path.engaged * mat
+    # the physical hole at gain 1: the truth is read off this, whatever drill logs it
+    clean = spec.air_offset_a + _offset_before_step(spec, path) + path.engaged * mat
     thrust_clean = path.engaged * thr
+    gain = spec.current_gain
 
     n = len(depth_d)
     span = float(depth_d.max() - depth_d.min()) + 2 * WOBBLE_KNOT_MM
     knots = rng.standard_normal(int(span / WOBBLE_KNOT_MM) + 3)
     knot_d = float(depth_d.min()) - WOBBLE_KNOT_MM + WOBBLE_KNOT_MM * np.arange(len(knots))
     wobble = np.interp(depth_d, knot_d, knots) * WOBBLE_SHARE * path.engaged * mat
-    sigma = spec.noise_a + LEVEL_NOISE_SHARE * np.abs(path.engaged * mat)
-    noisy = clean + wobble + sigma * rng.standard_normal(n)
-    thrust = thrust_clean + (0.004 + 0.05 * spec.noise_a) * rng.standard_normal(n)
+    # the drill's gain scales the currents and their cutting noise, not the electronics'
+    sigma = spec.noise_a + LEVEL_NOISE_SHARE * np.abs(gain * path.engaged * mat)
+    noisy = gain * (clean + wobble) + sigma * rng.standard_normal(n)
+    thrust = gain * thrust_clean + (0.004 + 0.05 * spec.noise_a) * rng.standard_normal(n)
 
     torque_empty = 2.0 + 0.75 * path.rpm / 1000.0
     thrust_empty = 0.1 + 0.05 * path.step.astype(float)
@@ -82,12 +87,26 @@ def synthesize(spec: StackSpec) -> SynthHole:
         program=spec.steps,
         cycle_ok=not spec.aborted,
         extra={"stack": spec.stack_type, "exit_style": spec.exit_style,
-               "seed": str(spec.seed)},
+               "seed": str(spec.seed), "phenomena": ",".join(spec.phenomena)},
     )
     trace = Trace(meta=meta, **arrays)
     # the logged copies of a sample never advance, so the truth reads the distinct samples
     truth = truth_points(spec, depth_d, clean, path.step)
-    return SynthHole(trace=trace, truth=truth, spec=spec, noiseless_torque=path.expand(clean))
+    return SynthHole(trace=trace, truth=truth, spec=spec,
+                     noiseless_torque=path.expand(gain * clean))
+
+
+def _offset_before_step(spec: StackSpec, path: Path) -> np.ndarray | float:
+    """offset_before_a on the samples of the program steps before offset_step_mm: the
+    controller nets the no-load current out per step, and got it wrong before that one."""
+    if spec.offset_step_mm is None or spec.offset_before_a == 0.0:
+        return 0.0
+    ends = np.cumsum([s.travel_mm for s in spec.steps])
+    k = int(np.argmin(np.abs(ends - spec.offset_step_mm)))
+    if abs(float(ends[k]) - spec.offset_step_mm) > 0.01:
+        raise ValueError(f"offset_step_mm={spec.offset_step_mm} is no step change of the "
+                         "program (see with_offset_step)")
+    return np.where(path.step <= spec.steps[k].step, spec.offset_before_a, 0.0)
 
 
 def generate(n: int, seed: int) -> list[SynthHole]:

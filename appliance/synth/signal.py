@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from appliance.synth.spec import THRUST_PER_TORQUE, StackSpec
+from appliance.synth.spec import PRECONTACT_RAMP_MM, THRUST_PER_TORQUE, StackSpec
 
 SAMPLE_RATE_HZ = 100.0
 TORQUE_QUANTUM_A = 50.0 / 1024.0  # ~0.049 A, as logged
@@ -112,7 +112,8 @@ class Path:
 
 def material_torque(spec: StackSpec, depth: np.ndarray, fpr: np.ndarray) -> tuple[
         np.ndarray, np.ndarray]:
-    """Noiseless net torque of the stack (no dips, no air offset) and the matching thrust."""
+    """Noiseless net torque of the stack (no step-change dips, no air offset, gain 1) and the
+    matching thrust."""
     point = spec.point_length_mm
     bounds = spec.boundaries_mm
     ends = np.cumsum([s.travel_mm for s in spec.steps])
@@ -133,6 +134,8 @@ def material_torque(spec: StackSpec, depth: np.ndarray, fpr: np.ndarray) -> tupl
             left = (1.0 - a) * (1.0 - _engaged(u, point)) + a * (
                 1.0 - np.clip(u / spec.tail_mm, 0.0, 1.0))
             share = share * np.where(u < 0, 1.0, left)
+        elif i == n_layers - 1 and spec.two_stage_exit:
+            share = share * _two_stage_left(spec, u)
         else:
             share = share - _engaged(u, point)
         # a cutting level drifts over the first millimetres of a layer, then holds
@@ -141,12 +144,45 @@ def material_torque(spec: StackSpec, depth: np.ndarray, fpr: np.ndarray) -> tupl
         contrib = level * share
         torque += contrib
         thrust += contrib * THRUST_PER_TORQUE.get(layer.material, 0.04)
+    if spec.dip_mm is not None and spec.dip_share > 0.0:
+        dip = _dip_factor(spec, depth)
+        torque *= dip
+        thrust *= dip
+    bump = _precontact(spec, depth)
+    torque += bump
+    thrust += bump * THRUST_PER_TORQUE.get(spec.layers[0].material, 0.04)
     if spec.countersink:
         cs_top = bounds[-1] + spec.exit_length_mm + spec.countersink_gap_mm
         cs = spec.countersink_torque_a * _engaged(depth - cs_top, COUNTERSINK_RAMP_MM)
         torque += cs
         thrust += cs * 0.3  # the nose presses: thrust rises more than on cutting
     return torque, thrust
+
+
+def _two_stage_left(spec: StackSpec, u: np.ndarray) -> np.ndarray:
+    """Share of the last level still cutting `u` mm past the bottom of a two-stage exit:
+    the point leaves down to a shelf (a cap, a burr still engaged), which then breaks off."""
+    s = spec.exit_shelf_share
+    first = (1.0 - s) * (1.0 - _engaged(u, spec.point_length_mm))
+    second = s * (1.0 - _engaged(u - spec.point_length_mm - spec.exit_shelf_mm,
+                                 spec.exit_second_mm))
+    return np.where(u < 0, 1.0, first + second)
+
+
+def _dip_factor(spec: StackSpec, depth: np.ndarray) -> np.ndarray:
+    """1 outside the dip; a smooth (raised-cosine) loss of dip_share inside it."""
+    x = np.clip((depth - spec.dip_mm) / max(spec.dip_length_mm, 1e-6), 0.0, 1.0)
+    return 1.0 - spec.dip_share * 0.5 * (1.0 - np.cos(2.0 * np.pi * x))
+
+
+def _precontact(spec: StackSpec, depth: np.ndarray) -> np.ndarray:
+    """A pre-contact bump: the tip touches first and holds a small torque; the layer's
+    own ramp then takes over (the bump fades as the point engages)."""
+    at = spec.precontact_start_mm
+    if at is None:
+        return np.zeros(len(depth))
+    rise = _engaged(depth - at, PRECONTACT_RAMP_MM)
+    return spec.precontact_a * rise * (1.0 - _engaged(depth - spec.top_mm, spec.point_length_mm))
 
 
 def quantise(values: np.ndarray, quantum: float) -> np.ndarray:

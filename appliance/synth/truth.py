@@ -54,11 +54,12 @@ def truth_points(spec: StackSpec, depth: np.ndarray, noiseless: np.ndarray,
         cs_limit = prof.index(cs_top)
     entry = transition = exit_ = None
     idx = [(k, prof.index(a), prof.index(b)) if k != "exit" else
-           ("exit", prof.index(a), _exit_end(prof, a, b)) for k, a, b in ramps]
+           ("exit", prof.index(a), _exit_end(spec, prof, a, b)) for k, a, b in ramps]
     for j, (kind, i0, i1) in enumerate(idx):
         floor = idx[j - 1][2] if j > 0 else 0
         ceil = idx[j + 1][1] if j + 1 < len(idx) else cs_limit
-        before = level_before(prof, i0, floor)
+        before = (_air_level(spec, prof, i0) if kind == "entry"
+                  else level_before(prof, i0, floor))
         after = level_after(prof, i1, ceil)
         if kind == "entry" and after - before >= ENTRY_MIN_RISE_A:
             entry = half_crossing(prof, i0, i1, before, after)
@@ -69,11 +70,27 @@ def truth_points(spec: StackSpec, depth: np.ndarray, noiseless: np.ndarray,
     return DepthPoints(_r(entry), _r(transition), _r(exit_))
 
 
-def _exit_end(prof: Profile, a: float, b: float) -> int:
+def _air_level(spec: StackSpec, prof: Profile, i0: int) -> float:
+    """The air level the entry rises from: read before a pre-contact bump (the point only
+    touching is not the stack), and after a step change that changed the no-load offset
+    (the air just before the entry is the hole's air level)."""
+    start = i0
+    if spec.precontact_start_mm is not None:
+        start = min(i0, prof.index(spec.precontact_start_mm - SMOOTH_MM / 2.0))
+    floor = 0
+    if spec.offset_step_mm is not None and spec.offset_step_mm < prof.depth[start]:
+        floor = prof.index(spec.offset_step_mm)
+    return level_before(prof, start, floor)
+
+
+def _exit_end(spec: StackSpec, prof: Profile, a: float, b: float) -> int:
     """Where the exit ramp ends as the convention reads it (slope back under 20 % of its
     peak): a trailing exit's slow tail is then level after the ramp, as on real logs
-    (the labels read the level over the tail). Never before the point has left."""
+    (the labels read the level over the tail). Never before the point has left. A
+    two-stage exit's ramp is its whole fall: the shelf is no level of the stack."""
     i0, i1 = prof.index(a), prof.index(b)
+    if spec.two_stage_exit:
+        return i1  # its ramp is the whole fall, both stages and the shelf between
     slope = moving_mean(prof.slope[i0:i1 + 1], int(round(SMOOTH_MM / GRID_MM)) + 1)
     if len(slope) == 0 or float((-slope).max()) <= 0.0:
         return i1

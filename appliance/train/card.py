@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from appliance.engine.manifest import sha256_file
+from appliance.estimators.placement import placement_table
 from appliance.points import POINT_NAMES
 
 
@@ -25,6 +26,20 @@ def metrics_table(m: dict) -> str:
     rows.append(f"\nHoles: {m['n']}; holes with all three presences right: "
                 f"{_fmt(m['presence']['holes_all_right'])}")
     return "\n".join(rows)
+
+
+def review_text(review: dict | None) -> str:
+    """The review-priority calibration: what it was fitted on and how well it fits."""
+    if not review:
+        return "No review calibration (the hand-set default weighting ranks the queue)."
+    rel = "\n".join(f"| {p:.3f} | {o:.3f} | {n} |" for p, o, n in review.get("reliability", []))
+    coefs = ", ".join(f"{f} {c:+.2f}" for f, c in zip(review["features"], review["coef"],
+                                                      strict=True))
+    return (f"Logistic model fitted on {review.get('n')} out-of-fold answers ("
+            f"{review.get('n_wrong')} wrong: a point > 0.5 mm off or a presence error; "
+            f"augmented copies included), Brier score {review.get('brier')}. Standardised "
+            f"coefficients: {coefs}.\n\n| mean priority | share wrong | holes |\n"
+            f"|---|---|---|\n{rel}")
 
 
 def model_card(manifest: dict, notes: str = "") -> str:
@@ -76,12 +91,20 @@ MAE over holes where both label and estimate exist, presence counted separately.
 
 {exam_text}
 
-### Cross-validation, out of fold (each hole predicted by the member that never trained on it;
-the member's own decoded positions, before the points are placed on their ramps)
+### Cross-validation, out of fold (each hole answered as served, by the member that never
+trained on it: located, placed on its ramp's crossing, moved by the learnt residual)
 
 {metrics_table(metrics['cv'])}
 
 {group_tables}
+
+## Learnt placement (median residual from the convention's crossing)
+
+{placement_table(manifest.get('placement'))}
+
+## Review priority
+
+{review_text(manifest.get('review'))}
 {notes}"""
 
 

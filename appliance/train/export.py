@@ -6,10 +6,15 @@ into place, so a reader never sees half a model.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +32,12 @@ from appliance.features import FeatureBatch, FeatureSpec, decode, points_array
 MANIFEST_FORMAT = 1
 PARITY_ATOL = 1e-4
 INPUT_NAMES = ["x", "scalars"]
-OUTPUT_NAMES = ["scores", "presence"]
+# Loggers of the dynamo exporter's layers (torch.export tracing, the ONNX translation,
+# onnxscript's optimiser and rewriter): at INFO/WARNING they report their own progress and
+# known limitations (torchvision ops skipped, axis names unused), nothing about our model.
+EXPORTER_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo",
+                    "torch.fx", "onnxscript", "onnx_ir")
+OUTPUT_NAMES = ["scores", "presence", "offset"]
 
 
 class ExportError(Exception):
@@ -74,13 +84,42 @@ def export_onnx(model: torch.nn.Module, path: Path, example_x: np.ndarray,
     """torch.onnx.export(dynamo=True) with a dynamic batch dimension, metadata stripped."""
     model.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        model, (torch.from_numpy(example_x), torch.from_numpy(example_scalars)),
-        dynamo=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-        dynamic_shapes={"x": {0: batch}, "scalars": {0: batch}}, verbose=False)
+    with quiet_exporter():
+        program = torch.onnx.export(
+            model, (torch.from_numpy(example_x), torch.from_numpy(example_scalars)),
+            dynamo=True, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+            dynamic_shapes={"x": {0: batch}, "scalars": {0: batch}}, verbose=False)
     proto = strip_debug_metadata(program.model_proto)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
+
+
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter for the duration of one export: its warnings, its
+    loggers below ERROR, and what it prints (onnxscript's "Applied N of general pattern
+    rewrite rules"). Whether the export worked is told by the parity check that follows,
+    not by these lines; `appliance train` printed ~60 of them per model.
+
+    An exception still propagates unchanged; what was held back is written to stderr first,
+    as the context of the failure. Process-wide state (sys.stdout, the warning filters) is
+    swapped: training exports from one thread, in a process of its own under the daemon."""
+    held = io.StringIO()
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    real_stderr = sys.stderr
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), redirect_stdout(held), redirect_stderr(held):
+            warnings.simplefilter("ignore")
+            yield
+    except BaseException:
+        real_stderr.write(held.getvalue())
+        raise
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -91,10 +130,11 @@ def session(path: Path) -> ort.InferenceSession:
 
 @torch.no_grad()
 def torch_outputs(model: torch.nn.Module, x: np.ndarray,
-                  scalars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  scalars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, presence, offset), in OUTPUT_NAMES order."""
     model.eval()
-    scores, presence = model(torch.from_numpy(x), torch.from_numpy(scalars))
-    return scores.numpy(), presence.numpy()
+    scores, presence, offset = model(torch.from_numpy(x), torch.from_numpy(scalars))
+    return scores.numpy(), presence.numpy(), offset.numpy()
 
 
 def check_parity(model: torch.nn.Module, onnx_path: Path, x: np.ndarray,
@@ -139,7 +179,8 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
                        config: dict, spec: FeatureSpec, probe: FeatureBatch, version: str,
                        parent: str | None, dataset_hash: str | None, training: dict,
                        metrics: dict, created_at: datetime,
-                       card_fn: Callable[[dict], str] | None = None) -> dict:
+                       card_fn: Callable[[dict], str] | None = None,
+                       placement: dict | None = None, review: dict | None = None) -> dict:
     """Export every member, check its parity on the probe and on a batch of another size and
     other values than the export example, and write the folder. Returns the manifest."""
     out_dir = Path(out_dir)
@@ -166,9 +207,10 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
             export_onnx(model, onnx_path, example_x, example_s)
             parity.append(max(check_parity(model, onnx_path, probe.x, probe.scalars),
                               check_parity(model, onnx_path, other_x, other_s)))
-            scores, presence = torch_outputs(model, probe.x, probe.scalars)
+            scores, presence, offset = torch_outputs(model, probe.x, probe.scalars)
             probe_arrays[f"scores_{i}"] = scores
             probe_arrays[f"presence_{i}"] = presence
+            probe_arrays[f"offset_{i}"] = offset
             probe_arrays[f"points_{i}"] = points_array(decode(scores, presence, probe, spec))
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                       str(tmp / "weights" / f"m{i}.safetensors"))
@@ -179,7 +221,11 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
             "architecture": arch,
             "config": config,
             "feature_spec": spec.to_dict(),
-            "decode": {"place_on_ramps": True},  # see appliance.engine.manifest
+            # see appliance.engine.manifest: points placed on their ramps' crossings, then
+            # moved by the learnt residual
+            "decode": {"place_on_ramps": True, "residual": True},
+            "placement": placement,
+            "review": review,
             "members": [f"members/m{i}.onnx" for i in range(len(members))],
             "weights": [f"weights/m{i}.safetensors" for i in range(len(members))],
             "probe": "probe.npz",

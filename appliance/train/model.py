@@ -1,9 +1,12 @@
 """The depth-point models: a backbone (PatchTSMixer or a small 1D CNN) and one shared head.
 
 Both map x [B, C, L] and scalars [B, S] to scores [B, 3, L] (per-position logits for
-entry, transition, exit) and presence [B, 3] (logits). The backbone yields per-position
-features; the head adds a local convolution of the raw input (sub-patch precision) and
-the per-hole scalars. `model.backbone` is what a fine-tune freezes first.
+entry, transition, exit), presence [B, 3] (logits) and offset [B, 3, L]: per position, how
+far (mm) the point sits from the half-height crossing of a ramp there. The scores pick the
+ramp, the convention gives its crossing, the offset is the rig's own placement on top
+(0 for the convention). The backbone yields per-position features; the head adds a local
+convolution of the raw input (sub-patch precision) and the per-hole scalars.
+`model.backbone` is what a fine-tune freezes first.
 """
 
 from __future__ import annotations
@@ -138,6 +141,29 @@ class CNNBackbone(ConvStack):
         super().__init__(cfg.in_channels, cfg.hidden, cfg.cnn_kernel, cfg.cnn_dilations)
 
 
+def placement_branch(hidden: int) -> nn.Sequential:
+    """Offsets in mm from the crossing, per position. Dilated so that it sees where a ramp
+    starts and ends (~ +-0.6 mm more than the features): a practice such as "the exit where
+    the fall ends" depends on the ramp's length. Its last layer starts at zero, so a new
+    branch (or one added to a parent from before it) places every point on the convention."""
+    last = nn.Conv1d(hidden, 3, 1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(nn.GELU(), nn.Conv1d(hidden, hidden, 5, padding=4, dilation=2),
+                         nn.GELU(), nn.Conv1d(hidden, hidden, 5, padding=8, dilation=4),
+                         nn.GELU(), last)
+
+
+PLACEMENT_PREFIX = "head.place."  # weights a parent from before learnt placement lacks
+
+
+def shift_placement(model: nn.Module, by_mm: list[float]) -> None:
+    """Add a constant per point to the placement branch's output (its last bias)."""
+    last = model.head.place[-1]
+    with torch.no_grad():
+        last.bias += torch.as_tensor(by_mm, dtype=last.bias.dtype)
+
+
 class PointHead(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -147,14 +173,17 @@ class PointHead(nn.Module):
         self.refine = nn.Sequential(nn.GELU(), nn.Conv1d(h, h, 5, padding=2), nn.GELU(),
                                     nn.Conv1d(h, 3, 1))
         self.presence = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Linear(h, 3))
+        self.place = placement_branch(h)
 
-    def forward(self, feats: torch.Tensor, x: torch.Tensor,
-                scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.scalar_embed(scalars)  # [B, H]
         h = feats + self.local(x) + s[:, :, None]
         scores = self.refine(h)
         pooled = torch.cat([feats.mean(dim=2), feats.amax(dim=2), s], dim=1)
-        return scores, self.presence(pooled)
+        # detached: the rig's placement is learnt on the features that find the ramps, and
+        # never pulls them away from finding the ramps
+        return scores, self.presence(pooled), self.place(h.detach())
 
 
 class DepthPointModel(nn.Module):
@@ -167,8 +196,18 @@ class DepthPointModel(nn.Module):
         self.backbone = PatchTSMixerBackbone(cfg) if arch == "patchtsmixer" else CNNBackbone(cfg)
         self.head = PointHead(cfg)
 
-    def forward(self, x: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, scalars: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.head(self.backbone(x), x, scalars)
+
+    def load_parent_state(self, state: dict[str, torch.Tensor]) -> None:
+        """A parent's weights; a parent from before learnt placement keeps this model's
+        zero-initialised placement branch (it then places on the convention, as it did)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        absent = [k for k in missing if not k.startswith(PLACEMENT_PREFIX)]
+        if absent or unexpected:
+            raise ValueError(f"parent weights do not fit this model: missing {absent[:5]}, "
+                             f"unexpected {list(unexpected)[:5]}")
 
 
 def build_model(arch: str, config: ModelConfig | dict) -> DepthPointModel:

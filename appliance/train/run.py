@@ -10,16 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from appliance.engine.ensemble import combine_members, member_depths, place_on_ramps
+from appliance.engine.answer import Decoding, answer_hole, hole_outputs
+from appliance.engine.review import DEFAULT, ReviewCalibration
 from appliance.errors import ApplianceError
-from appliance.estimators.heuristic import read_trace
+from appliance.estimators.heuristic import estimate_heuristic, read_trace
 from appliance.features import FeatureSpec, make_batch
 from appliance.home import repo_root
+from appliance.points import DepthEstimate
 from appliance.train import data as train_data
 from appliance.train.card import model_card
 from appliance.train.model import ModelConfig
 from appliance.train.progress import Progress
-from appliance.train.train import TrainOptions, point_metrics, train_ensemble, truth_array
+from appliance.train.train import (
+    TrainOptions,
+    point_metrics,
+    predict,
+    train_ensemble,
+    truth_array,
+)
 
 EXAM_SEED = 777_001  # never used for training
 
@@ -114,35 +122,35 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         arch=args.arch, folds=args.folds, epochs=args.epochs, head_only=args.head_only,
         seed=args.seed, threads=args.threads, version=getattr(args, "version", None),
         lr=args.lr, batch_size=args.batch_size, patience=args.patience,
+        placement=getattr(args, "placement", "learn"), augment=getattr(args, "augment", 0),
+        augment_strength=getattr(args, "augment_strength", 1.0),
         model=ModelConfig(), spec=FeatureSpec())
 
 
 @torch.no_grad()
+def ensemble_answers(members: list[torch.nn.Module], holes: list[train_data.TrainHole],
+                     spec: FeatureSpec, review: ReviewCalibration = DEFAULT,
+                     ) -> list[DepthEstimate]:
+    """Each hole answered as the serving engine answers it (appliance.engine.answer), the
+    members run with torch: held-out figures before export, and the benchmarks."""
+    readings = [read_trace(h.trace) for h in holes]
+    rules = [estimate_heuristic(h.trace, r).points for h, r in zip(holes, readings,
+                                                                     strict=True)]
+    batch = make_batch([h.trace for h in holes], spec, readings, rules)
+    outs = [predict(m, batch.x, batch.scalars) for m in members]
+    per_hole = hole_outputs(np.stack([o[0] for o in outs]), np.stack([o[1] for o in outs]),
+                            np.stack([o[2] for o in outs]), batch.origin_mm, spec.grid_mm)
+    decoding = Decoding(place_on_ramps=True, residual=True, review=review)
+    return [answer_hole(out, r, p, decoding) for out, r, p in zip(per_hole, readings, rules,
+                                                                  strict=True)]
+
+
 def ensemble_points(members: list[torch.nn.Module], holes: list[train_data.TrainHole],
                     spec: FeatureSpec) -> np.ndarray:
-    """[holes, 3] points in mm (NaN where absent) by the serving engine's own ensemble rule,
-    the members run with torch for held-out metrics before export."""
-    readings = [read_trace(h.trace) for h in holes]
-    batch = make_batch([h.trace for h in holes], spec, readings)
-    scores, logits = [], []
-    for m in members:
-        m.eval()
-        s_parts, p_parts = [], []
-        for i in range(0, len(batch), 128):
-            s, p = m(torch.from_numpy(batch.x[i:i + 128]),
-                     torch.from_numpy(batch.scalars[i:i + 128]))
-            s_parts.append(s.numpy())
-            p_parts.append(p.numpy())
-        scores.append(np.concatenate(s_parts))
-        logits.append(np.concatenate(p_parts))
-    depths = member_depths(np.stack(scores), batch, spec)  # [M, B, 3]
-    probs = 1.0 / (1.0 + np.exp(-np.stack(logits).astype(np.float64)))
-    pts = np.full((len(batch), 3), np.nan)
-    for b in range(len(batch)):
-        est = place_on_ramps(combine_members(depths[:, b, :], probs[:, b, :]),
-                             holes[b].trace, readings[b])
-        pts[b] = [np.nan if v is None else v for v in est.points.as_dict().values()]
-    return pts
+    """[holes, 3] points in mm (NaN where absent) of ensemble_answers."""
+    return np.array([[np.nan if v is None else v for v in a.points.as_dict().values()]
+                     for a in ensemble_answers(members, holes, spec)],
+                    dtype=np.float64).reshape(-1, 3)
 
 
 def run_train(args: argparse.Namespace) -> int:

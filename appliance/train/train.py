@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,20 +23,30 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from appliance.engine.answer import (
+    Decoding,
+    answer_with_features,
+    combine_members,
+    hole_outputs,
+)
+from appliance.engine.review import FEATURES as REVIEW_FEATURES
+from appliance.engine.review import ReviewCalibration, is_wrong
+from appliance.engine.review import fit as fit_review
 from appliance.errors import ValidationError
+from appliance.estimators.heuristic import Reading, estimate_heuristic, read_trace
+from appliance.estimators.placement import Anchored, anchor_labels
 from appliance.evaluation import evaluate
 from appliance.features import (
     FeatureBatch,
     FeatureSpec,
-    decode,
     make_batch,
-    points_array,
     target_positions,
 )
-from appliance.points import POINT_NAMES, DepthPoints
+from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
+from appliance.train.augment import augment
 from appliance.train.data import TrainHole, check_holes, dataset_hash
 from appliance.train.export import read_manifest, write_model_folder
-from appliance.train.model import ModelConfig, build_model
+from appliance.train.model import ModelConfig, build_model, shift_placement
 from appliance.train.progress import Progress
 
 
@@ -54,6 +64,14 @@ class TrainOptions:
     finetune_lr_factor: float = 0.3  # fine-tune: rate of the unfrozen phase relative to lr
     sigma_cells: float = 1.0  # width of the soft position target, in grid cells
     logit_penalty: float = 1e-3  # see point_loss
+    # "learn": the labels are the rig's own practice, learnt as residuals from the ramps'
+    # crossings (appliance.estimators.placement); "convention": the labels follow
+    # depth-points.md by definition (the baseline's synthetic truth and checked labels),
+    # so every residual target is 0
+    placement: str = "learn"
+    residual_weight: float = 20.0  # of the residual's Huber loss (mm) against the rest
+    augment: int = 0  # augmented copies of each training hole (appliance.train.augment)
+    augment_strength: float = 1.0
     seed: int = 0
     threads: int = 1
     version: str | None = None
@@ -92,6 +110,24 @@ def point_loss(scores: torch.Tensor, presence_logits: torch.Tensor, pos: torch.T
     return ce + bce + logit_penalty * scores.pow(2).mean()
 
 
+RESIDUAL_CELLS = 2  # the residual is supervised this many cells either side of the anchor
+HUBER_MM = 0.1
+
+
+def residual_loss(offset: torch.Tensor, pos: torch.Tensor, residual: torch.Tensor,
+                  usable: torch.Tensor) -> torch.Tensor:
+    """Huber loss of the offset map read around each anchor against the label's residual:
+    serving reads it at the crossing the points are snapped to, which is the anchor, give or
+    take a cell."""
+    length = offset.shape[-1]
+    shifts = torch.arange(-RESIDUAL_CELLS, RESIDUAL_CELLS + 1, device=offset.device)
+    cells = (pos.round().long()[..., None] + shifts).clamp(0, length - 1)  # [B, 3, W]
+    got = torch.gather(offset, 2, cells)
+    err = F.huber_loss(got, residual[..., None].expand_as(got), reduction="none",
+                       delta=HUBER_MM).mean(dim=-1)
+    return (err * usable).sum() / usable.sum().clamp_min(1.0)
+
+
 # ---------------------------------------------------------------- folds
 
 def assign_folds(groups: list[str], k: int, seed: int) -> np.ndarray:
@@ -121,21 +157,37 @@ def assign_folds(groups: list[str], k: int, seed: int) -> np.ndarray:
 class Tensors:
     x: torch.Tensor
     scalars: torch.Tensor
-    pos: torch.Tensor
+    pos: torch.Tensor  # [N, 3] fractional grid position of each point's anchor
     present: torch.Tensor
     usable: torch.Tensor
+    residual: torch.Tensor  # [N, 3] mm from the anchor to the label
+
+    @classmethod
+    def of(cls, batch: FeatureBatch, labels: list[DepthPoints], spec: FeatureSpec,
+           anchored: Anchored) -> Tensors:
+        """Position targets on the anchors (the label where it is on no ramp), residuals."""
+        anchors = [DepthPoints(*(None if np.isnan(v) else float(v) for v in row))
+                   for row in anchored.anchor_mm]
+        pos, present, usable = target_positions(anchors, batch, spec)
+        _, label_present, _ = target_positions(labels, batch, spec)
+        residual = np.nan_to_num(anchored.residual_mm, nan=0.0)
+        return cls(torch.from_numpy(batch.x), torch.from_numpy(batch.scalars),
+                   torch.from_numpy(pos).float(), torch.from_numpy(label_present).float(),
+                   torch.from_numpy(usable).float(), torch.from_numpy(residual).float())
 
     def take(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         i = torch.as_tensor(idx, dtype=torch.long)
-        return self.x[i], self.scalars[i], self.pos[i], self.present[i], self.usable[i]
+        return (self.x[i], self.scalars[i], self.pos[i], self.present[i], self.usable[i],
+                self.residual[i])
 
 
 def batch_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray,
                opts: TrainOptions) -> torch.Tensor:
-    x, s, pos, present, usable = data.take(idx)
-    scores, presence = model(x, s)
-    return point_loss(scores, presence, pos, present, usable, opts.sigma_cells,
-                      opts.logit_penalty)
+    x, s, pos, present, usable, residual = data.take(idx)
+    scores, presence, offset = model(x, s)
+    return (point_loss(scores, presence, pos, present, usable, opts.sigma_cells,
+                       opts.logit_penalty)
+            + opts.residual_weight * residual_loss(offset, pos, residual, usable))
 
 
 @torch.no_grad()
@@ -151,11 +203,12 @@ def eval_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray, opts: Trai
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, scalars: np.ndarray,
-            ) -> tuple[np.ndarray, np.ndarray]:
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, presence logits, offset) of one member on a feature batch."""
     model.eval()
     outs = [model(torch.from_numpy(x[i:i + 128]), torch.from_numpy(scalars[i:i + 128]))
             for i in range(0, len(x), 128)]
-    return (torch.cat([o[0] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy())
+    return tuple(torch.cat([o[j] for o in outs]).numpy() for j in range(3))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- one member
@@ -180,8 +233,29 @@ def init_member(opts: TrainOptions, fold: int, parent_states: list[dict]) -> tor
     torch.manual_seed(opts.seed * 1000 + fold)
     model = build_model(opts.arch, opts.model)
     if parent_states:
-        model.load_state_dict(parent_states[fold % len(parent_states)])
+        model.load_parent_state(parent_states[fold % len(parent_states)])
     return model
+
+
+@torch.no_grad()
+def start_placement(model: torch.nn.Module, data: Tensors, idx: np.ndarray) -> list[float]:
+    """Move the member's placement by the median, per point, of what it misses on these
+    holes' labels (label residual - its offset at the anchor): a rig's constant offset is
+    then there from the first step, which a few hundred small steps on 40 holes would not
+    reach; gradient descent learns what depends on the signal. Returns the shift (mm)."""
+    model.eval()
+    missed: list[list[float]] = [[], [], []]
+    for start in range(0, len(idx), 128):
+        x, s, pos, _, usable, residual = data.take(idx[start:start + 128])
+        offset = model(x, s)[2]
+        cells = pos.round().long().clamp(0, offset.shape[-1] - 1)
+        got = torch.gather(offset, 2, cells[..., None])[..., 0]
+        for k in range(3):
+            use = usable[:, k] > 0
+            missed[k] += (residual[use, k] - got[use, k]).tolist()
+    shift = [float(np.median(m)) if len(m) >= 3 else 0.0 for m in missed]
+    shift_placement(model, shift)
+    return shift
 
 
 def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
@@ -189,6 +263,11 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                on_epoch) -> list[dict]:
     rng = np.random.default_rng(opts.seed * 1000 + fold)
     history: list[dict] = []
+    if opts.placement == "learn":
+        start_placement(model, data, train_idx)
+    # A rig's few confirmed holes must still give the optimiser steps to take: smaller
+    # batches when the set is small (at least ~8 steps an epoch).
+    batch_size = int(min(opts.batch_size, max(4, math.ceil(len(train_idx) / 8))))
     for phase, n_epochs, lr, frozen in phases(opts, from_parent):
         # Each phase keeps its own best epoch, even when the parent or the previous phase
         # scored better on this fold: the gates judge a candidate against the active model.
@@ -198,7 +277,7 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
             p.requires_grad_(not frozen)
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=opts.weight_decay)
-        steps = n_epochs * math.ceil(len(train_idx) / opts.batch_size)
+        steps = n_epochs * math.ceil(len(train_idx) / batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1),
                                                     pct_start=0.15)
         stale = 0
@@ -206,8 +285,8 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
             model.train()
             order = train_idx[rng.permutation(len(train_idx))]
             total = 0.0
-            for start in range(0, len(order), opts.batch_size):
-                part = order[start:start + opts.batch_size]
+            for start in range(0, len(order), batch_size):
+                part = order[start:start + batch_size]
                 loss = batch_loss(model, data, part, opts)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -266,19 +345,31 @@ def _load_parent(parent_dir: Path, opts: TrainOptions) -> tuple[dict, list[dict]
     return manifest, states
 
 
-def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptions,
-                   parent_dir: str | Path | None = None, progress: Progress | None = None,
-                   card_fn: Callable[[dict], str] | None = None,
-                   evaluate_fn: Callable[[list, FeatureSpec], dict] | None = None,
-                   extra_training: dict | None = None) -> dict:
-    """Train opts.folds members on `holes`, export them and write the model folder at out_dir.
-    Returns the manifest."""
+@dataclass
+class Fitted:
+    """What fit_ensemble leaves for scoring, calibrating and exporting."""
+
+    members: list[torch.nn.Module]
+    holes: list[TrainHole]  # the originals first, then their augmented copies
+    n_original: int
+    batch: FeatureBatch
+    fold_of: np.ndarray
+    readings: list[Reading | None]
+    rules: list[DepthPoints]
+    anchored: Anchored
+    fold_reports: list[dict]
+    parent_version: str | None
+    dataset_hash: str
+
+
+def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None = None,
+                 parent_dir: str | Path | None = None, progress: Progress | None = None,
+                 ) -> Fitted:
+    """Train opts.folds members on `holes` (plus opts.augment augmented copies of each).
+    With `work`, each finished fold is checkpointed there and a rerun resumes from it."""
     progress = progress or Progress()
-    out_dir = Path(out_dir)
     torch.set_num_threads(max(1, opts.threads))
     check_holes(holes, opts.folds)
-    t0 = time.monotonic()
-
     parent_manifest, parent_states = (None, [])
     if parent_dir is not None:
         parent_manifest, parent_states = _load_parent(Path(parent_dir), opts)
@@ -286,23 +377,30 @@ def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptio
     opts.model.in_channels, opts.model.n_scalars = spec.n_channels, spec.n_scalars
     opts.model.length = spec.length
 
-    # Features: the same numpy function the serving engine calls.
-    batch = make_batch([h.trace for h in holes], spec)
-    pos, present, usable = target_positions([h.label for h in holes], batch, spec)
-    data = Tensors(torch.from_numpy(batch.x), torch.from_numpy(batch.scalars),
-                   torch.from_numpy(pos).float(), torch.from_numpy(present).float(),
-                   torch.from_numpy(usable).float())
-    fold_of = assign_folds([h.group for h in holes], opts.folds, opts.seed)
     ds_hash = dataset_hash(holes)
-
-    work = work_dir_for(out_dir)
-    run_key = {"dataset_hash": ds_hash, "options": opts.key_dict(),
-               "parent": parent_manifest["version"] if parent_manifest else None}
-    key_file = work / "run.json"
-    if work.exists() and (not key_file.exists() or json.loads(key_file.read_text()) != run_key):
-        shutil.rmtree(work)  # checkpoints of another run: not resumable
-    work.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(json.dumps(run_key, sort_keys=True))
+    n_original = len(holes)
+    # Where the labels sit from the ramps' crossings: read on the original traces (an
+    # augmented copy keeps its original's anchors: a crossing does not move with the gain).
+    readings = [read_trace(h.trace) for h in holes]
+    anchored = anchor_labels([h.label for h in holes], readings,
+                             learn=opts.placement == "learn")
+    holes, readings, anchored = _with_copies(holes, readings, anchored, opts)
+    progress.emit("features", holes=len(holes), original=n_original)
+    # Features: the same numpy function the serving engine calls.
+    rules = [estimate_heuristic(h.trace, r).points for h, r in zip(holes, readings,
+                                                                     strict=True)]
+    batch = make_batch([h.trace for h in holes], spec, readings, rules)
+    data = Tensors.of(batch, [h.label for h in holes], spec, anchored)
+    fold_of = assign_folds([h.group for h in holes], opts.folds, opts.seed)
+    if work is not None:
+        run_key = {"dataset_hash": ds_hash, "options": opts.key_dict(),
+                   "parent": parent_manifest["version"] if parent_manifest else None}
+        key_file = work / "run.json"
+        if work.exists() and (not key_file.exists()
+                              or json.loads(key_file.read_text()) != run_key):
+            shutil.rmtree(work)  # checkpoints of another run: not resumable
+        work.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(json.dumps(run_key, sort_keys=True))
 
     epoch_times: list[float] = []
     total_epochs = opts.folds * opts.epochs
@@ -311,8 +409,9 @@ def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptio
     for fold in range(opts.folds):
         train_idx = np.flatnonzero(fold_of != fold)
         val_idx = np.flatnonzero(fold_of == fold)
-        ckpt, meta_file = work / f"fold{fold}.safetensors", work / f"fold{fold}.json"
-        if ckpt.exists() and meta_file.exists():
+        ckpt = work / f"fold{fold}.safetensors" if work is not None else None
+        meta_file = work / f"fold{fold}.json" if work is not None else None
+        if ckpt is not None and meta_file is not None and ckpt.exists() and meta_file.exists():
             model = build_model(opts.arch, opts.model)
             model.load_state_dict(load_file(str(ckpt)))
             report = json.loads(meta_file.read_text())
@@ -338,56 +437,161 @@ def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptio
                       "epochs_run": len(history),
                       "best_val_loss": min(h["val_loss"] for h in history) if history else None,
                       "history": history, "duration_s": round(time.monotonic() - fold_start, 2)}
-            tmp = ckpt.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            os.replace(tmp, ckpt)
-            meta_file.write_text(json.dumps(report))
+            if ckpt is not None and meta_file is not None:
+                tmp = ckpt.with_suffix(".tmp")
+                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+                os.replace(tmp, ckpt)
+                meta_file.write_text(json.dumps(report))
             report["resumed"] = False
         members.append(model)
         fold_reports.append(report)
         progress.emit("fold_done", fold=fold, best_val_loss=report["best_val_loss"],
                       epochs_run=report["epochs_run"], resumed=report["resumed"])
+    return Fitted(members, holes, n_original, batch, fold_of, readings, rules, anchored,
+                  fold_reports, parent_manifest["version"] if parent_manifest else None,
+                  ds_hash)
 
-    # Out-of-fold predictions: each hole decoded by the member that never trained on it.
-    oof = np.full((len(holes), 3), np.nan)
-    for fold, model in enumerate(members):
-        val_idx = np.flatnonzero(fold_of == fold)
-        sub = _subset(batch, val_idx)
-        scores, pres = predict(model, sub.x, sub.scalars)
-        oof[val_idx] = points_array(decode(scores, pres, sub, spec))
-    truth = truth_array(holes)
-    sources = [{"source": h.group.split(":")[0]} for h in holes]
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The out-of-fold answers of a fit, and what was learnt from them."""
+
+    answers: list[DepthEstimate]  # per hole of Fitted.holes
+    review: ReviewCalibration
+    placement: dict
+
+
+def held_out(fit: Fitted, opts: TrainOptions) -> HeldOut:
+    """Each hole answered as served (placement, residual) by the member that never trained
+    on it; those answers score the run and calibrate the review priority."""
+    answers, feats = _out_of_fold(fit.members, fit.batch, fit.fold_of, fit.readings,
+                                  fit.rules, opts.spec)
+    wrong = np.array([is_wrong(a.points, h.label) for a, h in zip(answers, fit.holes,
+                                                                  strict=True)])
+    n = fit.n_original
+    placement = {"mode": opts.placement, "rig_offset_mm": fit.anchored.rig_offset_mm,
+                 "labels": _summary_of(fit.anchored, n),
+                 "model": _model_residuals(answers[:n], fit.anchored, n)}
+    return HeldOut(answers, fit_review(feats, wrong), placement)
+
+
+def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptions,
+                   parent_dir: str | Path | None = None, progress: Progress | None = None,
+                   card_fn: Callable[[dict], str] | None = None,
+                   evaluate_fn: Callable[[list, FeatureSpec], dict] | None = None,
+                   extra_training: dict | None = None) -> dict:
+    """fit_ensemble, held_out, then export the members and write the model folder at
+    out_dir. A finished fold is checkpointed next to out_dir (resumable). Returns the
+    manifest."""
+    progress = progress or Progress()
+    out_dir = Path(out_dir)
+    t0 = time.monotonic()
+    work = work_dir_for(out_dir)
+    fit = fit_ensemble(holes, opts, work, parent_dir, progress)
+    spec, n_original = opts.spec, fit.n_original
+    held = held_out(fit, opts)
+    progress.emit("calibrated", holes=len(fit.holes), wrong=held.review.n_wrong,
+                  brier=held.review.brier)
+    oof = np.array([[np.nan if v is None else v for v in a.points.as_dict().values()]
+                    for a in held.answers[:n_original]], dtype=np.float64).reshape(-1, 3)
+    originals = fit.holes[:n_original]
+    sources = [{"source": h.group.split(":")[0]} for h in originals]
     n_sources = len({g["source"] for g in sources})
     # Per-source figures only for named sources (synthetic, tuhh-v4, ...), not one per hole.
-    metrics = {"cv": point_metrics(oof, truth, sources if 1 < n_sources <= 30 else None)}
+    metrics = {"cv": point_metrics(oof, truth_array(originals),
+                                   sources if 1 < n_sources <= 30 else None)}
     if evaluate_fn is not None:
-        metrics.update(evaluate_fn(members, spec))
+        metrics.update(evaluate_fn(fit.members, spec))
 
     # Probe: a seeded sample of real feature inputs (the gates replay it through onnxruntime).
     rng = np.random.default_rng(opts.seed)
-    probe_idx = np.sort(rng.choice(len(holes), size=min(opts.probe_size, len(holes)),
+    probe_idx = np.sort(rng.choice(n_original, size=min(opts.probe_size, n_original),
                                    replace=False))
+    reports = fit.fold_reports
     training = {
         "folds": opts.folds, "epochs": opts.epochs, "head_only": opts.head_only,
-        "seed": opts.seed, "arch": opts.arch, "n_holes": len(holes),
-        "n_groups": len({h.group for h in holes}), "options": opts.key_dict(),
-        "fold_reports": [{k: v for k, v in r.items() if k != "history"} for r in fold_reports],
-        "histories": [r.get("history", []) for r in fold_reports],
+        "seed": opts.seed, "arch": opts.arch, "n_holes": n_original,
+        "n_augmented": len(fit.holes) - n_original,
+        "n_groups": len({h.group for h in fit.holes}), "options": opts.key_dict(),
+        "fold_reports": [{k: v for k, v in r.items() if k != "history"} for r in reports],
+        "histories": [r.get("history", []) for r in reports],
         "duration_s": round(time.monotonic() - t0, 1),
         **(extra_training or {}),
     }
     created = datetime.now(UTC)
-    version = opts.version or f"cand-{created:%Y%m%dT%H%M%SZ}-{ds_hash[:6]}"
+    version = opts.version or f"cand-{created:%Y%m%dT%H%M%SZ}-{fit.dataset_hash[:6]}"
     manifest = write_model_folder(
-        out_dir, members, arch=opts.arch, config=opts.model.to_dict(), spec=spec,
-        probe=_subset(batch, probe_idx), version=version,
-        parent=parent_manifest["version"] if parent_manifest else None,
-        dataset_hash=ds_hash, training=training, metrics=metrics, created_at=created,
-        card_fn=card_fn)
+        out_dir, fit.members, arch=opts.arch, config=opts.model.to_dict(), spec=spec,
+        probe=_subset(fit.batch, probe_idx), version=version, parent=fit.parent_version,
+        dataset_hash=fit.dataset_hash, training=training, metrics=metrics, created_at=created,
+        card_fn=card_fn, placement=held.placement, review=held.review.to_dict())
     shutil.rmtree(work, ignore_errors=True)
     progress.emit("done", out=str(out_dir), version=version,
                   duration_s=round(time.monotonic() - t0, 1), metrics=metrics["cv"])
     return manifest
+
+
+def _with_copies(holes: list[TrainHole], readings: list[Reading | None], anchored: Anchored,
+                 opts: TrainOptions) -> tuple[list[TrainHole], list[Reading | None], Anchored]:
+    """The holes plus opts.augment augmented copies of each (same group, same anchors)."""
+    if opts.augment <= 0:
+        return holes, readings, anchored
+    rng = np.random.default_rng(opts.seed + 7919)
+    copies = [TrainHole(augment(h.trace, h.label, rng, opts.augment_strength), h.label,
+                        h.group, f"{h.hole_id}~aug{c}")
+              for c in range(opts.augment) for h in holes]
+    reps = opts.augment + 1
+    tile = (lambda a: np.concatenate([a] * reps))  # noqa: E731 - three arrays alike
+    return (holes + copies, readings + [read_trace(h.trace) for h in copies],
+            Anchored(tile(anchored.anchor_mm), tile(anchored.residual_mm),
+                     tile(anchored.on_ramp), anchored.rig_offset_mm))
+
+
+def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: np.ndarray,
+                 readings: list[Reading | None], rules: list[DepthPoints], spec: FeatureSpec,
+                 ) -> tuple[list[DepthEstimate], np.ndarray]:
+    """Each hole answered by its held-out member, and the review features of that answer.
+
+    One member has no spread: the spread feature is the whole ensemble's on that hole
+    (members that trained on it agree more than unseen ones would: a conservative proxy)."""
+    outs = [predict(m, batch.x, batch.scalars) for m in members]
+    every = hole_outputs(np.stack([o[0] for o in outs]), np.stack([o[1] for o in outs]),
+                         None, batch.origin_mm, spec.grid_mm)
+    decoding = Decoding(place_on_ramps=True, residual=True)
+    answers: list[DepthEstimate | None] = [None] * len(batch)
+    feats = np.zeros((len(batch), len(REVIEW_FEATURES)))
+    for fold, out in enumerate(outs):
+        idx = np.flatnonzero(fold_of == fold)
+        held = hole_outputs(out[0][None, idx], out[1][None, idx], out[2][None, idx],
+                            batch.origin_mm[idx], spec.grid_mm)
+        for j, i in enumerate(idx):
+            ens = combine_members(every[i].depths, every[i].probs)
+            spread = np.array([ens.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
+            answers[i], feats[i] = answer_with_features(replace(held[j], spread_mm=spread),
+                                                        readings[i], rules[i], decoding)
+    return [a for a in answers if a is not None], feats
+
+
+def _summary_of(anchored: Anchored, n: int) -> dict:
+    return Anchored(anchored.anchor_mm[:n], anchored.residual_mm[:n], anchored.on_ramp[:n],
+                    anchored.rig_offset_mm).summary()
+
+
+def _model_residuals(answers: list[DepthEstimate], anchored: Anchored, n: int) -> dict:
+    """Per point: the median of (held-out answer - the label's anchor crossing) where both
+    exist and the answer is on that ramp (within 0.5 mm of the label): what the model
+    learnt to add to the convention."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for k, name in enumerate(POINT_NAMES):
+        got = []
+        for i in range(n):
+            v, a = answers[i].points.get(name), anchored.anchor_mm[i, k]
+            label = a + anchored.residual_mm[i, k]
+            if v is not None and anchored.on_ramp[i, k] and abs(v - label) <= 0.5:
+                got.append(v - a)
+        out[name] = {"median_residual_mm": round(float(np.median(got)), 4) if got else None,
+                     "n": len(got)}
+    return out
 
 
 def _subset(batch: FeatureBatch, idx: np.ndarray) -> FeatureBatch:

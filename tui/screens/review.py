@@ -1,4 +1,4 @@
-"""The review queue (start screen): holes to confirm, most uncertain first."""
+"""The review queue (start screen): holes to confirm, most likely wrong first."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from tui.app import ApplianceApp
 
 FILTERS = (("unlabelled", "Unlabelled"), ("labelled", "Labelled"), ("all", "All"))
-# Unlabelled holes are asked for as the daemon's needs-review list: most uncertain first.
+# Unlabelled holes are asked for as the daemon's needs-review list, in its order: never
+# estimated first, then by review priority (the chance the estimate is wrong), highest first.
 STATUS = {"unlabelled": "needs-review", "labelled": "labelled", "all": "all"}
 
 
@@ -125,7 +126,7 @@ class ReviewScreen(Screen[None]):
                 pass
         n = len(holes)
         self.query_one("#count", Label).update(
-            f"{n} hole{'s' if n != 1 else ''} · most uncertain first"
+            f"{n} hole{'s' if n != 1 else ''} · most likely wrong first"
         )
 
     def reload_quietly(self) -> None:

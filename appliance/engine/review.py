@@ -1,0 +1,204 @@
+"""Review priority: the calibrated chance that an estimate is wrong, one number per hole.
+
+"Wrong" is what an operator would have to correct: a point more than 0.5 mm off, or a
+point reported where there is none (or missed). Member spread alone cannot find those holes:
+members trained alike agree to 0.01-0.03 mm on nearly every hole, wrong or right. The
+evidence that does is combined here, per hole (the largest over its three points):
+
+- presence_ambiguity: 1 - |2p - 1| of the members' mean presence (1 at p = 0.5);
+- competition: the members' score mass outside the located peak (another place scored too);
+- spread: log(1 + range of the members' depths / 0.1 mm);
+- rules_presence: the model and the rule-based reading disagree on whether a point exists;
+- rules_distance: both place it, this far apart (mm, capped at 2);
+- rival_ramp: a competing ramp of the point's direction: exp(-d / 2 mm) for another
+  crossing d away, times how big its step is next to the point's own (capped at 1): a
+  bigger rise shortly after an "entry" says the entry may have been read on noise;
+- off_ramp: a reported point with no ramp of its direction within reach.
+
+A logistic model maps them to a probability. It is fitted at training time on out-of-fold
+predictions (each hole answered by members that never trained on it, augmented copies
+included so that there are wrong answers to learn from) and stored in the model folder's
+manifest ("review"); folders from before carry none and get DEFAULT, a hand-set weighting
+that ranks but is not calibrated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from appliance.points import POINT_NAMES, DepthPoints
+
+FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread", "rules_presence",
+                             "rules_distance", "rival_ramp", "off_ramp")
+WRONG_MM = 0.5
+RIVAL_SCALE_MM = 2.0
+SAME_CROSSING_MM = 0.05
+
+
+@dataclass(frozen=True)
+class PointEvidence:
+    """What one hole's members, rules and ramps say, per point (POINT_NAMES order)."""
+
+    presence: np.ndarray  # [3] members' mean presence probability
+    mass: np.ndarray  # [3] members' mean score mass in the located peak, 0..1
+    spread_mm: np.ndarray  # [3] range of the voting members' depths (0 where absent)
+    on_ramp: np.ndarray  # [3] bool: a reported point that sits on a ramp's crossing
+
+
+def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
+             rivals: Mapping[str, Mapping[float, float]]) -> np.ndarray:
+    """The FEATURES vector of one hole. `rivals`: per point name, every crossing of its
+    direction -> the step (A) of its ramp (appliance.estimators.snap.steps)."""
+    f = np.zeros(len(FEATURES))
+    p = np.asarray(ev.presence, dtype=np.float64)
+    f[0] = float(np.max(1.0 - np.abs(2.0 * p - 1.0)))
+    present = np.array([points.get(n) is not None for n in POINT_NAMES])
+    if present.any():
+        f[1] = float(np.max(1.0 - np.asarray(ev.mass)[present]))
+        f[2] = float(np.log1p(np.max(np.asarray(ev.spread_mm)[present]) / 0.1))
+        f[6] = float(np.any(~np.asarray(ev.on_ramp)[present]))
+    for name in POINT_NAMES:
+        v = points.get(name)
+        r = rules.get(name) if rules is not None else None
+        if rules is not None and (v is None) != (r is None):
+            f[3] = 1.0
+        if v is not None and r is not None:
+            f[4] = max(f[4], min(abs(v - r), 2.0))
+        if v is not None:
+            f[5] = max(f[5], _rival(v, rivals.get(name, {})))
+    return f
+
+
+def _rival(at_mm: float, steps: Mapping[float, float]) -> float:
+    own = max([h for c, h in steps.items() if abs(c - at_mm) <= SAME_CROSSING_MM], default=0.0)
+    score = 0.0
+    for c, h in steps.items():
+        d = abs(c - at_mm)
+        if d > SAME_CROSSING_MM:
+            score = max(score, float(np.exp(-d / RIVAL_SCALE_MM)) * min(1.0, h / max(own, 1e-6)))
+    return score
+
+
+def is_wrong(pred: DepthPoints, truth: DepthPoints, tol_mm: float = WRONG_MM) -> bool:
+    """A point more than tol_mm off, or a presence error."""
+    for name in POINT_NAMES:
+        a, b = pred.get(name), truth.get(name)
+        if (a is None) != (b is None):
+            return True
+        if a is not None and b is not None and abs(a - b) > tol_mm:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ReviewCalibration:
+    """Logistic model over standardised FEATURES."""
+
+    coef: tuple[float, ...]
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    fitted: bool  # False: the hand-set DEFAULT
+    n: int = 0  # holes it was fitted on
+    n_wrong: int = 0
+    brier: float | None = None  # on those holes
+    reliability: tuple[tuple[float, float, int], ...] = ()  # (mean predicted, observed, n)
+
+    def priority(self, f: np.ndarray) -> float:
+        z = (np.asarray(f, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return float(_sigmoid(np.array(self.intercept + z @ np.asarray(self.coef))))
+
+    def priorities(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return _sigmoid(self.intercept + z @ np.asarray(self.coef))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"features": list(FEATURES), "coef": list(self.coef),
+                "intercept": self.intercept, "mean": list(self.mean),
+                "scale": list(self.scale), "fitted": self.fitted, "n": self.n,
+                "n_wrong": self.n_wrong, "brier": self.brier,
+                "reliability": [list(r) for r in self.reliability]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> ReviewCalibration:
+        names = tuple(d.get("features") or ())  # type: ignore[call-overload]
+        if names != FEATURES:
+            raise ValueError(f"review calibration features {list(names)} are not this "
+                             f"code's {list(FEATURES)}")
+
+        def floats(key: str) -> tuple[float, ...]:
+            vals = tuple(float(v) for v in d[key])  # type: ignore[attr-defined]
+            if len(vals) != len(FEATURES) or not all(np.isfinite(vals)):
+                raise ValueError(f"review calibration {key!r} must hold {len(FEATURES)} "
+                                 "finite numbers")
+            return vals
+
+        scale = floats("scale")
+        if min(scale) <= 0:
+            raise ValueError("review calibration 'scale' must be positive")
+        rel = d.get("reliability") or ()
+        return cls(coef=floats("coef"), intercept=float(d["intercept"]),  # type: ignore[arg-type]
+                   mean=floats("mean"), scale=scale, fitted=bool(d.get("fitted", True)),
+                   n=int(d.get("n") or 0), n_wrong=int(d.get("n_wrong") or 0),  # type: ignore[call-overload]
+                   brier=None if d.get("brier") is None else float(d["brier"]),  # type: ignore[arg-type]
+                   reliability=tuple((float(a), float(b), int(c))
+                                     for a, b, c in rel))  # type: ignore[union-attr]
+
+
+# Hand-set for folders without a calibration: ambiguity and disagreement with the rules
+# weigh most; the numbers rank holes, they are not probabilities.
+DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5), intercept=-3.0,
+                            mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES),
+                            fitted=False)
+
+
+def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
+        ) -> ReviewCalibration:
+    """Logistic regression (Newton steps, L2 on the coefficients) of `wrong` on features x
+    [N, F]. With no wrong (or no right) hole there is nothing to learn from: DEFAULT."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(wrong, dtype=np.float64)
+    n_wrong = int(y.sum())
+    if len(y) == 0 or n_wrong == 0 or n_wrong == len(y):
+        return DEFAULT
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale < 1e-6] = 1.0  # a constant feature (e.g. no rules on this set): weight ~0
+    z = np.column_stack([np.ones(len(x)), (x - mean) / scale])
+    w = np.zeros(z.shape[1])
+    w[0] = float(np.log(n_wrong / (len(y) - n_wrong)))
+    reg = np.full(z.shape[1], l2)
+    reg[0] = 0.0
+    for _ in range(50):
+        p = _sigmoid(z @ w)
+        grad = z.T @ (p - y) + reg * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.max(np.abs(step))) < 1e-8:
+            break
+    p = _sigmoid(z @ w)
+    return ReviewCalibration(coef=tuple(float(v) for v in w[1:]), intercept=float(w[0]),
+                             mean=tuple(float(v) for v in mean),
+                             scale=tuple(float(v) for v in scale), fitted=True, n=len(y),
+                             n_wrong=n_wrong, brier=round(float(np.mean((p - y) ** 2)), 5),
+                             reliability=reliability(p, y, bins))
+
+
+def reliability(p: np.ndarray, y: np.ndarray, bins: int = 5
+                ) -> tuple[tuple[float, float, int], ...]:
+    """(mean predicted, observed share wrong, n) per quantile bin of the prediction."""
+    order = np.argsort(p, kind="stable")
+    out = []
+    for part in np.array_split(order, min(bins, len(order))):
+        if len(part):
+            out.append((round(float(p[part].mean()), 4), round(float(y[part].mean()), 4),
+                        int(len(part))))
+    return tuple(out)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))

@@ -1,0 +1,93 @@
+"""The review priority: its features, its calibration (fitted and checked on held-out
+answers), and its place in an estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from appliance.engine.review import (
+    DEFAULT,
+    FEATURES,
+    PointEvidence,
+    ReviewCalibration,
+    features,
+    fit,
+    is_wrong,
+)
+from appliance.points import DepthPoints
+
+
+def _evidence(presence=(0.99, 0.01, 0.99), mass=(0.9, 0.9, 0.9), spread=(0.02, 0.0, 0.02),
+              on_ramp=(True, False, True)) -> PointEvidence:
+    return PointEvidence(np.array(presence), np.array(mass), np.array(spread),
+                         np.array(on_ramp))
+
+
+def test_features_see_ambiguity_rules_and_rival_ramps() -> None:
+    pts = DepthPoints(5.0, None, 20.0)
+    calm = features(_evidence(), pts, DepthPoints(5.0, None, 20.0), {"exit": {20.0: 8.0}})
+    assert calm[FEATURES.index("presence_ambiguity")] == pytest.approx(0.02)
+    assert calm[FEATURES.index("rules_presence")] == 0.0
+    assert calm[FEATURES.index("rival_ramp")] == 0.0
+    torn = features(_evidence(presence=(0.99, 0.45, 0.99)), pts, DepthPoints(1.6, 12.0, 20.2),
+                    {"exit": {20.0: 4.0, 20.3: 8.0}})
+    assert torn[FEATURES.index("presence_ambiguity")] == pytest.approx(0.9)
+    assert torn[FEATURES.index("rules_presence")] == 1.0  # the rules see a transition
+    assert torn[FEATURES.index("rules_distance")] == 2.0  # entry 3.4 mm apart, capped
+    # a bigger fall 0.3 mm on: capped at 1 x exp(-0.3 / 2)
+    assert torn[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.15))
+    small = features(_evidence(), pts, None, {"exit": {20.0: 8.0, 20.3: 2.0}})
+    assert small[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.15) / 4)
+    assert DEFAULT.priority(torn) > DEFAULT.priority(calm)
+
+
+def test_wrong_means_half_a_millimetre_or_a_presence_error() -> None:
+    truth = DepthPoints(5.0, 10.0, 20.0)
+    assert not is_wrong(DepthPoints(5.4, 10.0, 19.6), truth)
+    assert is_wrong(DepthPoints(5.6, 10.0, 20.0), truth)
+    assert is_wrong(DepthPoints(5.0, None, 20.0), truth)
+
+
+def _world(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Features and 'wrong' drawn from a known logistic law on two of them."""
+    x = rng.random((n, len(FEATURES)))
+    x[:, 3] = rng.random(n) < 0.2
+    z = -4.0 + 5.0 * x[:, 0] + 2.5 * x[:, 3]
+    wrong = rng.random(n) < 1.0 / (1.0 + np.exp(-z))
+    return x, wrong
+
+
+def test_calibration_holds_on_held_out_answers() -> None:
+    rng = np.random.default_rng(7)
+    x_fit, y_fit = _world(3000, rng)
+    x_new, y_new = _world(3000, rng)
+    cal = fit(x_fit, y_fit)
+    assert cal.fitted and cal.n == 3000 and cal.n_wrong == int(y_fit.sum())
+    p = cal.priorities(x_new)
+    # calibrated: in each fifth of the predictions the observed share matches the mean
+    order = np.argsort(p)
+    for part in np.array_split(order, 5):
+        assert abs(p[part].mean() - y_new[part].mean()) < 0.05
+    # and better than knowing only the base rate
+    base = np.mean((y_fit.mean() - y_new) ** 2)
+    assert np.mean((p - y_new) ** 2) < 0.9 * base
+    # the features that carry the law weigh most
+    coef = np.abs(np.array(cal.coef))
+    assert set(np.argsort(coef)[-2:]) == {0, 3}
+
+
+def test_calibration_round_trips_and_refuses_foreign_features() -> None:
+    rng = np.random.default_rng(8)
+    cal = fit(*_world(500, rng))
+    again = ReviewCalibration.from_dict(cal.to_dict())
+    f = rng.random(len(FEATURES))
+    assert again.priority(f) == pytest.approx(cal.priority(f))
+    bad = cal.to_dict() | {"features": ["spread"]}
+    with pytest.raises(ValueError, match="features"):
+        ReviewCalibration.from_dict(bad)
+
+
+def test_nothing_wrong_to_learn_from_keeps_the_default() -> None:
+    x = np.random.default_rng(9).random((50, len(FEATURES)))
+    assert fit(x, np.zeros(50, dtype=bool)) is DEFAULT
