@@ -10,7 +10,8 @@ on the signal. For each rig and N, `--reps` times: the source groups are shuffle
 groups that hold N holes give the N "confirmed" holes, and the holes of every other group are
 scored (leave source groups out). The fine-tune is the product's own (appliance.train:
 fit_ensemble with `appliance train`'s defaults: 5 members from the parent's, <= 10 epochs,
-head first, learnt placement, one augmented copy per hole); answers are the engine's
+head first, learnt placement, one augmented copy per hole, 64 synthetic holes replayed
+beside the rig's); answers are the engine's
 (placement on the ramps, learnt residual). Prints MAE per point against the rig's own labels
 and the share of holes with every presence right, and writes a PNG of both against N.
 """
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from rigs import RIGS, shared_holes
 
+from appliance.commands.train import FINETUNE_REPLAY
 from appliance.engine import Engine
 from appliance.evaluation import evaluate
 from appliance.home import baseline_model_dir
@@ -72,6 +74,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--replay", type=int, default=FINETUNE_REPLAY,
+                    help="synthetic holes beside the rig's (appliance train's default)")
     ap.add_argument("--parent", default=str(baseline_model_dir()))
     ap.add_argument("--reference", default=None,
                     help="another model folder scored on the untransformed logs beside it")
@@ -104,7 +108,7 @@ def main() -> None:
                 train, test = split(rig_holes, n, rng)
                 t0 = time.monotonic()
                 opts = TrainOptions(epochs=args.epochs, threads=args.threads, augment=1,
-                                    placement="learn", seed=rep)
+                                    placement="learn", seed=rep, replay=args.replay)
                 fit = fit_ensemble(train, opts, parent_dir=args.parent)
                 review = held_out(fit, opts).review
                 answers = ensemble_answers(fit.members, test, opts.spec, review)

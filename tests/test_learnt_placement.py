@@ -94,6 +94,19 @@ def test_engine_adds_the_residual_at_the_snapped_crossing(synth_holes) -> None:
     assert 0.0 <= learnt.review_priority <= 1.0
 
 
+def test_two_points_on_one_crossing_drop_the_transition(synth_holes) -> None:
+    hole = next(h for h in synth_holes if h.truth.entry_mm is not None
+                and h.truth.exit_mm is not None)
+    reading = read_trace(hole.trace)
+    t = hole.truth
+    depths = np.array([[t.entry_mm, t.entry_mm + 0.05, t.exit_mm]] * 3)
+    out = HoleOutputs(depths, np.full((3, 3), 0.99), np.full((3, 3), 0.9), None, 0.0, 0.05)
+    est = answer_hole(out, reading, None, Decoding(place_on_ramps=True))
+    assert est.transition_mm is None and est.entry_mm is not None
+    assert est.note == "points out of order: transition dropped"
+    assert est.review_priority > 0.5  # the hole is suspect all the same
+
+
 def test_a_parent_from_before_learnt_placement_places_on_the_convention() -> None:
     model = build_model("cnn", ModelConfig(length=256))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.place.")}

@@ -26,20 +26,28 @@ def _evidence(presence=(0.99, 0.01, 0.99), mass=(0.9, 0.9, 0.9), spread=(0.02, 0
 
 def test_features_see_ambiguity_rules_and_rival_ramps() -> None:
     pts = DepthPoints(5.0, None, 20.0)
-    calm = features(_evidence(), pts, DepthPoints(5.0, None, 20.0), {"exit": {20.0: 8.0}})
+    calm = features(_evidence(), pts, DepthPoints(5.0, None, 20.0),
+                    {"exit": [(19.8, 20.2, 8.0)]})
     assert calm[FEATURES.index("presence_ambiguity")] == pytest.approx(0.02)
     assert calm[FEATURES.index("rules_presence")] == 0.0
     assert calm[FEATURES.index("rival_ramp")] == 0.0
     torn = features(_evidence(presence=(0.99, 0.45, 0.99)), pts, DepthPoints(1.6, 12.0, 20.2),
-                    {"exit": {20.0: 4.0, 20.3: 8.0}})
+                    {"exit": [(19.8, 20.2, 4.0), (20.6, 21.0, 8.0)]})
     assert torn[FEATURES.index("presence_ambiguity")] == pytest.approx(0.9)
     assert torn[FEATURES.index("rules_presence")] == 1.0  # the rules see a transition
     assert torn[FEATURES.index("rules_distance")] == 2.0  # entry 3.4 mm apart, capped
-    # a bigger fall 0.3 mm on: capped at 1 x exp(-0.3 / 2)
-    assert torn[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.15))
-    small = features(_evidence(), pts, None, {"exit": {20.0: 8.0, 20.3: 2.0}})
-    assert small[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.15) / 4)
+    # a bigger fall starting 0.6 mm on: capped at 1 x exp(-0.6 / 2)
+    assert torn[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.3))
+    small = features(_evidence(), pts, None, {"exit": [(19.8, 20.2, 8.0), (20.6, 21.0, 2.0)]})
+    assert small[FEATURES.index("rival_ramp")] == pytest.approx(np.exp(-0.3) / 4)
     assert DEFAULT.priority(torn) > DEFAULT.priority(calm)
+    # a point on a step of 5 noise widths is weak, on one of 100 it is not
+    exit_only = DepthPoints(None, None, 20.0)
+    noisy = features(_evidence(), exit_only, None, {"exit": [(19.8, 20.2, 0.5)]}, noise_a=0.1)
+    clear = features(_evidence(), exit_only, None, {"exit": [(19.8, 20.2, 10.0)]},
+                     noise_a=0.1)
+    assert noisy[FEATURES.index("weak_step")] == pytest.approx(np.exp(-0.5))
+    assert clear[FEATURES.index("weak_step")] == pytest.approx(np.exp(-10.0))
 
 
 def test_wrong_means_half_a_millimetre_or_a_presence_error() -> None:
@@ -66,9 +74,10 @@ def test_calibration_holds_on_held_out_answers() -> None:
     assert cal.fitted and cal.n == 3000 and cal.n_wrong == int(y_fit.sum())
     p = cal.priorities(x_new)
     # calibrated: in each fifth of the predictions the observed share matches the mean
+    # (within 3.5 standard errors of a share over 600 holes: <= 0.07)
     order = np.argsort(p)
     for part in np.array_split(order, 5):
-        assert abs(p[part].mean() - y_new[part].mean()) < 0.05
+        assert abs(p[part].mean() - y_new[part].mean()) < 0.07
     # and better than knowing only the base rate
     base = np.mean((y_fit.mean() - y_new) ** 2)
     assert np.mean((p - y_new) ** 2) < 0.9 * base
@@ -86,6 +95,15 @@ def test_calibration_round_trips_and_refuses_foreign_features() -> None:
     bad = cal.to_dict() | {"features": ["spread"]}
     with pytest.raises(ValueError, match="features"):
         ReviewCalibration.from_dict(bad)
+
+
+def test_a_feature_that_separates_keeps_the_fit_finite() -> None:
+    x = np.random.default_rng(10).random((400, len(FEATURES)))
+    wrong = x[:, 0] > 0.8  # perfectly separable: an unpenalised fit runs off to infinity
+    cal = fit(x, wrong)
+    assert np.all(np.isfinite(cal.coef)) and abs(cal.intercept) < 50
+    assert cal.priority(np.full(len(FEATURES), 0.95)) > 0.9 > 0.1 > cal.priority(
+        np.full(len(FEATURES), 0.1))
 
 
 def test_nothing_wrong_to_learn_from_keeps_the_default() -> None:

@@ -96,7 +96,7 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     # served as its held-out metrics were: on the ramps, plus the learnt residual
     assert m["decode"] == {"place_on_ramps": True, "residual": True}
     assert set(m["placement"]["labels"]) == {"entry", "transition", "exit"}
-    assert m["review"]["fitted"] in (True, False) and len(m["review"]["coef"]) == 7
+    assert m["review"]["fitted"] in (True, False) and len(m["review"]["coef"]) == 9
     assert set(m["files"]) == {"members/m0.onnx", "members/m1.onnx", "probe.npz", "README.md",
                                "weights/m0.safetensors", "weights/m1.safetensors"}
     card = (out / "README.md").read_text()

@@ -12,7 +12,7 @@ TRAIN_EXTRA_MODULES = {"torch", "transformers", "safetensors", "onnxscript"}
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
                          seed: int = 0, arch: str = "patchtsmixer", patience: int = 4,
-                         placement: str = "learn", augment: int = 1) -> None:
+                         placement: str = "learn", augment: int = 1, replay: int = 0) -> None:
     p.add_argument("--arch", choices=("patchtsmixer", "cnn"), default=arch)
     p.add_argument("--folds", type=int, default=folds, help=f"K of K-fold CV (default {folds})")
     p.add_argument("--epochs", type=int, default=epochs)
@@ -33,6 +33,10 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
                         f"steps, noise (default {augment}; 0: none)")
     p.add_argument("--augment-strength", type=float, default=1.0,
                    help="0..1: how far augmentation goes (default 1)")
+    p.add_argument("--replay", type=int, default=replay, metavar="N",
+                   help="synthetic holes mixed into the training set to keep the parent's "
+                        "choice of ramp on stacks the dataset does not show; their placement "
+                        f"is not learnt from (default {replay})")
     p.add_argument("--progress-json", action="store_true",
                    help="print JSON-lines progress events on stdout (for the job runner)")
 

@@ -6,6 +6,8 @@ import argparse
 
 from appliance.commands._train_common import add_training_options, load_train_module
 
+FINETUNE_REPLAY = 64  # synthetic holes beside a rig's own (see TrainOptions.replay)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model folder to fine-tune from (member i starts from parent member i)")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N generated holes to the training set")
-    add_training_options(p, epochs=20, folds=5)
+    add_training_options(p, epochs=20, folds=5, replay=FINETUNE_REPLAY)
     p.add_argument("--version", default=None, help="version name (default: cand-<time>-<hash>)")
     p.set_defaults(func=handle)
 

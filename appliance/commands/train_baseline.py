@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="synthetic holes only, even when ../shared is present")
     p.add_argument("--exam", type=int, default=1000, metavar="N",
                    help="unseen synthetic holes to measure the ensemble on (model card)")
-    p.add_argument("--version", default=None, help="version name (default: baseline-1)")
+    p.add_argument("--version", default=None, help="version name (default: baseline-2)")
     add_training_options(p, epochs=BASELINE_EPOCHS, folds=5, seed=BASELINE_SEED,
                          arch=BASELINE_ARCH, patience=BASELINE_PATIENCE,
                          placement="convention", augment=BASELINE_AUGMENT)

@@ -16,7 +16,7 @@ import numpy as np
 
 from appliance.engine.review import DEFAULT, PointEvidence, ReviewCalibration, features
 from appliance.estimators.heuristic import Reading
-from appliance.estimators.snap import snap_points, steps
+from appliance.estimators.snap import ramp_spans, snap_points
 from appliance.features.decode import refine_positions
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 
@@ -97,6 +97,12 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
     if decoding.residual and out.offsets is not None:
         placed = {n: _plus_residual(out, k, placed[n]) for k, n in enumerate(POINT_NAMES)}
     points = DepthPoints(*(placed[n] for n in POINT_NAMES))
+    out_of_order = points.order_problem() is not None
+    if out_of_order:
+        # two points on one crossing, or crossed over: the transition is the one that is
+        # not there (as the rule-based reading decides too)
+        points = replace(points, transition_mm=None)
+        placed["transition"] = None
     spread = out.spread_mm if out.spread_mm is not None else np.array(
         [est.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
     evidence = PointEvidence(
@@ -106,13 +112,15 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
     # the rules and the rival ramps are compared with the crossing the point was anchored
     # on, not with the rig's residual on top of it
     anchors = DepthPoints(*((snapped if decoding.place_on_ramps else located)[n]
-                            for n in POINT_NAMES))
-    rivals = ({n: steps(reading, n) for n in POINT_NAMES if anchors.get(n) is not None}
+                            if points.get(n) is not None else None for n in POINT_NAMES))
+    rivals = ({n: ramp_spans(reading, n) for n in POINT_NAMES if anchors.get(n) is not None}
               if reading is not None else {})
-    f = features(evidence, anchors, rules, rivals)
+    f = features(evidence, anchors, rules, rivals, out_of_order,
+                 reading.noise if reading is not None else None)
     priority = decoding.review.priority(f)
+    note = "points out of order: transition dropped" if out_of_order else est.note
     return replace(est, entry_mm=points.entry_mm, transition_mm=points.transition_mm,
-                   exit_mm=points.exit_mm, review_priority=round(priority, 4)), f
+                   exit_mm=points.exit_mm, review_priority=round(priority, 4), note=note), f
 
 
 def _voters(probs: np.ndarray, k: int) -> np.ndarray:

@@ -10,10 +10,15 @@ evidence that does is combined here, per hole (the largest over its three points
 - spread: log(1 + range of the members' depths / 0.1 mm);
 - rules_presence: the model and the rule-based reading disagree on whether a point exists;
 - rules_distance: both place it, this far apart (mm, capped at 2);
-- rival_ramp: a competing ramp of the point's direction: exp(-d / 2 mm) for another
-  crossing d away, times how big its step is next to the point's own (capped at 1): a
-  bigger rise shortly after an "entry" says the entry may have been read on noise;
-- off_ramp: a reported point with no ramp of its direction within reach.
+- rival_ramp: a competing ramp of the point's direction: exp(-d / 2 mm) for another ramp
+  d away, times how big its step is next to the step of the point's own ramp (capped at 1):
+  a bigger rise shortly after an "entry" says the entry may have been read on noise;
+- off_ramp: a reported point with no ramp of its direction within reach;
+- out_of_order: the members placed two points on one crossing, or out of order (the answer
+  then drops the transition, as the rules do, but the hole is suspect);
+- weak_step: exp(-snr / 10) for the point whose ramp steps least above the trace's noise
+  (snr = the ramp's level change / the torque noise): a point read on a wiggle, as in a
+  trace of air only. Scale-free: another drill's gain moves step and noise together.
 
 A logistic model maps them to a probability. It is fitted at training time on out-of-fold
 predictions (each hole answered by members that never trained on it, augmented copies
@@ -24,7 +29,7 @@ that ranks but is not calibrated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,10 +37,12 @@ import numpy as np
 from appliance.points import POINT_NAMES, DepthPoints
 
 FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread", "rules_presence",
-                             "rules_distance", "rival_ramp", "off_ramp")
+                             "rules_distance", "rival_ramp", "off_ramp", "out_of_order",
+                             "weak_step")
 WRONG_MM = 0.5
 RIVAL_SCALE_MM = 2.0
-SAME_CROSSING_MM = 0.05
+SNR_SCALE = 10.0
+OWN_RAMP_MM = 0.25  # a point this close to a ramp's span sits on that ramp
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,11 @@ class PointEvidence:
 
 
 def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
-             rivals: Mapping[str, Mapping[float, float]]) -> np.ndarray:
-    """The FEATURES vector of one hole. `rivals`: per point name, every crossing of its
-    direction -> the step (A) of its ramp (appliance.estimators.snap.steps)."""
+             rivals: Mapping[str, Sequence[tuple[float, float, float]]],
+             out_of_order: bool = False, noise_a: float | None = None) -> np.ndarray:
+    """The FEATURES vector of one hole. `rivals`: per point name, the ramps of its direction
+    as (start mm, end mm, level change A) (appliance.estimators.snap.ramp_spans);
+    `noise_a`: the trace's torque noise (the rules' reading of it)."""
     f = np.zeros(len(FEATURES))
     p = np.asarray(ev.presence, dtype=np.float64)
     f[0] = float(np.max(1.0 - np.abs(2.0 * p - 1.0)))
@@ -60,6 +69,7 @@ def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
         f[1] = float(np.max(1.0 - np.asarray(ev.mass)[present]))
         f[2] = float(np.log1p(np.max(np.asarray(ev.spread_mm)[present]) / 0.1))
         f[6] = float(np.any(~np.asarray(ev.on_ramp)[present]))
+    f[7] = float(out_of_order or points.order_problem() is not None)
     for name in POINT_NAMES:
         v = points.get(name)
         r = rules.get(name) if rules is not None else None
@@ -68,17 +78,26 @@ def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
         if v is not None and r is not None:
             f[4] = max(f[4], min(abs(v - r), 2.0))
         if v is not None:
-            f[5] = max(f[5], _rival(v, rivals.get(name, {})))
+            f[5] = max(f[5], _rival(v, rivals.get(name, ())))
+            if noise_a:
+                step = _own_step(v, rivals.get(name, ()))
+                f[8] = max(f[8], float(np.exp(-(step / noise_a) / SNR_SCALE)))
     return f
 
 
-def _rival(at_mm: float, steps: Mapping[float, float]) -> float:
-    own = max([h for c, h in steps.items() if abs(c - at_mm) <= SAME_CROSSING_MM], default=0.0)
+def _own_step(at_mm: float, ramps: Sequence[tuple[float, float, float]]) -> float:
+    """The level change of the ramp a point sits on (0: on none)."""
+    return max([h for lo, hi, h in ramps if max(lo - at_mm, at_mm - hi, 0.0) <= OWN_RAMP_MM],
+               default=0.0)
+
+
+def _rival(at_mm: float, ramps: Sequence[tuple[float, float, float]]) -> float:
+    gaps = [max(lo - at_mm, at_mm - hi, 0.0) for lo, hi, _ in ramps]
+    own = _own_step(at_mm, ramps)
     score = 0.0
-    for c, h in steps.items():
-        d = abs(c - at_mm)
-        if d > SAME_CROSSING_MM:
-            score = max(score, float(np.exp(-d / RIVAL_SCALE_MM)) * min(1.0, h / max(own, 1e-6)))
+    for (_, _, h), g in zip(ramps, gaps, strict=True):
+        if g > OWN_RAMP_MM:
+            score = max(score, float(np.exp(-g / RIVAL_SCALE_MM)) * min(1.0, h / max(own, 1e-6)))
     return score
 
 
@@ -150,7 +169,7 @@ class ReviewCalibration:
 
 # Hand-set for folders without a calibration: ambiguity and disagreement with the rules
 # weigh most; the numbers rank holes, they are not probabilities.
-DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5), intercept=-3.0,
+DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0), intercept=-3.0,
                             mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES),
                             fitted=False)
 
@@ -172,14 +191,28 @@ def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
     w[0] = float(np.log(n_wrong / (len(y) - n_wrong)))
     reg = np.full(z.shape[1], l2)
     reg[0] = 0.0
-    for _ in range(50):
+
+    def loss(v: np.ndarray) -> float:
+        m = z @ v
+        return float(np.sum(np.logaddexp(0.0, m) - y * m) + 0.5 * np.sum(reg * v * v))
+
+    current = loss(w)
+    for _ in range(100):
         p = _sigmoid(z @ w)
         grad = z.T @ (p - y) + reg * w
-        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-9 * np.eye(len(w))
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-6 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if float(np.max(np.abs(step))) < 1e-8:
+        # Newton steps with backtracking: a plain step can overshoot far where a feature
+        # nearly separates the wrong holes, and then never come back
+        t = 1.0
+        while t > 1e-6 and loss(w - t * step) > current:
+            t *= 0.5
+        w = w - t * step
+        new = loss(w)
+        if current - new < 1e-10 * max(1.0, abs(current)):
+            current = new
             break
+        current = new
     p = _sigmoid(z @ w)
     return ReviewCalibration(coef=tuple(float(v) for v in w[1:]), intercept=float(w[0]),
                              mean=tuple(float(v) for v in mean),

@@ -75,24 +75,25 @@ def ramp_crossings(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray 
 
 def crossings(reading: Reading, name: str | None = None) -> list[float]:
     """ramp_crossings of a hole already read."""
-    return sorted(steps(reading, name))
-
-
-def steps(reading: Reading, name: str | None = None) -> dict[float, float]:
-    """Each crossing of crossings() -> the level change (A) of its ramp: how big a step
-    a point placed there would sit on."""
     prof, ramps = reading.prof, list(reading.ramps)
     want = _DIRECTION.get(name or "")
-    out: dict[float, float] = {}
+    out: set[float] = set()
     for j, r in enumerate(ramps):
         if want is not None and r.sign != want:
             continue
-        found = _crossing_at(prof, ramps, j, name or "transition")
-        if found is not None:
-            x, height = found
-            key = round(x, 3)  # a run of ramps shares one crossing
-            out[key] = max(out.get(key, 0.0), height)
-    return out
+        x = _read_at(prof, ramps, j, name or "transition")
+        if x is not None:
+            out.add(round(x, 3))  # a run of ramps shares one crossing
+    return sorted(out)
+
+
+def ramp_spans(reading: Reading, name: str | None = None) -> list[tuple[float, float, float]]:
+    """(start mm, end mm, level change A) of each ramp of the point's direction: where a
+    point could compete for, without reading every crossing."""
+    want = _DIRECTION.get(name or "")
+    depth = reading.prof.depth
+    return [(float(depth[r.start]), float(depth[r.end]), abs(r.amplitude))
+            for r in reading.ramps if want is None or r.sign == want]
 
 
 _DIRECTION = {"entry": 1, "exit": -1}
@@ -119,13 +120,6 @@ def _place(prof: Profile, ramps: list[Ramp], name: str, approx: float) -> float 
 
 def _read_at(prof: Profile, ramps: list[Ramp], j: int, name: str) -> float | None:
     """The half-height crossing of ramps[j], read as point `name` is read."""
-    found = _crossing_at(prof, ramps, j, name)
-    return None if found is None else found[0]
-
-
-def _crossing_at(prof: Profile, ramps: list[Ramp], j: int, name: str,
-                 ) -> tuple[float, float] | None:
-    """_read_at, and the level change it was read between."""
     r = ramps[j]
     last = len(prof.depth) - 1
     # A ramp run on from a same-direction one, with no level between, starts where that
@@ -161,4 +155,4 @@ def _crossing_at(prof: Profile, ramps: list[Ramp], j: int, name: str,
         lo_i = ramps[k0 - 1].end if k0 > 0 else 0
         hi_i = ramps[k1 + 1].start if k1 + 1 < len(ramps) else last
         x = half_crossing(prof, lo_i, hi_i, before, after)
-    return None if x is None else (x, abs(after - before))
+    return x
