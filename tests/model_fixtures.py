@@ -40,6 +40,9 @@ def member_weights(
     ch = list(spec.channels).index(DTORQUE)
     w[0, ch, half + shift] = gain
     w[2, ch, half + shift] = -gain
+    # the transition peaks where the torque does: inside the stack, between entry and exit
+    # (where a model that reports it at all would put it)
+    w[1, list(spec.channels).index("torque"), half + shift] = gain
     return w, np.zeros(3, dtype=np.float32)
 
 

@@ -94,6 +94,11 @@ def placement_table(placement: dict | None) -> str:
     the model's held-out answers do. A folder from before learnt placement: one line."""
     if not placement:
         return "Placement: on the convention's half-height crossings (no learnt residual)."
+    if placement.get("mode") == "convention":
+        return ("Placement mode `convention`: trained with every residual target 0, so points "
+                "are placed on the half-height crossings of depth-points.md; a fine-tune "
+                "with `--placement learn` (the default of `appliance train`) learns a rig's "
+                "own.")
     labels, model = placement.get("labels") or {}, placement.get("model") or {}
     rows = [f"Placement mode `{placement.get('mode')}` (learn: the labels' practice is learnt "
             "as residuals from the crossings; convention: every residual is 0).", "",
