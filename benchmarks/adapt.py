@@ -32,8 +32,9 @@ from appliance.evaluation import evaluate
 from appliance.home import baseline_model_dir
 from appliance.points import POINT_NAMES, DepthPoints
 from appliance.train.data import TrainHole
+from appliance.train.heldout import held_out
 from appliance.train.run import ensemble_answers
-from appliance.train.train import TrainOptions, fit_ensemble, held_out
+from appliance.train.train import TrainOptions, fit_ensemble
 
 
 def split(holes: list[TrainHole], n: int, rng: np.random.Generator

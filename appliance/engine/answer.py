@@ -102,7 +102,6 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
         # two points on one crossing, or crossed over: the transition is the one that is
         # not there (as the rule-based reading decides too)
         points = replace(points, transition_mm=None)
-        placed["transition"] = None
     spread = out.spread_mm if out.spread_mm is not None else np.array(
         [est.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
     evidence = PointEvidence(

@@ -2,7 +2,10 @@
 
 The only package that imports torch. Modules:
 - model.py: build_model(arch, config) -> DepthPointModel ("patchtsmixer" | "cnn"), ModelConfig
-- train.py: TrainOptions, train_ensemble(holes, out_dir, opts, parent_dir=...) -> manifest
+- train.py: TrainOptions, fit_ensemble (members), train_ensemble(holes, out_dir, opts,
+  parent_dir=...) -> manifest
+- heldout.py: the out-of-fold answers: cross-validation figures, review calibration, placement
+- augment.py: label-keeping augmentation (current gain, no-load offset steps, noise)
 - export.py: export_onnx, check_parity, write_model_folder, read_manifest
 - data.py: TrainHole, from_snapshot, synthetic, real_labelled, dataset_hash
 - run.py: the `appliance train` / `appliance train-baseline` runs; card.py: the model card

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from transformers import PatchTSMixerConfig, PatchTSMixerModel
@@ -213,6 +214,16 @@ class DepthPointModel(nn.Module):
 def build_model(arch: str, config: ModelConfig | dict) -> DepthPointModel:
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
     return DepthPointModel(arch, cfg)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, scalars: np.ndarray,
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, presence logits, offset) of one member on a feature batch."""
+    model.eval()
+    outs = [model(torch.from_numpy(x[i:i + 128]), torch.from_numpy(scalars[i:i + 128]))
+            for i in range(0, len(x), 128)]
+    return tuple(torch.cat([o[j] for o in outs]).numpy() for j in range(3))  # type: ignore[return-value]
 
 
 def count_parameters(model: nn.Module) -> int:

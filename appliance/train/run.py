@@ -19,15 +19,9 @@ from appliance.home import repo_root
 from appliance.points import DepthEstimate
 from appliance.train import data as train_data
 from appliance.train.card import model_card
-from appliance.train.model import ModelConfig
+from appliance.train.model import ModelConfig, predict
 from appliance.train.progress import Progress
-from appliance.train.train import (
-    TrainOptions,
-    point_metrics,
-    predict,
-    train_ensemble,
-    truth_array,
-)
+from appliance.train.train import TrainOptions, point_metrics, train_ensemble, truth_array
 
 EXAM_SEED = 777_001  # never used for training
 

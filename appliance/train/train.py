@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,15 +23,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from appliance.engine.answer import (
-    Decoding,
-    answer_with_features,
-    combine_members,
-    hole_outputs,
-)
-from appliance.engine.review import FEATURES as REVIEW_FEATURES
-from appliance.engine.review import ReviewCalibration, is_wrong
-from appliance.engine.review import fit as fit_review
 from appliance.errors import ValidationError
 from appliance.estimators.heuristic import Reading, estimate_heuristic, read_trace
 from appliance.estimators.placement import Anchored, anchor_labels
@@ -42,11 +33,12 @@ from appliance.features import (
     make_batch,
     target_positions,
 )
-from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
+from appliance.points import POINT_NAMES, DepthPoints
 from appliance.synth import generate
 from appliance.train.augment import augment
 from appliance.train.data import TrainHole, check_holes, dataset_hash
 from appliance.train.export import read_manifest, write_model_folder
+from appliance.train.heldout import held_out
 from appliance.train.model import ModelConfig, build_model, shift_placement
 from appliance.train.progress import Progress
 
@@ -209,16 +201,6 @@ def eval_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray, opts: Trai
         total += float(batch_loss(model, data, part, opts)) * len(part)
         n += len(part)
     return total / max(n, 1)
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, x: np.ndarray, scalars: np.ndarray,
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores, presence logits, offset) of one member on a feature batch."""
-    model.eval()
-    outs = [model(torch.from_numpy(x[i:i + 128]), torch.from_numpy(scalars[i:i + 128]))
-            for i in range(0, len(x), 128)]
-    return tuple(torch.cat([o[j] for o in outs]).numpy() for j in range(3))  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------- one member
@@ -467,29 +449,6 @@ def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None =
                   ds_hash)
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    """The out-of-fold answers of a fit, and what was learnt from them."""
-
-    answers: list[DepthEstimate]  # per hole of Fitted.holes
-    review: ReviewCalibration
-    placement: dict
-
-
-def held_out(fit: Fitted, opts: TrainOptions) -> HeldOut:
-    """Each hole answered as served (placement, residual) by the member that never trained
-    on it; those answers score the run and calibrate the review priority."""
-    answers, feats = _out_of_fold(fit.members, fit.batch, fit.fold_of, fit.readings,
-                                  fit.rules, opts.spec)
-    wrong = np.array([is_wrong(a.points, h.label) for a, h in zip(answers, fit.holes,
-                                                                  strict=True)])
-    n = fit.n_original
-    placement = {"mode": opts.placement, "rig_offset_mm": fit.anchored.rig_offset_mm,
-                 "labels": _summary_of(fit.anchored, n),
-                 "model": _model_residuals(answers[:n], fit.anchored, n)}
-    return HeldOut(answers, fit_review(feats, wrong), placement)
-
-
 def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptions,
                    parent_dir: str | Path | None = None, progress: Progress | None = None,
                    card_fn: Callable[[dict], str] | None = None,
@@ -581,53 +540,6 @@ def _with_copies(holes: list[TrainHole], readings: list[Reading | None], anchore
     return (holes + copies, readings + [read_trace(h.trace) for h in copies],
             Anchored(tile(anchored.anchor_mm), tile(anchored.residual_mm),
                      tile(anchored.on_ramp), anchored.rig_offset_mm), tile(learn_residual))
-
-
-def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: np.ndarray,
-                 readings: list[Reading | None], rules: list[DepthPoints], spec: FeatureSpec,
-                 ) -> tuple[list[DepthEstimate], np.ndarray]:
-    """Each hole answered by its held-out member, and the review features of that answer.
-
-    One member has no spread: the spread feature is the whole ensemble's on that hole
-    (members that trained on it agree more than unseen ones would: a conservative proxy)."""
-    outs = [predict(m, batch.x, batch.scalars) for m in members]
-    every = hole_outputs(np.stack([o[0] for o in outs]), np.stack([o[1] for o in outs]),
-                         None, batch.origin_mm, spec.grid_mm)
-    decoding = Decoding(place_on_ramps=True, residual=True)
-    answers: list[DepthEstimate | None] = [None] * len(batch)
-    feats = np.zeros((len(batch), len(REVIEW_FEATURES)))
-    for fold, out in enumerate(outs):
-        idx = np.flatnonzero(fold_of == fold)
-        held = hole_outputs(out[0][None, idx], out[1][None, idx], out[2][None, idx],
-                            batch.origin_mm[idx], spec.grid_mm)
-        for j, i in enumerate(idx):
-            ens = combine_members(every[i].depths, every[i].probs)
-            spread = np.array([ens.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
-            answers[i], feats[i] = answer_with_features(replace(held[j], spread_mm=spread),
-                                                        readings[i], rules[i], decoding)
-    return [a for a in answers if a is not None], feats
-
-
-def _summary_of(anchored: Anchored, n: int) -> dict:
-    return Anchored(anchored.anchor_mm[:n], anchored.residual_mm[:n], anchored.on_ramp[:n],
-                    anchored.rig_offset_mm).summary()
-
-
-def _model_residuals(answers: list[DepthEstimate], anchored: Anchored, n: int) -> dict:
-    """Per point: the median of (held-out answer - the label's anchor crossing) where both
-    exist and the answer is on that ramp (within 0.5 mm of the label): what the model
-    learnt to add to the convention."""
-    out: dict[str, dict[str, float | int | None]] = {}
-    for k, name in enumerate(POINT_NAMES):
-        got = []
-        for i in range(n):
-            v, a = answers[i].points.get(name), anchored.anchor_mm[i, k]
-            label = a + anchored.residual_mm[i, k]
-            if v is not None and anchored.on_ramp[i, k] and abs(v - label) <= 0.5:
-                got.append(v - a)
-        out[name] = {"median_residual_mm": round(float(np.median(got)), 4) if got else None,
-                     "n": len(got)}
-    return out
 
 
 def _subset(batch: FeatureBatch, idx: np.ndarray) -> FeatureBatch:
