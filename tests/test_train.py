@@ -136,6 +136,23 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     assert np.all((finite >= SPEC.start_mm) & (finite <= SPEC.end_mm))
 
 
+def test_a_convention_model_serves_without_its_placement_branch(tmp_path):
+    """Trained with every residual target 0, the offset map adds nothing: the members are
+    exported without it (a quarter less onnxruntime time) and the folder says so."""
+    torch.set_num_threads(1)
+    out = tmp_path / "conv"
+    m = train_ensemble(holes(10, 2), out, opts("cnn", placement="convention"))
+    assert m["decode"] == {"place_on_ramps": True, "residual": False}
+    assert m["placement"]["mode"] == "convention"
+    probe = np.load(out / "probe.npz")
+    assert not any(k.startswith("offset_") for k in probe.files)
+    sess = session(out / m["members"][0])
+    assert [o.name for o in sess.get_outputs()] == ["scores", "presence"]
+    # the weights keep the branch: a rig's fine-tune from this model learns its placement
+    weights = load_file(str(out / m["weights"][0]))
+    assert any(k.startswith("head.place.") for k in weights)
+
+
 def test_head_only_finetune_keeps_backbone_and_records_lineage(cnn_parent, tmp_path):
     parent = read_manifest(cnn_parent)
     data = holes(10, 7)
