@@ -39,7 +39,9 @@ BASELINE_NOTE = """
 3. The ensemble rule (appliance/engine/answer.py) combines the members; each point is placed on
    the half-height crossing of the torque ramp it sits on (`appliance/estimators/snap.py`),
    then moved by the members' median offset there. This baseline was trained with
-   `--placement convention`: every residual target was 0, so it answers on the convention.
+   `--placement convention`: every residual target was 0, so it answers on the convention
+   and its members are served without the offset branch (`decode.residual` false; the
+   weights keep it for fine-tunes).
    A rig's fine-tune (`--placement learn`, the default of `appliance train`) learns its
    operators' practice; see "Learnt placement" above.
 4. The review priority (appliance/engine/review.py) combines presence ambiguity, score mass
