@@ -17,7 +17,7 @@ import numpy as np
 from appliance.engine.review import DEFAULT, PointEvidence, ReviewCalibration, features
 from appliance.estimators.heuristic import Reading
 from appliance.estimators.snap import ramp_spans, snap_points
-from appliance.features.decode import refine_positions
+from appliance.features.decode import refine_positions, sigmoid
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 
 AGREE_MM = 0.5
@@ -155,6 +155,3 @@ def hole_outputs(scores: np.ndarray, logits: np.ndarray, offsets: np.ndarray | N
                         float(origin_mm[b]), grid_mm)
             for b in range(depths.shape[1])]
 
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60, 60)))

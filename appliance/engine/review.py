@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from appliance.features.decode import sigmoid
 from appliance.points import POINT_NAMES, DepthPoints
 
 FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread", "rules_presence",
@@ -127,12 +128,11 @@ class ReviewCalibration:
     reliability: tuple[tuple[float, float, int], ...] = ()  # (mean predicted, observed, n)
 
     def priority(self, f: np.ndarray) -> float:
-        z = (np.asarray(f, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(_sigmoid(np.array(self.intercept + z @ np.asarray(self.coef))))
+        return float(self.priorities(np.asarray(f)[None, :])[0])
 
     def priorities(self, x: np.ndarray) -> np.ndarray:
         z = (np.asarray(x, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return _sigmoid(self.intercept + z @ np.asarray(self.coef))
+        return sigmoid(self.intercept + z @ np.asarray(self.coef))
 
     def to_dict(self) -> dict[str, object]:
         return {"features": list(FEATURES), "coef": list(self.coef),
@@ -198,7 +198,7 @@ def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
 
     current = loss(w)
     for _ in range(100):
-        p = _sigmoid(z @ w)
+        p = sigmoid(z @ w)
         grad = z.T @ (p - y) + reg * w
         hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg) + 1e-6 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
@@ -213,7 +213,7 @@ def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
             current = new
             break
         current = new
-    p = _sigmoid(z @ w)
+    p = sigmoid(z @ w)
     return ReviewCalibration(coef=tuple(float(v) for v in w[1:]), intercept=float(w[0]),
                              mean=tuple(float(v) for v in mean),
                              scale=tuple(float(v) for v in scale), fitted=True, n=len(y),
@@ -232,6 +232,3 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 5
                         int(len(part))))
     return tuple(out)
 
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))

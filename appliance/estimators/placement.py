@@ -34,17 +34,19 @@ class Anchored:
     on_ramp: np.ndarray  # bool: the anchor is a crossing, not the label itself
     rig_offset_mm: dict[str, float]  # per point: the median of label - nearest crossing
 
-    def summary(self) -> dict[str, dict[str, float | int | None]]:
-        """The learnt placement per point as the model card states it."""
+    def summary(self, n: int | None = None) -> dict[str, dict[str, float | int | None]]:
+        """The learnt placement per point as the model card states it, over the first n
+        holes (the rig's own, before augmented copies and replayed holes)."""
         out: dict[str, dict[str, float | int | None]] = {}
+        residual, on_ramp, anchor = self.residual_mm[:n], self.on_ramp[:n], self.anchor_mm[:n]
         for k, name in enumerate(POINT_NAMES):
-            r = self.residual_mm[self.on_ramp[:, k], k]
+            r = residual[on_ramp[:, k], k]
             out[name] = {
                 "median_residual_mm": round(float(np.median(r)), 4) if len(r) else None,
                 "p10_mm": round(float(np.percentile(r, 10)), 4) if len(r) else None,
                 "p90_mm": round(float(np.percentile(r, 90)), 4) if len(r) else None,
                 "n_on_ramp": int(len(r)),
-                "n_labels": int(np.isfinite(self.anchor_mm[:, k]).sum()),
+                "n_labels": int(np.isfinite(anchor[:, k]).sum()),
             }
         return out
 

@@ -41,6 +41,8 @@ def snap(trace: Trace, points: Mapping[str, float | None],
     """Each present point (keyed by POINT_NAMES) moved onto its ramp's half-height crossing
     where one is near; absent points stay absent and points far from any ramp stay put.
     `reading`: the hole's read_trace, when the caller has it already."""
+    if all(points.get(n) is None for n in POINT_NAMES):
+        return {n: None for n in POINT_NAMES}  # nothing to move: no reading needed
     return snap_points(reading or read_trace(trace), points)[0]
 
 

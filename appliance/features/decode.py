@@ -22,8 +22,9 @@ class DecodedPoints:
     peak_mass: dict[str, float]  # softmax mass in the refinement window: sharpness, 0..1
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logits -> probabilities, clipped so that no logit overflows exp."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -60, 60)))
 
 
 def refine_positions(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +58,7 @@ def decode(scores: np.ndarray, presence_logits: np.ndarray, batch: FeatureBatch,
                          f"not match batch of {b} holes x 3 points x {spec.length} positions")
     pos, mass = refine_positions(scores)
     mm = batch.origin_mm[:, None] + pos * spec.grid_mm
-    prob = _sigmoid(presence_logits.astype(np.float64))
+    prob = sigmoid(presence_logits)
     out = []
     for i in range(b):
         present = prob[i] >= PRESENCE_THRESHOLD

@@ -47,7 +47,7 @@ def held_out(fit: Fitted, opts: TrainOptions) -> HeldOut:
                                                                   strict=True)])
     n = fit.n_original
     placement = {"mode": opts.placement, "rig_offset_mm": fit.anchored.rig_offset_mm,
-                 "labels": _summary_of(fit.anchored, n),
+                 "labels": fit.anchored.summary(n),
                  "model": _model_residuals(answers[:n], fit.anchored, n)}
     return HeldOut(answers, fit_review(feats, wrong), placement)
 
@@ -75,11 +75,6 @@ def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: n
             answers[i], feats[i] = answer_with_features(replace(held[j], spread_mm=spread),
                                                         readings[i], rules[i], decoding)
     return [a for a in answers if a is not None], feats
-
-
-def _summary_of(anchored: Anchored, n: int) -> dict:
-    return Anchored(anchored.anchor_mm[:n], anchored.residual_mm[:n], anchored.on_ramp[:n],
-                    anchored.rig_offset_mm).summary()
 
 
 def _model_residuals(answers: list[DepthEstimate], anchored: Anchored, n: int) -> dict:
