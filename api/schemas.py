@@ -244,6 +244,21 @@ class HealthOut(Struct):
     open_reads: bool
 
 
+class MqttOut(Struct):
+    """The rig's MQTT bus: GET /mqtt."""
+
+    enabled: bool
+    broker: str | None
+    client_id: str | None
+    connected: bool
+    connected_since: str | None
+    last_message_at: str | None
+    pending: int
+    unpublished: int
+    reconnects: int
+    counts: dict[str, int]
+
+
 class ErrorOut(Struct):
     status_code: int
     detail: str

@@ -1,11 +1,15 @@
 """The daemon's settings: built-in defaults, then `<home>/appliance.toml` (or --config), then flags.
 
-The file has three tables, every key optional (see deploy/appliance.toml):
+The file has these tables, every key optional (see deploy/appliance.toml):
 
     [daemon]   home, host, port, open_reads, max_body_mb
     [nightly]  enabled, time ("HH:MM", local), min_new_labels, auto_promote,
                folds, epochs, head_only, architecture
     [gates]    accuracy_tolerance_mm, latency_factor, min_exam
+    [mqtt]     url, username, password, ca_file, cert_file, key_file, root, client_id,
+               keypoints_suffix, depth_suffix, appliance_suffix, unmatched_expiry_h,
+               heads_wait_s
+    [watch]    paths, settle_s, group
 
 An unknown table or key, or a value of the wrong type, is refused with the file and key named:
 a typo in a rig's config must not silently fall back to a default.
@@ -54,6 +58,44 @@ class GateConfig:
     min_exam: int = 20
 
 
+# abyss's output topics (mqtt-contract.md), each one topic level below {root}/{toolbox}/{tool}
+KEYPOINTS_SUFFIX = "ResultManagement.Results.0.ResultContent.DepthEstimation.KeyPoints"
+DEPTH_SUFFIX = "ResultManagement.Results.0.ResultContent.DepthEstimation.DepthEstimation"
+APPLIANCE_SUFFIX = "ResultManagement.Results.0.ResultContent.DepthEstimation.Appliance"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The rig's broker (mqtt-contract.md). url None: the bus is off."""
+
+    url: str | None = None  # mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None  # TLS: the broker's CA (mqtts:// without it: system CAs)
+    cert_file: str | None = None  # TLS client certificate and its key
+    key_file: str | None = None
+    root: str = "OPCPUBSUB"
+    client_id: str | None = None  # None: derived from the home, so two appliances differ
+    keypoints_suffix: str = KEYPOINTS_SUFFIX
+    depth_suffix: str = DEPTH_SUFFIX
+    appliance_suffix: str = APPLIANCE_SUFFIX  # the appliance's own, fuller payload
+    # an unmatched message waits this long (arrival time, never the device clock)
+    unmatched_expiry_h: float = 24.0
+    # on a tool that sends heads messages, a result + trace pair waits this long for its
+    # heads (HeadId) before it is estimated and published; tools that never sent one do not
+    # wait, and a heads message arriving later is still recorded on its hole
+    heads_wait_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """Folders whose new Setitec logs are ingested as they appear."""
+
+    paths: tuple[str, ...] = ()
+    settle_s: float = 1.0  # a file is read once its size has not changed for this long
+    group: str | None = None  # cross-validation group of its holes (None: the drill serial)
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     home: Path
@@ -63,6 +105,8 @@ class DaemonConfig:
     max_body_mb: float = 20.0
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
     gates: GateConfig = field(default_factory=GateConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     source: str | None = None  # the file the settings came from, for messages
 
     @property
@@ -103,20 +147,27 @@ def load_config(
         if path.is_file():
             data, source = _read_toml(path), str(path)
     where = source or "defaults"
-    unknown = set(data) - {"daemon", "nightly", "gates"}
+    unknown = set(data) - {"daemon", "nightly", "gates", "mqtt", "watch"}
     if unknown:
         raise ValidationError(f"{where}: unknown table(s) {sorted(unknown)}; "
-                              "expected [daemon], [nightly], [gates]")
+                              "expected [daemon], [nightly], [gates], [mqtt], [watch]")
     daemon = _checked(data.get("daemon", {}), _DAEMON_KEYS, where, "daemon")
     nightly = _section(NightlyConfig, data.get("nightly", {}), where, "nightly")
     gates = _section(GateConfig, data.get("gates", {}), where, "gates")
+    mqtt = _section(MqttConfig, data.get("mqtt", {}), where, "mqtt")
+    watch = _section(WatchConfig, data.get("watch", {}), where, "watch")
+    if watch.paths:
+        base = Path(source).parent if source else Path.cwd()
+        watch = replace(watch, paths=tuple(str((base / Path(p).expanduser()).resolve())
+                                           for p in watch.paths))
     file_home = daemon.pop("home", None)
     if home is None and file_home is not None:
         base = Path(source).parent if source else Path.cwd()
         home_path = (base / Path(file_home).expanduser()).resolve()
     else:
         home_path = resolve_home(home)
-    cfg = DaemonConfig(home=home_path, nightly=nightly, gates=gates, source=source, **daemon)
+    cfg = DaemonConfig(home=home_path, nightly=nightly, gates=gates, mqtt=mqtt, watch=watch,
+                       source=source, **daemon)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         cfg = replace(cfg, **given)
@@ -157,9 +208,16 @@ def _section(cls: type, table: Any, where: str, name: str) -> Any:
     types: dict[str, Any] = {}
     for f in fields(cls):
         kind = {"bool": bool, "int": int, "float": (int, float), "str": str,
-                "str | None": str, "float | None": (int, float)}[str(f.type)]
+                "str | None": str, "float | None": (int, float),
+                "tuple[str, ...]": list}[str(f.type)]
         types[f.name] = kind
-    return cls(**_checked(table, types, where, name))
+    values = _checked(table, types, where, name)
+    for key, value in values.items():
+        if isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ValidationError(f"{where}: [{name}].{key} must be a list of strings")
+            values[key] = tuple(value)
+    return cls(**values)
 
 
 def _validated(cfg: DaemonConfig) -> DaemonConfig:
@@ -187,6 +245,58 @@ def _validated(cfg: DaemonConfig) -> DaemonConfig:
     g = cfg.gates
     if g.accuracy_tolerance_mm < 0 or g.latency_factor < 1 or g.min_exam < 0:
         problems.append("gates: accuracy_tolerance_mm >= 0, latency_factor >= 1, min_exam >= 0")
+    problems += _mqtt_problems(cfg.mqtt)
+    if cfg.watch.settle_s < 0:
+        problems.append("watch.settle_s must be >= 0")
     if problems:
         raise ValidationError(f"{where}: " + "; ".join(problems))
     return cfg
+
+
+def _mqtt_problems(m: MqttConfig) -> list[str]:
+    problems: list[str] = []
+    if m.url is not None:
+        try:
+            parse_broker_url(m.url)
+        except ValueError as exc:
+            problems.append(f"mqtt.url: {exc}")
+    for name in ("root", "keypoints_suffix", "depth_suffix", "appliance_suffix"):
+        value = getattr(m, name)
+        if not value or any(c in value for c in "+#/") or any(ord(c) < 32 for c in value):
+            problems.append(f"mqtt.{name} {value!r} must be one non-empty topic level "
+                            "(no '/', '+' or '#')")
+    if m.unmatched_expiry_h <= 0:
+        problems.append("mqtt.unmatched_expiry_h must be > 0")
+    if m.heads_wait_s < 0:
+        problems.append("mqtt.heads_wait_s must be >= 0")
+    if (m.cert_file is None) != (m.key_file is None):
+        problems.append("mqtt.cert_file and mqtt.key_file go together")
+    return problems
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """mqtt://HOST[:PORT] (default 1883) or mqtts://HOST[:PORT] (TLS, default 8883)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"{url!r} is not mqtt://HOST:PORT or mqtts://HOST:PORT")
+    if parts.username or parts.password:
+        raise ValueError(f"{url!r}: give the login as [mqtt] username/password, not in the url")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number in 1..65535") from None
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"{url!r}: the url takes no path; the root topic is [mqtt] root")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)

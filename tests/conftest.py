@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mqtt_broker import Mosquitto, mosquitto_path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -41,3 +43,19 @@ def home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
     h.mkdir()
     return h
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A started Mosquitto on a free loopback port (tests/mqtt_broker.py), stopped after.
+
+    Its config, persistence and log stay in tmp_path/mosquitto for a failed test's post-mortem.
+    """
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto): MQTT tests skipped")
+    broker = Mosquitto(workdir=tmp_path / "mosquitto")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -10,7 +11,7 @@ from litestar.params import Parameter
 
 from api.routes._docs import DaemonDep, errors
 from api.routes.jobs import job_out
-from api.schemas import AuditOut, HealthOut, to_struct, utc_text
+from api.schemas import AuditOut, HealthOut, MqttOut, to_struct, utc_text
 
 
 class SystemController(Controller):
@@ -25,6 +26,13 @@ class SystemController(Controller):
         out = to_struct(HealthOut, {**health, "running_job": None})
         out.running_job = job_out(running) if running else None
         return out
+
+    @get("/mqtt", operation_id="getMqtt", sync_to_thread=True,
+         summary="The rig's MQTT bus: connected or not, last message, messages waiting for "
+                 "their partners, answers not yet acknowledged, counts by outcome",
+         responses=errors(401))
+    def mqtt(self, daemon: DaemonDep) -> MqttOut:
+        return to_struct(MqttOut, asdict(daemon.bus_status()))
 
     @get("/metrics", operation_id="getMetrics", sync_to_thread=True,
          media_type=MediaType.TEXT, summary="Prometheus text exposition",

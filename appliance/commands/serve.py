@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 from appliance.commands._common import add_home
+from appliance.config import DaemonConfig
+from appliance.errors import ValidationError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,9 +25,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8470)")
     p.add_argument("--open-reads", action="store_true", default=None,
                    help="allow read routes without an API key")
+    p.add_argument("--mqtt", default=None, metavar="URL",
+                   help="the rig's MQTT broker, mqtt://HOST:PORT or mqtts://HOST:PORT "
+                        "(default: [mqtt] url of the settings; none: the bus is off)")
+    p.add_argument("--watch", action="append", default=None, metavar="DIR",
+                   help="ingest new Setitec logs that appear in DIR (repeatable; adds to "
+                        "[watch] paths)")
     p.add_argument("--no-schedule", action="store_true",
                    help="do not run the nightly fine-tune schedule in this process")
     p.set_defaults(func=run)
+
+
+def with_bus_flags(config: DaemonConfig, mqtt: str | None, watch: list[str] | None
+                   ) -> DaemonConfig:
+    """--mqtt replaces [mqtt] url; --watch adds to [watch] paths."""
+    from appliance.config import parse_broker_url
+
+    if mqtt is not None:
+        try:
+            parse_broker_url(mqtt)
+        except ValueError as exc:
+            raise ValidationError(f"--mqtt: {exc}") from None
+        config = replace(config, mqtt=replace(config.mqtt, url=mqtt))
+    if watch:
+        paths = config.watch.paths + tuple(str(Path(p).expanduser().resolve()) for p in watch)
+        config = replace(config, watch=replace(config.watch, paths=paths))
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.home, args.config, host=args.host, port=args.port,
                          open_reads=args.open_reads)
+    config = with_bus_flags(config, args.mqtt, args.watch)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     if not config.is_loopback:

@@ -65,8 +65,13 @@ def write_json_messages(trace: Trace) -> dict[str, bytes]:
     out = {"Trace.json": _message(device, trace_payload, stamp),
            "Result.json": _message(device, result_payload, stamp)}
     assets = {
+        # the counter equals the ResultId, as in the rig's messages: the bus pairs on it
         "Heads.json": {"AssetManagement.Assets.Heads.0.Identification.DefaultInstanceBrowseName":
-                       meta.head_name},
+                       meta.head_name,
+                       "AssetManagement.Assets.Heads.0.Identification.SerialNumber":
+                       meta.extra.get("head_serial"),
+                       "AssetManagement.Assets.Heads.0.LifetimeCounters.0.LifeTimeCycleCounter":
+                       result_id if meta.head_name is not None else None},
         "Controllers.json": {"AssetManagement.Assets.Controllers.0.Identification.SerialNumber":
                              meta.drill_serial},
         "CuttingTools.json": {

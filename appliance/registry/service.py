@@ -100,6 +100,26 @@ class ServingService:
     def predict_and_record(self, hole_id: str, trace: Trace) -> DepthEstimate:
         """Serve the active model's estimate and store it; a shadow model's too, unserved."""
         served = self.holder.estimate(trace)
+        self.record(hole_id, trace, served)
+        return served
+
+    def record_many(self, items: Sequence[tuple[str, Trace, DepthEstimate]]) -> None:
+        """`record` of several holes: one transaction for the served estimates; the shadow
+        model's in one batch too."""
+        rows = [(hole_id, served, False) for hole_id, _, served in items]
+        shadow = self._shadow
+        if shadow is not None:
+            try:
+                shadowed = shadow.estimate_many([trace for _, trace, _ in items])
+                rows += [(hole_id, est, True)
+                         for (hole_id, _, _), est in zip(items, shadowed, strict=True)]
+            except Exception:  # the shadow must never cost the served answers
+                log.exception("shadow model %s failed on %d hole(s)", shadow.version,
+                              len(items))
+        self.store.add_predictions(rows)
+
+    def record(self, hole_id: str, trace: Trace, served: DepthEstimate) -> None:
+        """Store an estimate served for the hole; a shadow model's too, unserved."""
         self.store.add_prediction(hole_id, served)
         shadow = self._shadow
         if shadow is not None:
@@ -107,7 +127,6 @@ class ServingService:
                 self.store.add_prediction(hole_id, shadow.estimate(trace), shadow=True)
             except Exception:  # the shadow must never cost the served answer
                 log.exception("shadow model %s failed on hole %s", shadow.version, hole_id)
-        return served
 
     # -- registry --
 

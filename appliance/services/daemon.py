@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import appliance
+from appliance.bus.bridge import BusStatus, MqttBridge
+from appliance.bus.watch import FolderWatcher, check_folders
 from appliance.config import DaemonConfig
 from appliance.engine.sessions import set_default_threads
-from appliance.errors import ApplianceError, NotFoundError, ValidationError
+from appliance.errors import ApplianceError, IngestError, NotFoundError, ValidationError
 from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
 from appliance.jobs.schedule import NightlySchedule
@@ -51,6 +53,8 @@ class Daemon:
         self._closed = False
         self._stopping = threading.Event()
         self._backfill: threading.Thread | None = None
+        self.watcher: FolderWatcher | None = None
+        self.bus: MqttBridge | None = None
         self.first_key_file: Path | None = None
         self.schedule: NightlySchedule | None = None
         if schedule and config.nightly.enabled:
@@ -65,6 +69,8 @@ class Daemon:
         # one intra-op thread per model session: the estimate batcher runs one batch per
         # core at once (see EstimateBatcher), which serves more holes per second
         set_default_threads(1)
+        if config.watch.paths:
+            check_folders(config.watch.paths)  # before the store: a refused start leaves no trace
         store = Store.open(config.home)
         try:
             serving = _open_serving(store, config, baseline_dir)
@@ -81,7 +87,34 @@ class Daemon:
         daemon._backfill = threading.Thread(target=daemon._run_backfill, name="backfill",
                                             daemon=True)
         daemon._backfill.start()
+        if config.watch.paths:
+            try:
+                daemon.watcher = FolderWatcher(
+                    [Path(p) for p in config.watch.paths], ingest=daemon._ingest_watched,
+                    settle_s=config.watch.settle_s, group=config.watch.group)
+            except BaseException:
+                daemon.close()  # a folder removed since the check above: store released
+                raise
+            log.info("watching %s for new drill logs", ", ".join(config.watch.paths))
+            daemon.watcher.start()
+        if config.mqtt.url is not None:
+            try:
+                daemon.bus = MqttBridge(config.mqtt, config.home, store, daemon.holes)
+                daemon.bus.start()
+            except BaseException:
+                daemon.close()
+                raise
         return daemon
+
+    def _ingest_watched(self, data: bytes, source: str, group: str | None) -> bool:
+        """A watched folder's file in: True when it made a new hole. A hole the store refuses
+        is quarantined as `appliance ingest` does (the hole service only quarantines what
+        does not parse)."""
+        try:
+            return self.holes.ingest(data, source, group)[2]
+        except ValidationError as exc:
+            self.db.quarantine(source, str(exc), data)
+            raise IngestError(source, str(exc)) from exc
 
     def _run_backfill(self) -> None:
         try:
@@ -112,6 +145,10 @@ class Daemon:
             return
         self._closed = True
         self._stopping.set()
+        if self.bus is not None:
+            self.bus.close()  # it may be storing a batch: before the store closes
+        if self.watcher is not None:
+            self.watcher.close()  # it may be storing a hole: before the store closes
         if self._backfill is not None:
             self._backfill.join(timeout=30)
         if self.schedule is not None:
@@ -279,6 +316,11 @@ class Daemon:
             "nightly_next": nxt.isoformat() if isinstance(nxt, datetime) else None,
             "open_reads": self.config.open_reads,
         }
+
+    def bus_status(self) -> BusStatus:
+        if self.bus is None:
+            return BusStatus(False, None, None, False, None, None, 0, 0, 0, {})
+        return self.bus.status()
 
     def metrics_text(self) -> str:
         gauges = {"holes": float(self.store.count_holes()),

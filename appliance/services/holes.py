@@ -255,6 +255,30 @@ class HoleService:
                 return stored
         return self._fresh(hole_id, self._db.get_trace(hole_id))
 
+    def estimates_of(self, items: list[tuple[str, Trace]]) -> list[dict[str, Any]]:
+        """The active model's estimate of each stored hole: the stored one when it has one,
+        else estimated in one batch and stored (a hole arriving twice is estimated once)."""
+        active = self._models.active_version()
+        out: list[dict[str, Any] | None] = []
+        todo: list[tuple[str, Trace]] = []
+        for hole_id, trace in items:
+            stored = self.latest_estimate(hole_id)
+            if stored is not None and stored.get("model_version") == active:
+                out.append(stored)
+            else:
+                out.append(None)
+                todo.append((hole_id, trace))
+        fresh = iter(self._models.estimate_and_record_many(todo)) if todo else iter(())
+        done: list[dict[str, Any]] = []
+        for (hole_id, _), known in zip(items, out, strict=True):
+            if known is None:
+                est = next(fresh)
+                self._metrics.count_estimate(est.estimator)
+                known = est.as_dict()
+                self._remember(hole_id, known)
+            done.append(known)
+        return done
+
     def backfill(self, stop: threading.Event, chunk: int = 16) -> int:
         """Estimate (and store) every hole that has no estimate yet, e.g. holes ingested by
         the CLI while no daemon ran, so the review queue can rank them. Returns the count."""

@@ -52,6 +52,16 @@ class ModelService:
     def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
         return self.serving.estimate_many(traces)
 
+    def estimate_and_record_many(self, items: Sequence[tuple[str, Trace]]
+                                 ) -> list[DepthEstimate]:
+        """Stored holes estimated through the batcher (every model worker at once, beside
+        the API's requests), each estimate stored as predict_and_record does."""
+        futures = [self.batcher.submit(trace) for _, trace in items]
+        out = [fut.result(timeout=120) for fut in futures]
+        self.serving.record_many([(hole_id, trace, served) for (hole_id, trace), served
+                                  in zip(items, out, strict=True)])
+        return out
+
     def predict_and_record(self, hole_id: str, trace: Trace) -> DepthEstimate:
         """Estimate with the active model and store it (a shadow model's too, unserved)."""
         return self.serving.predict_and_record(hole_id, trace)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import duckdb
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import DepthEstimate, DepthPoints
 from appliance.store import audit as audit_sql
-from appliance.store import holes, jobs, labels, models, predictions
+from appliance.store import bus, holes, jobs, labels, models, predictions
 from appliance.store.codec import utcnow
 from appliance.store.connection import StoreOpenError, connect, db_path
 from appliance.store.exam import DEFAULT_EXAM_SHARE, is_exam
@@ -261,6 +262,15 @@ class Store:
 
     # -- predictions --
 
+    def add_predictions(self, items: list[tuple[str, DepthEstimate, bool]]) -> None:
+        """(hole_id, estimate, shadow) of stored holes, in one transaction."""
+        with self.transaction() as con:
+            known = holes.stored_hashes(con, sorted({h for h, _, _ in items}))
+            missing = sorted({h for h, _, _ in items} - set(known))
+            if missing:
+                raise NotFoundError(f"hole(s) {', '.join(missing)} do not exist")
+            predictions.insert_many(con, items)
+
     def add_prediction(self, hole_id: str, estimate: DepthEstimate, shadow: bool = False) -> int:
         with self.transaction() as con:
             if holes.get_row(con, hole_id) is None:
@@ -400,3 +410,107 @@ class Store:
     def delete_api_key(self, name: str) -> bool:
         with self.transaction() as con:
             return audit_sql.delete_api_key(con, name)
+
+    # -- the rig's bus (appliance.bus) --
+
+    def bus_seen(self) -> tuple[list[str], list[str]]:
+        """(digests of the stored messages, keys of the holes answered or owed), oldest
+        first: what the bus mirrors in memory."""
+        with self.cursor() as con:
+            return bus.seen(con)
+
+    def bus_known(self, digests: list[str]) -> set[str]:
+        """Which of these messages are stored already (redeliveries, re-sent copies)."""
+        with self.cursor() as con:
+            return bus.known_digests(con, digests)
+
+    def bus_waiting(self) -> list[bus.WaitingMessage]:
+        with self.cursor() as con:
+            return bus.waiting(con)
+
+    def bus_payloads(self, digests: list[str]) -> dict[str, bytes]:
+        with self.cursor() as con:
+            return bus.payloads(con, digests)
+
+    def bus_commit(self, inbox: list[bus.InboxRow], pairs: list[bus.PairToStore],
+                   settled: list[bus.Settlement]) -> list[bus.BusHole]:
+        """One step of the bus in one transaction: new messages (unreadable ones also to the
+        quarantine table), the pairs' holes with their samples and the answers owed, and
+        earlier messages settled. A crash before the commit leaves all of it unsaid: the
+        broker redelivers what was not acknowledged."""
+        if not inbox and not pairs and not settled:
+            return []
+        with self.transaction() as con:
+            bus.insert_messages(con, inbox)
+            for row in inbox:
+                if row.state == "quarantined" and row.hole_key is None:
+                    audit_sql.quarantine(con, f"mqtt:{row.topic}", row.reason or "unreadable",
+                                         row.payload, None)
+            storing = [p for p in pairs if p.trace is not None]
+            ids = iter(self._put_holes(con, [(p.trace, p.group) for p in storing
+                                             if p.trace is not None]))
+            out: list[bus.BusHole] = []
+            for pair in pairs:
+                hole = pair.hole
+                if pair.trace is not None:
+                    hole = replace(hole, hole_id=next(ids)[0])
+                else:
+                    audit_sql.quarantine(con, f"mqtt:{hole.hole_key}", hole.error or "unusable",
+                                         None, None)
+                out.append(hole)
+            bus.settle_messages(con, settled)
+            bus.insert_holes(con, out)
+        return out
+
+    def bus_store_pairs(self, pairs: list[bus.PairToStore]) -> list[bus.BusHole]:
+        """Holes of messages stored earlier, with their messages settled."""
+        settled = [bus.Settlement(d, "paired" if p.trace is not None else "quarantined",
+                                  p.hole.hole_key, p.hole.error)
+                   for p in pairs for d in p.digests]
+        return self.bus_commit([], pairs, settled)
+
+    def bus_settle(self, settled: list[bus.Settlement]) -> None:
+        """Messages that need no hole of their own (duplicates of an answered hole)."""
+        with self.transaction() as con:
+            bus.settle_messages(con, settled)
+
+    def bus_holes(self, keys: list[str]) -> dict[str, bus.BusHole]:
+        with self.cursor() as con:
+            return bus.find_holes(con, keys)
+
+    def bus_holes_for(self, toolbox: str, tool: str, result_id: str) -> list[bus.BusHole]:
+        with self.cursor() as con:
+            return bus.holes_for(con, toolbox, tool, result_id)
+
+    def bus_attach_heads(self, digest: str, hole_key: str, head_id: str | None) -> None:
+        """A heads message that came after its hole was answered: recorded, not republished."""
+        with self.transaction() as con:
+            bus.set_head(con, hole_key, head_id)
+            bus.settle_messages(con, [bus.Settlement(digest, "paired", hole_key, "late heads")])
+
+    def bus_unpublished(self) -> list[bus.BusHole]:
+        with self.cursor() as con:
+            return bus.unpublished(con)
+
+    def bus_unpublished_of(self, keys: list[str]) -> list[bus.BusHole]:
+        with self.cursor() as con:
+            return [h for h in bus.unpublished(con) if h.hole_key in set(keys)]
+
+    def bus_mark_published(self, keys: list[str]) -> None:
+        with self.transaction() as con:
+            bus.mark_published(con, keys)
+
+    def bus_expire(self, before: datetime, reason: str) -> list[bus.WaitingMessage]:
+        with self.transaction() as con:
+            found = bus.expire(con, before, reason)
+            for m in found:
+                audit_sql.quarantine(con, f"mqtt:{m.topic}", reason, None, None)
+            return found
+
+    def bus_prune(self, before: datetime) -> int:
+        with self.transaction() as con:
+            return bus.prune(con, before)
+
+    def bus_counts(self) -> bus.BusCounts:
+        with self.cursor() as con:
+            return bus.counts(con)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from appliance.points import DepthEstimate
 from appliance.store.codec import dumps, utcnow
@@ -13,11 +15,13 @@ from appliance.store.rows import fetch_dicts
 _COLUMNS = """prediction_id, hole_id, model_version, estimator, points, spread, presence,
               created_at, shadow"""
 _JSON = ("points", "spread", "presence")
+_ARROW = pa.schema([("hole_id", pa.string()), ("model_version", pa.string()),
+                    ("estimator", pa.string()), ("points", pa.string()), ("spread", pa.string()),
+                    ("presence", pa.string()), ("created_at", pa.timestamp("us")),
+                    ("shadow", pa.bool_())])
 
 
-def insert(
-    con: duckdb.DuckDBPyConnection, hole_id: str, estimate: DepthEstimate, shadow: bool
-) -> int:
+def _points(estimate: DepthEstimate) -> dict:
     points = estimate.points.as_dict()
     if estimate.confidence:
         points["confidence"] = dict(estimate.confidence)
@@ -25,6 +29,28 @@ def insert(
         points["note"] = estimate.note
     if estimate.review_priority is not None:
         points["review_priority"] = estimate.review_priority
+    return points
+
+
+def insert_many(con: duckdb.DuckDBPyConnection,
+                items: Sequence[tuple[str, DepthEstimate, bool]]) -> None:
+    """(hole_id, estimate, shadow) rows in one insert from one Arrow table."""
+    if not items:
+        return
+    now = utcnow()
+    new_predictions = pa.Table.from_pylist([  # noqa: F841 - read by DuckDB's replacement scan
+        {"hole_id": hole_id, "model_version": est.model_version, "estimator": est.estimator,
+         "points": dumps(_points(est)), "spread": dumps(dict(est.spread_mm)),
+         "presence": dumps(dict(est.presence)), "created_at": now, "shadow": shadow}
+        for hole_id, est, shadow in items], schema=_ARROW)
+    names = ", ".join(_ARROW.names)
+    con.execute(f"INSERT INTO predictions ({names}) SELECT {names} FROM new_predictions")
+
+
+def insert(
+    con: duckdb.DuckDBPyConnection, hole_id: str, estimate: DepthEstimate, shadow: bool
+) -> int:
+    points = _points(estimate)
     row = con.execute(
         """INSERT INTO predictions (hole_id, model_version, estimator, points, spread, presence,
                                     created_at, shadow)

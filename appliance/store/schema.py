@@ -161,7 +161,48 @@ _V2 = [
     "ALTER TABLE predictions ADD COLUMN shadow BOOLEAN DEFAULT false",
 ]
 
-MIGRATIONS: list[Sequence[str]] = [_V1, _V2]
+# v3: the rig's MQTT bus. Every message is stored before the broker hears it was received
+# (so a crash loses nothing and a redelivery is recognised by its digest); a hole's messages
+# wait here until they pair, and bus_holes is the outbox of answers not yet acknowledged by
+# the broker. No indexes: DuckDB checks them eagerly on UPDATE, and the tables stay small
+# (payloads are dropped once their hole is stored).
+_V3 = [
+    "CREATE SEQUENCE bus_messages_seq START 1",
+    """CREATE TABLE bus_messages (
+        message_id BIGINT NOT NULL DEFAULT nextval('bus_messages_seq'),
+        received_at TIMESTAMP NOT NULL,
+        topic VARCHAR NOT NULL,
+        digest VARCHAR NOT NULL,
+        kind VARCHAR,
+        toolbox VARCHAR,
+        tool VARCHAR,
+        result_id VARCHAR,
+        stamp VARCHAR,
+        machine_id VARCHAR,
+        head_id VARCHAR,
+        payload BLOB,
+        size BIGINT NOT NULL,
+        state VARCHAR NOT NULL
+            CHECK (state IN ('waiting', 'paired', 'quarantined', 'expired')),
+        hole_key VARCHAR,
+        reason VARCHAR
+    )""",
+    """CREATE TABLE bus_holes (
+        hole_key VARCHAR NOT NULL,
+        toolbox VARCHAR NOT NULL,
+        tool VARCHAR NOT NULL,
+        result_id VARCHAR NOT NULL,
+        stamp VARCHAR,
+        machine_id VARCHAR,
+        head_id VARCHAR,
+        hole_id VARCHAR,
+        error VARCHAR,
+        created_at TIMESTAMP NOT NULL,
+        published_at TIMESTAMP
+    )""",
+]
+
+MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
