@@ -467,3 +467,27 @@ def test_get_mqtt_when_connected(home: Path, mosquitto: Mosquitto, rig: Rig,
         assert body["counts"]["holes"] == 1 and body["counts"]["answers_published"] == 1
     finally:
         daemon.close()
+
+
+def test_a_failed_store_step_is_retried_and_loses_nothing(
+        home: Path, mosquitto: Mosquitto, rig: Rig, baseline: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon = open_daemon(home, mosquitto, baseline)
+    try:
+        real = daemon.store.bus_commit
+        failures: list[int] = []
+
+        def flaky(*args: object, **kwargs: object) -> object:
+            if not failures and args[0]:  # the first step that stores messages: disk full
+                failures.append(1)
+                raise OSError(28, "No space left on device")
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(daemon.store, "bus_commit", flaky)
+        rig.send_hole(hole(synthetic(95), 950, 0), ("result", "trace"))
+        (answer,) = rig.wait(1, timeout=30)
+        assert failures == [1] and answer["ResultId"] == "950" and "Error" not in answer
+        assert daemon.store.count_holes() == 1
+        wait_for(lambda: daemon.bus_status().pending == 0, what="nothing left waiting")
+    finally:
+        daemon.close()

@@ -54,6 +54,7 @@ log = logging.getLogger("appliance.bus")
 # walk (receive, stored, acked, estimated, published). Unset in production.
 KILL_AT = os.environ.get("APPLIANCE_BUS_KILL_AT")
 BATCH = 256  # messages stored per transaction at most
+ANSWER_BATCH = 64  # holes estimated and published in one go at most
 TICK_S = 0.05
 # after a restart: how long the echoes of earlier answers may keep coming (quiet), at most
 ECHO_QUIET_S = 1.0
@@ -138,6 +139,10 @@ class MqttBridge:
         # the PUBACK, so that a restart does not answer the hole a second time.
         self._echo_filter = f"{config.root}/+/+/{config.appliance_suffix}"
         self._echoes: deque[tuple[int, int, int, str, bytes]] = deque()
+        self._echo_count = 0
+        self._recorded = _Recent()  # answers recorded as published (their echoes need nothing)
+        self._retry_published: list[str] = []
+        self._retry_echoes: list[tuple[int, int, int]] = []
         self._owed_at_start: list[BusHole] = []
         self._first_connect = threading.Event()
         # what the store holds, mirrored in memory so that a batch needs no table scan to tell
@@ -245,7 +250,6 @@ class MqttBridge:
         while not self._stop.is_set():
             try:
                 self._step()
-                self._settle_acks()
                 if time.monotonic() - last_housekeeping > HOUSEKEEPING_S:
                     last_housekeeping = time.monotonic()
                     self._housekeeping()
@@ -260,16 +264,21 @@ class MqttBridge:
             self._answer_owed()
         while not self._stop.is_set():
             try:
-                self._settle_acks()
                 try:
                     group = self._to_answer.get(timeout=TICK_S)
                 except queue.Empty:
                     continue
+                # all that waits, in one go: one model batch and one commit for many holes
+                # keeps up where one per worker step fell behind at 50 holes/s
+                while len(group) < ANSWER_BATCH:
+                    try:
+                        group += self._to_answer.get_nowait()
+                    except queue.Empty:
+                        break
                 self._answer(group)
             except Exception:
                 log.exception("MQTT answering failed; retrying")
                 self._stop.wait(1.0)
-        self._settle_acks()
 
     def _answer_owed(self) -> None:
         """Answers owed from before a restart. The echoes of those the broker already had
@@ -279,37 +288,17 @@ class MqttBridge:
             return  # no broker yet: they stay owed until the next start
         quiet_since = time.monotonic()
         deadline = quiet_since + ECHO_WAIT_S
+        seen = self._echo_count
         while time.monotonic() - quiet_since < ECHO_QUIET_S and time.monotonic() < deadline:
-            if self._settle_echoes():
-                quiet_since = time.monotonic()
             self._stop.wait(TICK_S)
+            if self._echo_count != seen:  # the worker recorded more of them
+                seen, quiet_since = self._echo_count, time.monotonic()
         keys = [h.hole_key for h in self._owed_at_start]
         still = {h.hole_key for h in self._store.bus_unpublished_of(keys)}
         owed = [h for h in self._owed_at_start if h.hole_key in still]
         log.info("MQTT: %d answer(s) owed from before the restart; %d reached the broker "
                  "already; publishing the rest", len(keys), len(keys) - len(owed))
         self._answer([(h, None) for h in owed])
-
-    def _settle_echoes(self) -> int:
-        """Mark answered the holes whose appliance payload (ours: our client id) came back."""
-        done: list[str] = []
-        taken: list[tuple[int, int, int]] = []
-        while self._echoes:
-            generation, mid, qos, _, payload = self._echoes.popleft()
-            taken.append((generation, mid, qos))
-            try:
-                body = msgspec.json.decode(payload)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(body, dict) and body.get("ClientId") == self.client_id \
-                    and isinstance(body.get("HoleKey"), str):
-                done.append(body["HoleKey"])
-        if done:
-            self._store.bus_mark_published(done)
-        for generation, mid, qos in taken:
-            if generation == self._generation:
-                self._client.ack(mid, qos)
-        return len(taken)
 
     def _answer(self, group: list[tuple[BusHole, Trace | None]]) -> None:
         if not group:
@@ -344,8 +333,22 @@ class MqttBridge:
         holes and their owed answers in one transaction; only then acknowledge the batch to
         the broker. A message that pairs at once is stored without its payload (its hole
         holds the data), so most trace messages are written once, as samples."""
+        published, echoes = self._published()
         batch = self._take_batch()
+        try:
+            return self._step_with(batch, published, echoes)
+        except BaseException:
+            # nothing of it was stored or acknowledged: take it again next time
+            self._retry = batch
+            self._unrecord(published, echoes)
+            raise
+
+    def _step_with(self, batch: list[tuple[int, int, int, str, bytes]], published: list[str],
+                   echoes: list[tuple[int, int, int]]) -> int:
         if not batch and not self._pending:
+            if published:
+                self._store.bus_mark_published(published)
+            self._recorded_published(published, echoes)
             return 0
         rows: list[InboxRow] = []
         parsed: list[Classified | None] = []
@@ -395,18 +398,18 @@ class MqttBridge:
                              reason=settled[row.digest].reason)
                      if row.digest in settled else row for row, _ in fresh]
             older = [s for d, s in settled.items() if d not in fresh_digests]
-            stored = self._store.bus_commit(inbox, pairs, older)
+            stored = self._store.bus_commit(inbox, pairs, older, published)
         except BaseException:
-            # nothing of this batch is stored or acknowledged: undo the memory, retry it
+            # nothing of this batch is stored: undo the memory (the caller retries the batch)
             for d in added:
                 self._pending.pop(d, None)
             for trio in ready:
                 for p in trio:
                     if p is not None and p.row.digest not in added:
                         self._pending[p.row.digest] = p
-            self._retry = batch
             raise
         _kill_point("stored")
+        self._recorded_published(published, echoes)
         self._digests.add(row.digest for row, _ in fresh)
         self._answered.add(h.hole_key for h in stored)
         for generation, mid, qos, _, _ in batch:
@@ -544,11 +547,11 @@ class MqttBridge:
         self._counts["error_answers_since_start" if answer.error else
                      "answers_since_start"] += 1
 
-    def _settle_acks(self) -> None:
-        """Record the answers the broker acknowledged: called by both threads, so that the
-        window in which a kill leaves an answer sent but unrecorded stays short."""
-        self._settle_echoes()
-        done: list[str] = []
+    def _published(self) -> tuple[list[str], list[tuple[int, int, int]]]:
+        """(hole keys now known to be at the broker and not yet recorded, echoes to
+        acknowledge once they are). An answer is at the broker when every one of its
+        publishes was acknowledged, or when its appliance payload came back to us."""
+        keys: list[str] = []
         with self._pub_lock:
             while self._acked:
                 # publish() returned (under the lock) before its mid is looked up here: a
@@ -559,9 +562,37 @@ class MqttBridge:
                 self._owed[key] -= 1
                 if self._owed[key] <= 0:
                     del self._owed[key]
-                    done.append(key)
-        if done:
-            self._store.bus_mark_published(done)
+                    keys.append(key)
+        echoes, self._retry_echoes = self._retry_echoes, []
+        while self._echoes:
+            generation, mid, qos, _, payload = self._echoes.popleft()
+            echoes.append((generation, mid, qos))
+            try:
+                body = msgspec.json.decode(payload)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(body, dict) and body.get("ClientId") == self.client_id \
+                    and isinstance(body.get("HoleKey"), str) \
+                    and body["HoleKey"] not in self._recorded:
+                keys.append(body["HoleKey"])
+        if echoes:
+            self._echo_count += len(echoes)
+        keys, self._retry_published = self._retry_published + keys, []
+        return [k for k in dict.fromkeys(keys) if k not in self._recorded], echoes
+
+    def _unrecord(self, keys: list[str], echoes: list[tuple[int, int, int]]) -> None:
+        """Keys whose commit failed: recorded (and their echoes acknowledged) with the next."""
+        self._retry_published += keys
+        self._retry_echoes += echoes
+
+    def _recorded_published(self, keys: list[str], echoes: list[tuple[int, int, int]]
+                            ) -> None:
+        """After the keys' commit: remember them, and let the broker forget the echoes (an
+        echo not acknowledged comes back after a crash, which is what a restart needs)."""
+        self._recorded.add(keys)
+        for generation, mid, qos in echoes:
+            if generation == self._generation:
+                self._client.ack(mid, qos)
 
     def _housekeeping(self) -> None:
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -624,6 +655,9 @@ class _Recent:
         while len(self._items) > MEMORY_LIMIT:
             del self._items[next(iter(self._items))]
             self._complete = False
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._items
 
     def known(self, items: list[str], ask_store: Callable[[list[str]], set[str]]) -> set[str]:
         if not items:

@@ -16,24 +16,25 @@ every hole updates two-sided CUSUMs of a few channels:
 
 Holes of one program cut one job, so every reference is kept per program (and step): the
 normal variety of stacks and programs one drill sees does not count as drift. A value is
-standardised against its key's median and MAD (floored, so that a near-constant value does
-not alarm on a quantum), clipped (one odd hole moves a CUSUM by at most `clip - slack`), and
-the keys of a channel are averaged per hole. A channel whose CUSUM crosses `threshold`
-raises the drill's alarm, which holds until reset(drill): the reference then restarts from
-there. Everything is deterministic: the same stream of observe/reset calls gives the same
-states, so the daemon can persist per-hole signals and replay them at start.
+standardised against its key's median and robust spread (at least the channel's pooled
+spread and a floor, so that a key learnt from ten values or a near-constant one does not
+alarm on chance or a quantum), clipped (one odd hole moves a CUSUM by at most
+`clip - slack`), and the keys of a channel are averaged per hole. A channel whose CUSUM
+crosses `threshold` raises the drill's alarm, which holds until reset(drill): the reference
+then restarts from there. Everything is deterministic: the same stream of observe / reset
+calls gives the same states, so the daemon can persist per-hole signals and replay them at
+start.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from appliance.errors import NotFoundError
-from appliance.monitor.reference import Channel, Limits
+from appliance.monitor.reference import Channel, Item, Limits
 from appliance.monitor.signals import HoleSignals, Residuals
 
 DriftState = Literal["learning", "ok", "alarm"]
@@ -52,14 +53,13 @@ class DriftConfig:
     """Thresholds and slack of the CUSUMs (in reference-sd units per hole), and how the
     reference is learnt."""
 
-    threshold: float = 8.0  # h: a channel alarms once its statistic exceeds this
+    threshold: float = 10.0  # h: a channel alarms once its statistic exceeds this
     slack: float = 1.0  # k: drift below this many sds per hole never accumulates
     learn_holes: int = 30  # holes after a start or reset that only build the reference
     min_reference: int = 10  # values a key needs before it is tested
-    grow_to: int = 60  # ... and the values its reference grows to while nothing changes
     clip: float = 4.0  # a standardised value counts at most this much
     min_level_a: float = 0.1  # a current level below this is too few quanta for log space
-    level_floor: float = 0.03  # log units: levels within ~3 % are the same level
+    level_floor: float = 0.05  # log units: levels within ~5 % are the same level
     thickness_tolerance_mm: float = 0.5  # a thickness this far off the usual one is off
     review_floor: float = 0.25  # logit units of the review priority (log units of spread)
     residual_floor_mm: float = 0.1
@@ -126,7 +126,7 @@ class DriftMonitor:
     def __init__(self, config: DriftConfig | None = None) -> None:
         self.config = config or DriftConfig()
         c = self.config
-        self._limits = Limits(c.threshold, c.slack, c.clip, c.min_reference, c.grow_to)
+        self._limits = Limits(c.slack, c.clip, c.min_reference)
         self._drills: dict[str, _Drill] = {}
 
     def observe(self, drill: str, signals: HoleSignals, at: datetime) -> DrillDrift:
@@ -174,7 +174,7 @@ class DriftMonitor:
     def drills(self) -> list[DrillDrift]:
         return [self._record(name, self._drills[name]) for name in sorted(self._drills)]
 
-    def _feed(self, d: _Drill, items: dict[str, list[tuple[Hashable, Hashable]]],
+    def _feed(self, d: _Drill, items: dict[str, list[Item]],
               learning: bool, at: datetime) -> None:
         cfg = self.config
         for name, values in items.items():
@@ -200,13 +200,13 @@ class DriftMonitor:
         return DrillDrift(name, state, d.holes, d.alarm_at_hole, d.since, signals)
 
 
-def _hole_items(s: HoleSignals, cfg: DriftConfig) -> dict[str, list[tuple[Hashable, Hashable]]]:
+def _hole_items(s: HoleSignals, cfg: DriftConfig) -> dict[str, list[Item]]:
     """The keyed values of each hole channel; NaN and unreadable values are left out."""
     p = s.program
     lo = cfg.min_level_a
     torque = [((p, st.step), math.log(st.torque_a)) for st in s.steps if st.torque_a >= lo]
     thrust = [((p, st.step), math.log(st.thrust_a)) for st in s.steps if st.thrust_a >= lo]
-    no_load: list[tuple[Hashable, Hashable]] = []
+    no_load: list[Item] = []
     for st in s.steps:
         for which, v in (("torque", st.torque_empty_a), ("thrust", st.thrust_empty_a)):
             if v >= lo:
@@ -224,8 +224,8 @@ def _hole_items(s: HoleSignals, cfg: DriftConfig) -> dict[str, list[tuple[Hashab
             "presence": [(p, s.pattern)], "review": review}
 
 
-def _residual_items(r: Residuals) -> dict[str, list[tuple[Hashable, Hashable]]]:
-    out: dict[str, list[tuple[Hashable, Hashable]]] = {}
+def _residual_items(r: Residuals) -> dict[str, list[Item]]:
+    out: dict[str, list[Item]] = {}
     for point in ("entry", "transition", "exit"):
         v = r.get(point)
         out[f"residual_{point}"] = [(point, v)] if math.isfinite(v) else []

@@ -2,9 +2,10 @@
 
 A channel (e.g. "torque") sees several keyed values per hole (one per program step of the
 hole's program). Each key learns its own reference from its first values; a later value is
-standardised against it (median and MAD, floored, clipped), and the channel's value for the
-hole is the mean over its keys, which the CUSUM accumulates. Pure Python floats, so that a
-replay gives the same statistics bit for bit and a hole costs microseconds.
+standardised against it (median and a robust spread, floored, clipped), and the channel's
+value for the hole is the mean over its keys, which the CUSUM accumulates. Pure Python
+floats, so that a replay gives the same statistics bit for bit and a hole costs
+microseconds.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ MAD_TO_SD = 1.4826  # the MAD of a normal sample times this estimates its sd
 DECILE_RANGE_TO_SD = 2.5631  # ... and its 10-90 % range divided by this
 LAPLACE = 0.5  # pseudo-count: a rate learnt from 30 holes without a miss is not 0
 TOLERANCE_SDS = 4.0  # a value this many sds off its usual one is off
+
+Value = float | bool | str | tuple[float, ...]  # what a key of some channel holds
+Item = tuple[Hashable, Value]  # (key, value) of one hole
 
 
 class NumericReference:
@@ -45,6 +49,7 @@ class NumericReference:
     def freeze(self, floor: float) -> None:
         self.center = median(self.values)
         self.scale = max(spread(self.values), floor)
+        self.values = []  # a frozen reference never moves: its values are done with
 
     def deviation(self, value: float) -> float:
         assert self.center is not None
@@ -70,8 +75,8 @@ class RateReference:
     __slots__ = ("values", "mode", "rate", "scale")
 
     def __init__(self) -> None:
-        self.values: list[Hashable] = []
-        self.mode: Hashable | None = None
+        self.values: list[Value] = []
+        self.mode: Value | None = None
         self.rate = 0.0
         self.scale = 1.0
 
@@ -79,11 +84,11 @@ class RateReference:
     def frozen(self) -> bool:
         return self.mode is not None
 
-    def add(self, value: Hashable) -> None:
+    def add(self, value: Value) -> None:
         self.values.append(value)
 
     def freeze(self, floor: float) -> None:
-        counts: dict[Hashable, int] = {}
+        counts: dict[Value, int] = {}
         for v in self.values:
             counts[v] = counts.get(v, 0) + 1
         # ties go to the category seen first: the dict keeps arrival order
@@ -92,8 +97,9 @@ class RateReference:
         rate = (n - counts[mode] + LAPLACE) / (n + 2 * LAPLACE)
         self.mode, self.rate = mode, rate
         self.scale = max(math.sqrt(rate * (1.0 - rate)), floor)
+        self.values = []
 
-    def deviation(self, value: Hashable) -> float:
+    def deviation(self, value: Value) -> float:
         return ((1.0 if value != self.mode else 0.0) - self.rate) / self.scale
 
 
@@ -134,6 +140,7 @@ class ToleranceReference:
         n = len(self.values)
         self.rate = (misses + LAPLACE) / (n + 2 * LAPLACE)
         self.scale = max(math.sqrt(self.rate * (1.0 - self.rate)), floor)
+        self.values = []
 
     def missed(self, value: tuple[float, ...]) -> bool:
         assert self.centers is not None
@@ -171,11 +178,9 @@ class Cusum:
 class Limits:
     """The parts of the drift config a channel needs (see DriftConfig)."""
 
-    threshold: float
     slack: float
     clip: float
     min_reference: int
-    grow_to: int
 
 
 class Channel:
@@ -200,19 +205,16 @@ class Channel:
     def armed(self) -> bool:
         return any(r.frozen for r in self.refs.values())
 
-    def observe(self, items: list[tuple[Hashable, Hashable]], learning: bool,
+    def observe(self, items: list[Item], learning: bool,
                 limits: Limits) -> float | None:
         """Learn or test each keyed value; the CUSUM statistic when any was tested.
 
         While the drill learns every value joins its key's reference; afterwards a key
         still short of min_reference values goes on learning on its own (a program seen
-        for the first time) and freezes once it has them. A tested value also joins its
-        reference, up to grow_to values, while the channel shows no change (statistic
-        below half the threshold before the hole): ten values make a poor median, and
-        every value, not only the quiet ones, keeps the spread honest."""
-        quiet = not self.alarm and self.cusum.statistic < 0.5 * limits.threshold
+        for the first time) and freezes once it has them. A frozen reference never moves:
+        letting later holes in would let a slow drift, or the first holes of a change,
+        teach the reference what it should flag."""
         total, n = 0.0, 0
-        tested: list[tuple[Reference, Hashable]] = []
         for key, value in items:
             ref = self.refs.get(key)
             if ref is None:
@@ -222,18 +224,12 @@ class Channel:
                 z = ref.deviation(value)  # type: ignore[arg-type]
                 total += min(max(z, -limits.clip), limits.clip)
                 n += 1
-                tested.append((ref, value))
                 continue
             ref.add(value)  # type: ignore[arg-type]
             if not learning and len(ref.values) >= limits.min_reference:
                 ref.freeze(self.floor)
         if n == 0:
             return None
-        if quiet:
-            for ref, value in tested:
-                if len(ref.values) < limits.grow_to:
-                    ref.add(value)  # type: ignore[arg-type]
-                    ref.freeze(self.floor)
         return self.cusum.update(total / n, limits.slack)
 
     def end_learning(self, min_reference: int) -> None:

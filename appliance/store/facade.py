@@ -433,14 +433,16 @@ class Store:
             return bus.payloads(con, digests)
 
     def bus_commit(self, inbox: list[bus.InboxRow], pairs: list[bus.PairToStore],
-                   settled: list[bus.Settlement]) -> list[bus.BusHole]:
+                   settled: list[bus.Settlement], published: list[str] | None = None
+                   ) -> list[bus.BusHole]:
         """One step of the bus in one transaction: new messages (unreadable ones also to the
         quarantine table), the pairs' holes with their samples and the answers owed, and
-        earlier messages settled. A crash before the commit leaves all of it unsaid: the
-        broker redelivers what was not acknowledged."""
-        if not inbox and not pairs and not settled:
+        earlier messages settled, and answers now known to be at the broker. A crash before the
+        commit leaves all of it unsaid: the broker redelivers what was not acknowledged."""
+        if not inbox and not pairs and not settled and not published:
             return []
         with self.transaction() as con:
+            bus.mark_published(con, published or [])
             bus.insert_messages(con, inbox)
             for row in inbox:
                 if row.state == "quarantined" and row.hole_key is None:
