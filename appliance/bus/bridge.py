@@ -56,6 +56,7 @@ KILL_AT = os.environ.get("APPLIANCE_BUS_KILL_AT")
 BATCH = 256  # messages stored per transaction at most
 ANSWER_BATCH = 64  # holes estimated and published in one go at most
 TICK_S = 0.05
+LINGER_S = 0.03
 # after a restart: how long the echoes of earlier answers may keep coming (quiet), at most
 ECHO_QUIET_S = 1.0
 ECHO_WAIT_S = 30.0  # the worker's longest sleep: heads waits and acknowledgements are this fine
@@ -321,9 +322,14 @@ class MqttBridge:
         except queue.Empty:
             return []
         batch = [first]
+        # linger a moment for the rest of a burst: a step's fixed cost (a dozen statements
+        # and a commit) shared by several holes left the box the CPU to keep latency down
+        until = time.monotonic() + LINGER_S
         while len(batch) < BATCH:
+            left = until - time.monotonic()
             try:
-                batch.append(self._inbox.get_nowait())
+                batch.append(self._inbox.get(timeout=left) if left > 0
+                             else self._inbox.get_nowait())
             except queue.Empty:
                 break
         return batch

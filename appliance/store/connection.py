@@ -25,7 +25,14 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     if read_only and not path.exists():
         raise NotFoundError(f"no appliance store at {path} (run `appliance ingest` first)")
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only)
+        if not read_only:
+            # A checkpoint runs inside the commit that crosses this much WAL and holds every
+            # writer meanwhile. Measured with one hole per commit: at the 16 MB default the
+            # worst commit took 0.6 s, at 64 MB 0.15-0.2 s (and the mean fell 20 -> 13 ms), which
+            # is what keeps the MQTT bus's answers within 0.5 s at 50 holes/s.
+            con.execute("SET checkpoint_threshold = '64MB'")
+        return con
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             raise StoreLockedError(locked_message(path, str(exc))) from None
