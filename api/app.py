@@ -21,6 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 import appliance
 from api.auth import require_key
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.drift import DriftController
 from api.routes.holes import HoleController
 from api.routes.jobs import JobController
 from api.routes.models import ModelController
@@ -31,7 +32,8 @@ from appliance.services.daemon import Daemon
 def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
     routes = Router(
         path="/",
-        route_handlers=[HoleController, JobController, ModelController, SystemController],
+        route_handlers=[HoleController, JobController, ModelController, SystemController,
+                        DriftController],
         guards=[require_key],
         security=[{"BearerAuth": []}],
     )

@@ -158,6 +158,23 @@ class NightlyOut(Struct):
     job: JobOut | None
 
 
+class WindowAccuracyOut(Struct):
+    window: int  # the last N confirmations asked for
+    holes: int  # how many there were
+    entry_mae_mm: float | None
+    transition_mae_mm: float | None
+    exit_mae_mm: float | None
+    presence_accuracy: float | None
+
+
+class LiveAccuracyOut(Struct):
+    """How far this version's served estimates were from what operators then confirmed."""
+
+    model_version: str
+    confirmed: int
+    windows: list[WindowAccuracyOut]
+
+
 class ModelOut(Struct):
     version: str
     parent: str | None
@@ -168,6 +185,27 @@ class ModelOut(Struct):
     dataset_hash: str | None
     gate_passed: bool | None
     metrics: dict[str, Any]
+    live_accuracy: LiveAccuracyOut | None = None  # GET /models/active only
+
+
+class DriftSignalOut(Struct):
+    name: str
+    statistic: float | None
+    threshold: float
+    state: Literal["learning", "ok", "alarm"]
+
+
+class DrillDriftOut(Struct):
+    drill: str
+    state: Literal["learning", "ok", "alarm"]
+    holes: int  # the drill's holes in arrival order
+    alarm_at_hole: int | None  # that count when the current alarm was raised
+    since: str | None
+    signals: list[DriftSignalOut]
+
+
+class DriftOut(Struct):
+    drills: list[DrillDriftOut]
 
 
 class ModelDetail(Struct):

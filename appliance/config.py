@@ -7,8 +7,8 @@ The file has these tables, every key optional (see deploy/appliance.toml):
                folds, epochs, head_only, architecture
     [gates]    accuracy_tolerance_mm, latency_factor, min_exam
     [mqtt]     url, username, password, ca_file, cert_file, key_file, root, client_id,
-               keypoints_suffix, depth_suffix, appliance_suffix, unmatched_expiry_h,
-               heads_wait_s
+               keypoints_suffix, depth_suffix, appliance_suffix, alarm_suffix,
+               unmatched_expiry_h, heads_wait_s
     [watch]    paths, settle_s, group
 
 An unknown table or key, or a value of the wrong type, is refused with the file and key named:
@@ -44,6 +44,10 @@ class NightlyConfig:
     # after an automatic promotion, compare the new model with the previous one on the most
     # recently confirmed holes; a per-point MAE worse by more than this rolls back (None: off)
     auto_rollback_mm: float | None = 0.1
+    # also fine-tune when a drill is in drift alarm and operators confirmed at least this many
+    # of its holes since the alarm (fewer than min_new_labels will do then)
+    on_drift: bool = True
+    min_labels_after_drift: int = 10
 
     @property
     def hour_minute(self) -> tuple[int, int]:
@@ -79,6 +83,8 @@ class MqttConfig:
     keypoints_suffix: str = KEYPOINTS_SUFFIX
     depth_suffix: str = DEPTH_SUFFIX
     appliance_suffix: str = APPLIANCE_SUFFIX  # the appliance's own, fuller payload
+    # drift alarms go to {root}/{alarm_suffix}/{drill}
+    alarm_suffix: str = "Appliance.DriftAlarm"
     # an unmatched message waits this long (arrival time, never the device clock)
     unmatched_expiry_h: float = 24.0
     # on a tool that sends heads messages, a result + trace pair waits this long for its
@@ -234,8 +240,8 @@ def _validated(cfg: DaemonConfig) -> DaemonConfig:
             raise ValueError
     except ValueError:
         problems.append(f"nightly.time {n.time!r} is not HH:MM (24 h, local)")
-    if n.min_new_labels < 0:
-        problems.append("nightly.min_new_labels must be >= 0")
+    if n.min_new_labels < 0 or n.min_labels_after_drift < 0:
+        problems.append("nightly.min_new_labels and min_labels_after_drift must be >= 0")
     if not 2 <= n.folds <= 24:
         problems.append(f"nightly.folds {n.folds} is not in 2..24")
     if not 1 <= n.epochs <= 1000:
@@ -260,7 +266,7 @@ def _mqtt_problems(m: MqttConfig) -> list[str]:
             parse_broker_url(m.url)
         except ValueError as exc:
             problems.append(f"mqtt.url: {exc}")
-    for name in ("root", "keypoints_suffix", "depth_suffix", "appliance_suffix"):
+    for name in ("root", "keypoints_suffix", "depth_suffix", "appliance_suffix", "alarm_suffix"):
         value = getattr(m, name)
         if not value or any(c in value for c in "+#/") or any(ord(c) < 32 for c in value):
             problems.append(f"mqtt.{name} {value!r} must be one non-empty topic level "

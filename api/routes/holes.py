@@ -77,9 +77,11 @@ class HoleController(Controller):
             description="only holes ingested at or after this time (ISO 8601)")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
+        drill: Annotated[str | None, Parameter(
+            description="only this drill's holes (its serial; 'unknown' without one)",
+            max_length=200)] = None,
     ) -> HolePage:
-        items, total = daemon.holes.list(status, utc_text(since),
-                                         limit, offset)
+        items, total = daemon.holes.list(status, utc_text(since), limit, offset, drill)
         return to_struct(HolePage, {"items": items, "total": total, "limit": limit,
                                     "offset": offset})
 

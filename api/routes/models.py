@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 from litestar import Controller, Request, get, post, put
@@ -12,6 +13,7 @@ from api.routes._docs import DaemonDep, errors
 from api.schemas import (
     ActivateIn,
     ActivationOut,
+    LiveAccuracyOut,
     ModelDetail,
     ModelOut,
     RollbackIn,
@@ -37,7 +39,11 @@ class ModelController(Controller):
          summary="The version serving estimates (404 when only the rule-based estimator runs)",
          responses=errors(401, 404))
     def active(self, daemon: DaemonDep) -> ModelOut:
-        return to_struct(ModelOut, daemon.models.active())
+        out = to_struct(ModelOut, daemon.models.active())
+        live = next((a for a in daemon.drift.live_accuracy() if a.model_version == out.version),
+                    None)
+        out.live_accuracy = None if live is None else to_struct(LiveAccuracyOut, asdict(live))
+        return out
 
     @get("/activations", operation_id="listActivations", sync_to_thread=True,
          summary="Activation and rollback history, newest first", responses=errors(401))

@@ -20,6 +20,7 @@ publishes, so storing the next batch overlaps estimating the last.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import queue
@@ -29,7 +30,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from appliance.bus.payloads import Answer, messages
 from appliance.config import MqttConfig, parse_broker_url
 from appliance.errors import IngestError, ValidationError
 from appliance.ingest.mqtt import HoleMessages, joined_trace
+from appliance.monitor import DrillDrift
 from appliance.services.holes import HoleService
 from appliance.store import Store
 from appliance.store.bus import BusHole, InboxRow, PairToStore, Settlement, WaitingMessage
@@ -621,6 +623,16 @@ class MqttBridge:
             self._answered.add(h.hole_key for h in stored)
             self._to_answer.put([(h, None) for h in stored])
         self._store.bus_prune(now - timedelta(hours=max(hours, 24.0)))
+
+    def publish_alarm(self, drift: DrillDrift) -> None:
+        """A drill went into drift alarm: told to the supervisory systems at QoS 1."""
+        body = {"Drill": drift.drill, "State": drift.state, "Holes": drift.holes,
+                "AlarmAtHole": drift.alarm_at_hole, "Since": drift.since,
+                "Signals": [asdict(sig) for sig in drift.signals if sig.state == "alarm"],
+                "ClientId": self.client_id}
+        topic = f"{self.config.root}/{self.config.alarm_suffix}/{drift.drill}"
+        self._client.publish(topic, json.dumps(body, allow_nan=False,
+                                               default=str).encode(), qos=1)
 
     # -- status ---------------------------------------------------------------------------------
     def status(self) -> BusStatus:

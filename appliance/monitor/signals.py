@@ -8,8 +8,9 @@ when it comes (usually long after the hole). Absent values are NaN, never guesse
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from appliance.estimators.heuristic import Reading, read_trace
 from appliance.monitor.levels import StepLevel, step_levels
@@ -126,3 +127,24 @@ def _presence(estimate: DepthEstimate, name: str, value: float) -> float:
     if p is None:
         return 1.0 if math.isfinite(value) else 0.0
     return float(p)
+
+
+def signals_to_json(signals: HoleSignals) -> str:
+    """The record as JSON (NaN kept as NaN): the daemon's event log stores it for replay."""
+    return json.dumps(asdict(signals))
+
+
+def signals_from_json(text: str) -> HoleSignals:
+    raw = json.loads(text)
+    steps = tuple(StepLevel(**s) for s in raw.pop("steps"))
+    residuals = raw.pop("residuals")
+    return HoleSignals(steps=steps, residuals=Residuals(**residuals) if residuals else None,
+                       **raw)
+
+
+def residuals_to_json(residuals: Residuals) -> str:
+    return json.dumps(asdict(residuals))
+
+
+def residuals_from_json(text: str) -> Residuals:
+    return Residuals(**json.loads(text))

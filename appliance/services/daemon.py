@@ -26,6 +26,7 @@ from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
 from appliance.jobs.schedule import NightlySchedule
 from appliance.services.db import Db
+from appliance.services.drift import DriftService
 from appliance.services.holes import HoleService
 from appliance.services.keys import hash_key, new_key
 from appliance.services.metrics import Metrics
@@ -44,7 +45,8 @@ class Daemon:
         self.db = Db(store)
         self.metrics = Metrics()
         self.models = ModelService(serving)
-        self.holes = HoleService(self.db, self.models, self.metrics)
+        self.drift = DriftService(store)
+        self.holes = HoleService(self.db, self.models, self.metrics, self.drift)
         self.jobs = JobRunner(
             StoreJobRecords(store), config.home / "jobs", prepare=self._prepare,
             on_candidate=self._adopt, on_finish=self._job_finished)
@@ -78,6 +80,10 @@ class Daemon:
             for job_id in daemon.jobs.recover():
                 log.warning("job %s was left unfinished by a previous run: marked failed",
                             job_id)
+            replayed = daemon.drift.replay()
+            if replayed:
+                log.info("drift watch: %d event(s) replayed, %d drill(s) in alarm", replayed,
+                         len(daemon.drift.alarmed()))
         except BaseException:
             store.close()
             raise
@@ -101,6 +107,7 @@ class Daemon:
             try:
                 daemon.bus = MqttBridge(config.mqtt, config.home, store, daemon.holes)
                 daemon.bus.start()
+                daemon.drift.on_alarm(daemon.bus.publish_alarm)
             except BaseException:
                 daemon.close()
                 raise
@@ -213,7 +220,8 @@ class Daemon:
         if running is not None:
             out["reason"] = f"job {running['job_id']} is {running['status']}"
             return out
-        if new < cfg.min_new_labels and not force:
+        drifting = self._drift_reason() if cfg.on_drift else None
+        if new < cfg.min_new_labels and not force and drifting is None:
             out["reason"] = (f"{new} new confirmed label(s) since the active model's data set; "
                              f"{cfg.min_new_labels} needed")
             return out
@@ -225,10 +233,32 @@ class Daemon:
         except ValidationError as exc:
             out["reason"] = str(exc)
             return out
+        why = (f"{new} new confirmed label(s); fine-tune started"
+               if new >= cfg.min_new_labels or drifting is None else
+               f"{drifting}; fine-tune started")
         out.update(started=True, job=job,
-                   reason=f"{new} new confirmed label(s); fine-tune started"
-                          + (" (forced)" if force and new < cfg.min_new_labels else ""))
+                   reason=why + (" (forced)" if force and new < cfg.min_new_labels
+                                 and drifting is None else ""))
         return out
+
+    def _drift_reason(self) -> str | None:
+        """Why a drill's drift alarm calls for a fine-tune now: enough of its holes were
+        confirmed since the alarm was raised (None when no drill is there)."""
+        need = self.config.nightly.min_labels_after_drift
+        alarmed = self.drift.alarmed()
+        if not alarmed:
+            return None
+        drills = self.store.hole_drills()
+        for name, d in sorted(alarmed.items()):
+            since = (d.since or "").replace("+00:00", "").rstrip("Z")
+            n = sum(1 for lab in self.store.latest_labels()
+                    if drills.get(lab["hole_id"]) == name and lab.get("origin") == "operator"
+                    and str(lab["at"]).rstrip("Z") >= since
+                    and not self.store.is_exam(lab["hole_id"]))
+            if n >= need:
+                return (f"drill {name} in drift alarm since hole {d.alarm_at_hole}; {n} of its "
+                        f"holes confirmed since")
+        return None
 
     def _prepare(self, job: dict[str, Any], work: Path) -> Prepared:
         from appliance.store.snapshot import export_dataset

@@ -67,6 +67,10 @@ class Db:
     def hole_ids(self, labelled: bool | None, since: str | None) -> list[str]:
         return self.store.hole_ids(labelled=labelled, since=since)
 
+    def hole_drills(self) -> dict[str, str]:
+        """Hole id -> its drill's serial ("unknown" without one)."""
+        return self.store.hole_drills()
+
     def count_holes(self, labelled: bool | None, since: str | None) -> int:
         return self.store.count_holes(labelled=labelled, since=since)
 

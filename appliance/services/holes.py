@@ -19,9 +19,10 @@ import msgspec
 import numpy as np
 
 from appliance.errors import IngestError, NotFoundError, ValidationError
-from appliance.points import POINT_NAMES, DepthPoints
+from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.services.db import Db
 from appliance.services.downsample import minmax_indices
+from appliance.services.drift import DriftService, NewHole
 from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
 from appliance.trace import Trace
@@ -80,10 +81,12 @@ def review_key(estimate: dict[str, Any] | None) -> ReviewKey:
 
 
 class HoleService:
-    def __init__(self, db: Db, models: ModelService, metrics: Metrics) -> None:
+    def __init__(self, db: Db, models: ModelService, metrics: Metrics,
+                 drift: DriftService | None = None) -> None:
         self._db = db
         self._models = models
         self._metrics = metrics
+        self._drift = drift  # told of every new hole and every operator confirmation
         self._traces: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
         # latest served estimate per hole: the daemon is the store's only writer, so this
@@ -123,7 +126,10 @@ class HoleService:
         if stored is not None:
             estimate = stored
         else:
-            estimate = self._fresh(hole_id, trace)
+            est = self._fresh_estimate(hole_id, trace)
+            estimate = est.as_dict()
+            if created and self._drift is not None:
+                self._drift.observe_holes([NewHole(hole_id, trace, est)])
         return self.get(hole_id), estimate, created
 
     async def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
@@ -161,10 +167,18 @@ class HoleService:
         hole = self._db.get_hole(hole_id)
         return self._view(hole, hole.get("latest_label"), self.latest_estimate(hole_id))
 
-    def list(self, status: HoleFilter, since: str | None, limit: int, offset: int
-             ) -> tuple[list[dict[str, Any]], int]:
+    def list(self, status: HoleFilter, since: str | None, limit: int, offset: int,
+             drill: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of holes. `drill`: only that drill's (its serial; "unknown" without one)."""
         labelled = {"all": None, "labelled": True, "unlabelled": False,
                     "needs-review": False}[status]
+        if drill is not None:
+            ids = self._db.hole_ids(labelled, since)
+            drills = self._db.hole_drills()
+            ids = [h for h in ids if drills.get(h) == drill]
+            if status == "needs-review":
+                ids = self.review_order(ids)
+            return self._views_of(ids[offset:offset + limit]), len(ids)
         if status != "needs-review":
             rows = self._db.list_holes(labelled, since, limit, offset)
             total = self._db.count_holes(labelled, since)
@@ -175,12 +189,18 @@ class HoleService:
         return self._views_of(page), len(ids)
 
     def review_order(self, ids: list[str]) -> list[str]:
-        """The hole ids in review order (see review_key); ties keep the given order."""
+        """The hole ids in review order (see review_key); ties keep the given order. Holes of
+        a drill in drift alarm come first: what operators confirm there is what a fine-tune
+        needs to follow the drill."""
         never = review_key(None)
+        alarmed = set(self._drift.alarmed()) if self._drift is not None else set()
         with self._cache_lock:
             self._loaded()
             keys = self._keys
-            return sorted(ids, key=lambda h: keys.get(h, never))
+            if not alarmed:
+                return sorted(ids, key=lambda h: keys.get(h, never))
+            drill = self._drift.drill_of_hole if self._drift is not None else (lambda h: None)
+            return sorted(ids, key=lambda h: (drill(h) not in alarmed, keys.get(h, never)))
 
     def _views_of(self, ids: list[str]) -> list[dict[str, Any]]:
         """The hole views of these ids, in this order: only a page's rows are read and built."""
@@ -270,13 +290,17 @@ class HoleService:
                 todo.append((hole_id, trace))
         fresh = iter(self._models.estimate_and_record_many(todo)) if todo else iter(())
         done: list[dict[str, Any]] = []
-        for (hole_id, _), known in zip(items, out, strict=True):
+        new: list[NewHole] = []
+        for (hole_id, trace), known in zip(items, out, strict=True):
             if known is None:
                 est = next(fresh)
                 self._metrics.count_estimate(est.estimator)
                 known = est.as_dict()
                 self._remember(hole_id, known)
+                new.append(NewHole(hole_id, trace, est))
             done.append(known)
+        if new and self._drift is not None:
+            self._drift.observe_holes(new)
         return done
 
     def backfill(self, stop: threading.Event, chunk: int = 16) -> int:
@@ -290,13 +314,18 @@ class HoleService:
                 break
             ids = missing[i:i + chunk]
             traces = [self._db.get_trace(h) for h in ids]
-            for hole_id, est in zip(ids, self._models.estimate_many(traces), strict=True):
+            new: list[NewHole] = []
+            for hole_id, trace, est in zip(ids, traces, self._models.estimate_many(traces),
+                                           strict=True):
                 if self.latest_estimate(hole_id) is not None:
                     continue  # a request estimated it meanwhile
                 self._db.add_prediction(hole_id, est)
                 self._metrics.count_estimate(est.estimator)
                 self._remember(hole_id, est.as_dict())
+                new.append(NewHole(hole_id, trace, est))
                 done += 1
+            if new and self._drift is not None:
+                self._drift.observe_holes(new)
         return done
 
     # -- labels ------------------------------------------------------------------------------
@@ -304,6 +333,9 @@ class HoleService:
                   ) -> dict[str, Any]:
         estimate = self.latest_estimate(hole_id)
         label_id = self._db.add_label(hole_id, points, by, estimate, actor)
+        if self._drift is not None:
+            self._drift.observe_label(hole_id, self._db.get_hole(hole_id).get("drill_serial"),
+                                      points, estimate)
         for label in reversed(self._db.label_history(hole_id)):
             if label["label_id"] == label_id:
                 return label
@@ -315,11 +347,13 @@ class HoleService:
 
     # -- helpers -----------------------------------------------------------------------------
     def _fresh(self, hole_id: str, trace: Trace) -> dict[str, Any]:
+        return self._fresh_estimate(hole_id, trace).as_dict()
+
+    def _fresh_estimate(self, hole_id: str, trace: Trace) -> DepthEstimate:
         est = self._models.predict_and_record(hole_id, trace)
         self._metrics.count_estimate(est.estimator)
-        out = est.as_dict()
-        self._remember(hole_id, out)
-        return out
+        self._remember(hole_id, est.as_dict())
+        return est
 
     @staticmethod
     def _view(hole: dict[str, Any], label: dict[str, Any] | None,

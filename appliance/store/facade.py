@@ -20,7 +20,7 @@ import duckdb
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import DepthEstimate, DepthPoints
 from appliance.store import audit as audit_sql
-from appliance.store import bus, holes, jobs, labels, models, predictions
+from appliance.store import bus, drift, holes, jobs, labels, models, predictions
 from appliance.store.codec import utcnow
 from appliance.store.connection import StoreOpenError, connect, db_path
 from appliance.store.exam import DEFAULT_EXAM_SHARE, is_exam
@@ -201,6 +201,12 @@ class Store:
     def count_holes(self, labelled: bool | None = None, since: datetime | str | None = None) -> int:
         with self.cursor() as con:
             return holes.count_rows(con, labelled, since)
+
+    def hole_drills(self) -> dict[str, str]:
+        with self.cursor() as con:
+            rows = con.execute("SELECT hole_id, coalesce(drill_serial, 'unknown') "
+                               "FROM holes").fetchall()
+        return dict(rows)
 
     def find_holes_by_source(self, name: str) -> list[str]:
         """Every hole id the name could mean (see holes.SourceIndex for the rules)."""
@@ -516,3 +522,19 @@ class Store:
     def bus_counts(self) -> bus.BusCounts:
         with self.cursor() as con:
             return bus.counts(con)
+
+    # -- the drift monitor's events (appliance.monitor) --
+
+    def add_drift_events(self, events: list[drift.DriftEvent]) -> None:
+        if events:
+            with self.transaction() as con:
+                drift.append(con, events)
+
+    def drift_events(self) -> list[drift.DriftEvent]:
+        with self.cursor() as con:
+            return drift.all_events(con)
+
+    def confirmed_labels(self) -> list[dict[str, Any]]:
+        """Operators' latest labels that kept the estimate they were shown, oldest first."""
+        with self.cursor() as con:
+            return labels.confirmed(con)

@@ -99,5 +99,12 @@ def all_latest(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     )
 
 
+def confirmed(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return fetch_dicts(
+        con, f"""SELECT {_COLUMNS} FROM ({LATEST_LABELS})
+                 WHERE origin = 'operator' AND from_estimate IS NOT NULL ORDER BY "at" """,
+        None, _JSON)
+
+
 def points_of(label: dict[str, Any]) -> DepthPoints:
     return DepthPoints(label["entry_mm"], label["transition_mm"], label["exit_mm"])

@@ -202,7 +202,22 @@ _V3 = [
     )""",
 ]
 
-MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3]
+# v4: what the drift monitor saw, in arrival order: each new hole's signals, each operator
+# confirmation's residuals, each reset. The monitor keeps no state of its own: the daemon
+# replays these at start (thousands of events per second).
+_V4 = [
+    "CREATE SEQUENCE drift_events_seq START 1",
+    """CREATE TABLE drift_events (
+        event_id BIGINT NOT NULL DEFAULT nextval('drift_events_seq'),
+        "at" TIMESTAMP NOT NULL,
+        drill VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL CHECK (kind IN ('hole', 'residuals', 'reset')),
+        hole_id VARCHAR,
+        signals VARCHAR
+    )""",
+]
+
+MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3, _V4]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
