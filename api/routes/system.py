@@ -6,8 +6,9 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, MediaType, get
+from litestar import Controller, Response, get
 from litestar.params import Parameter
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.routes._docs import DaemonDep, errors
 from api.routes.jobs import job_out
@@ -35,10 +36,13 @@ class SystemController(Controller):
         return to_struct(MqttOut, asdict(daemon.bus_status()))
 
     @get("/metrics", operation_id="getMetrics", sync_to_thread=True,
-         media_type=MediaType.TEXT, summary="Prometheus text exposition",
+         media_type=CONTENT_TYPE_LATEST, summary="Prometheus text exposition",
          responses=errors(401))
-    def metrics(self, daemon: DaemonDep) -> str:
-        return daemon.metrics_text()
+    def metrics(self, daemon: DaemonDep) -> Response[bytes]:
+        # the scraper reads the format version from the content type, so it is the library's
+        # own; set as a header, since Litestar would append a second charset to a text/ type
+        return Response(daemon.metrics_exposition(), media_type=CONTENT_TYPE_LATEST,
+                        headers={"content-type": CONTENT_TYPE_LATEST})
 
     @get("/audit", operation_id="listAudit", sync_to_thread=True,
          summary="Audit log (who did what), newest first", responses=errors(401))

@@ -62,6 +62,7 @@ class Daemon:
         if schedule and config.nightly.enabled:
             hour, minute = config.nightly.hour_minute
             self.schedule = NightlySchedule(hour, minute, lambda: self.nightly("schedule"))
+        self.metrics.watch(self)
 
     @classmethod
     def open(cls, config: DaemonConfig, schedule: bool = True,
@@ -352,11 +353,9 @@ class Daemon:
             return BusStatus(False, None, None, False, None, None, 0, 0, 0, {})
         return self.bus.status()
 
-    def metrics_text(self) -> str:
-        gauges = {"holes": float(self.store.count_holes()),
-                  "labelled_holes": float(self.store.count_holes(labelled=True)),
-                  "job_running": 1.0 if self.jobs.running() else 0.0}
-        return self.metrics.render(gauges, self.models.active_version())
+    def metrics_exposition(self) -> bytes:
+        """GET /metrics: Prometheus text (CONTENT_TYPE_LATEST), the state read now."""
+        return self.metrics.exposition()
 
 
 def _open_serving(store: Store, config: DaemonConfig, baseline_dir: Path | None) -> Any:
