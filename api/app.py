@@ -19,11 +19,12 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 import appliance
-from api.auth import require_key
+from api.auth import FailedLogins, require_key
 from api.errors import EXCEPTION_HANDLERS
 from api.routes.drift import DriftController
 from api.routes.holes import HoleController
 from api.routes.jobs import JobController
+from api.routes.keys import KeyController
 from api.routes.models import ModelController
 from api.routes.system import SystemController
 from appliance.services.daemon import Daemon
@@ -33,7 +34,7 @@ def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
     routes = Router(
         path="/",
         route_handlers=[HoleController, JobController, ModelController, SystemController,
-                        DriftController],
+                        DriftController, KeyController],
         guards=[require_key],
         security=[{"BearerAuth": []}],
     )
@@ -64,6 +65,7 @@ def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
         debug=False,
     )
     app.state.daemon = daemon
+    app.state.logins = FailedLogins()
     return app
 
 

@@ -297,6 +297,23 @@ class MqttOut(Struct):
     counts: dict[str, int]
 
 
+class KeyIn(Struct):
+    name: str
+    role: Literal["integration", "operator", "admin"]
+
+
+class KeyOut(Struct):
+    name: str
+    role: str
+    created_at: str | None
+
+
+class NewKeyOut(Struct):
+    name: str
+    role: str
+    key: str  # shown this once; the daemon keeps only its hash
+
+
 class ErrorOut(Struct):
     status_code: int
     detail: str

@@ -32,3 +32,7 @@ class NotFoundError(ApplianceError):
 
 class ValidationError(ApplianceError):
     """A value given by a user or client breaks a rule (order of points, range, ...)."""
+
+
+class ConflictError(ApplianceError):
+    """The request collides with what exists (e.g. a key of that name)."""

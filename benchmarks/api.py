@@ -216,7 +216,7 @@ def start_daemon(home: Path, model: Path | None) -> tuple[subprocess.Popen[bytes
     # first start in-process: registers and activates the baseline (or --model) in this home
     daemon = Daemon.open(load_config(home), schedule=False, baseline_dir=model)
     key = new_key()
-    daemon.store.add_api_key("bench", hash_key(key))
+    daemon.store.add_api_key("bench", hash_key(key), role="integration")
     daemon.close()
     import socket
 

@@ -90,6 +90,12 @@ def test_keys_create_list_delete(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["keys", "list", "--home", home, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [k["name"] for k in listed] == ["tui-rig3"] and "key" not in listed[0]
+    assert listed[0]["role"] == "operator"  # the default: an operator at the TUI
+    assert main(["keys", "create", "scada", "--role", "integration", "--home", home]) == 0
+    capsys.readouterr()
+    assert main(["keys", "list", "--home", home, "--json"]) == 0
+    assert {k["name"]: k["role"] for k in json.loads(capsys.readouterr().out)}["scada"] \
+        == "integration"
     with Store.open(Path(home)) as store:
         assert store.api_key_name(created["key"]) is None  # stored hashed, not as given
     assert main(["keys", "delete", "tui-rig3", "--home", home]) == 0

@@ -50,9 +50,9 @@ def write_config(home: Path, text: str) -> None:
     (home / "appliance.toml").write_text(text)
 
 
-def add_key(daemon: Daemon, name: str = "tester") -> str:
+def add_key(daemon: Daemon, name: str = "tester", role: str = "admin") -> str:
     key = new_key()
-    daemon.store.add_api_key(name, hash_key(key))
+    daemon.store.add_api_key(name, hash_key(key), role=role)
     return key
 
 

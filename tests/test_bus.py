@@ -458,7 +458,7 @@ def test_get_mqtt_when_connected(home: Path, mosquitto: Mosquitto, rig: Rig,
         rig.send_hole(hole(synthetic(90), 900, 0), ("result", "trace"))
         rig.wait(1)
         key = new_key()
-        daemon.store.add_api_key("t", hash_key(key))
+        daemon.store.add_api_key("t", hash_key(key), role="integration")
         with TestClient(create_app(daemon)) as client:
             body = client.get("/mqtt", headers={"Authorization": f"Bearer {key}"}).json()
         assert body["enabled"] and body["connected"] and body["broker"] == mosquitto.url

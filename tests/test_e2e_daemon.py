@@ -214,8 +214,17 @@ def test_daemon_killed_and_stopped_mid_job(tmp_path: Path, trained_baseline: Pat
     serve = ServeProcess(home)
     try:
         serve.wait_ready(headers)
-        locked = cli("keys", "create", "late", "--home", str(home))
-        assert locked.returncode == 4 and "locked" in locked.stderr  # the daemon owns it
+        # the daemon owns the store: the key verbs go through its API (with <home>/admin.key)
+        made = cli("keys", "create", "late", "--role", "integration", "--home", str(home),
+                   "--url", serve.url, "--json")
+        assert made.returncode == 0, made.stderr
+        late = {"Authorization": f"Bearer {json.loads(made.stdout)['key']}"}
+        assert httpx.get(serve.url + "/holes", headers=late, timeout=10).status_code == 200
+        assert httpx.post(serve.url + "/jobs/nightly", json={}, headers=late,
+                          timeout=10).status_code == 403  # integration may not fine-tune
+        gone = cli("keys", "delete", "late", "--home", str(home), "--url", serve.url)
+        assert gone.returncode == 0, gone.stderr
+        assert httpx.get(serve.url + "/holes", headers=late, timeout=10).status_code == 401
         with httpx.Client(base_url=serve.url, headers=headers, timeout=TIMEOUT) as c:
             _ingest_and_label(c, 9, seed=62)
             job_id = c.post("/jobs/fine-tune", json={"folds": 2, "epochs": 1}).json()["id"]

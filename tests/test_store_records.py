@@ -86,7 +86,7 @@ def test_audit_quarantine_and_keys(store):
     store.quarantine("/in/bad.xls", "bad.xls (line 3): no Datas section", b"garbage")
     q = store.quarantined()[0]
     assert q["size"] == 7 and len(q["content_hash"]) == 64 and "Datas" in q["error"]
-    store.add_api_key("tui", "h1")
+    store.add_api_key("tui", "h1", role="operator")
     assert store.api_key_name("h1") == "tui" and store.api_key_name("h2") is None
     assert [k["name"] for k in store.api_keys()] == ["tui"]
     assert store.delete_api_key("tui") and not store.delete_api_key("tui")

@@ -14,7 +14,9 @@ from appliance.services.daemon import Daemon
 
 
 def errors(*codes: int) -> dict[int, ResponseSpec]:
-    text = {400: "malformed request", 401: "missing or invalid API key", 404: "not found",
+    text = {400: "malformed request", 401: "missing or invalid API key",
+            403: "the key's role may not do this (the answer names the role needed)",
+            404: "not found", 429: "too many wrong API keys from this client: wait",
             409: "refused in the current state", 413: "body larger than the size limit",
             422: "input rejected, with the reason"}
     return {c: ResponseSpec(data_container=ErrorOut, description=text[c]) for c in codes}

@@ -9,7 +9,7 @@ from typing import Annotated
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 
-from api.auth import actor_of
+from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
 from api.schemas import DriftOut, DrillDriftOut, to_struct
 from appliance.monitor import DrillDrift
@@ -38,6 +38,7 @@ class DriftController(Controller):
 
     @post("/{drill:str}/reset", operation_id="resetDrift", status_code=200, sync_to_thread=True,
           summary="Acknowledge a drill's state: its reference restarts from the next hole "
-                  "(audited)", responses=errors(401, 404))
+                  "(audited)", responses=errors(401, 403, 404),
+          opt=needs("operator"))
     def reset(self, request: Request, daemon: DaemonDep, drill: DrillParam) -> DrillDriftOut:
         return drill_out(daemon.drift.reset(drill, actor_of(request)))

@@ -10,7 +10,7 @@ from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 
-from api.auth import actor_of
+from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, UploadOperation, errors
 from api.schemas import (
     DepthEstimateOut,
@@ -116,7 +116,8 @@ class HoleController(Controller):
 
     @put("/holes/{hole_id:str}/label", operation_id="labelHole", sync_to_thread=True,
          summary="Append an operator's label (entry < transition < exit, inside the trace)",
-         responses=errors(401, 404, 422))
+         responses=errors(401, 403, 404, 422),
+          opt=needs("operator"))
     def put_label(self, request: Request, daemon: DaemonDep, hole_id: HoleId,
                   data: JSONBody[LabelIn]) -> LabelOut:
         points = DepthPoints(data.entry_mm, data.transition_mm, data.exit_mm)

@@ -12,7 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.auth import actor_of
+from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
 from api.schemas import FineTuneIn, JobOut, NightlyIn, NightlyOut, to_struct
 from appliance.jobs.runner import TERMINAL
@@ -33,14 +33,16 @@ class JobController(Controller):
 
     @post("/fine-tune", operation_id="startFineTune", status_code=202, sync_to_thread=True,
           summary="Fine-tune the active model on the confirmed labels (one job at a time)",
-          responses=errors(401, 409, 422))
+          responses=errors(401, 403, 409, 422),
+          opt=needs("operator"))
     def fine_tune(self, request: Request, daemon: DaemonDep, data: JSONBody[FineTuneIn]) -> JobOut:
         params = msgspec.structs.asdict(data)
         return job_out(daemon.start_fine_tune(params, actor_of(request)))
 
     @post("/nightly", operation_id="runNightly", status_code=200, sync_to_thread=True,
           summary="Run the nightly routine now: fine-tune if enough new labels, gate, promote",
-          responses=errors(401, 409))
+          responses=errors(401, 403, 409),
+          opt=needs("operator"))
     def nightly(self, request: Request, daemon: DaemonDep, data: JSONBody[NightlyIn]) -> NightlyOut:
         outcome = daemon.nightly(actor_of(request), force=data.force)
         job = outcome.pop("job", None)
@@ -59,7 +61,8 @@ class JobController(Controller):
 
     @delete("/{job_id:str}", operation_id="cancelJob", status_code=200, sync_to_thread=True,
             summary="Cancel a running job (its child process is stopped)",
-            responses=errors(401, 404, 409))
+            responses=errors(401, 403, 404, 409),
+          opt=needs("operator"))
     def cancel_job(self, request: Request, daemon: DaemonDep, job_id: JobId) -> JobOut:
         return job_out(daemon.cancel_job(job_id, actor_of(request)))
 

@@ -6,9 +6,10 @@ from dataclasses import asdict
 from typing import Annotated
 
 from litestar import Controller, Request, get, post, put
+from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, Parameter
 
-from api.auth import actor_of
+from api.auth import actor_of, needs, role_of
 from api.routes._docs import DaemonDep, errors
 from api.schemas import (
     ActivateIn,
@@ -54,7 +55,8 @@ class ModelController(Controller):
 
     @post("/rollback", operation_id="rollbackModel", status_code=200, sync_to_thread=True,
           summary="Re-activate the previous version (or a named earlier one)",
-          responses=errors(401, 404, 409))
+          responses=errors(401, 403, 404, 409),
+          opt=needs("operator"))
     def rollback(self, request: Request, daemon: DaemonDep, data: JSONBody[RollbackIn]) -> ModelOut:
         model = daemon.models.rollback(data.version, actor_of(request), data.reason)
         return to_struct(ModelOut, model)
@@ -68,7 +70,8 @@ class ModelController(Controller):
     @put("/shadow", operation_id="setShadowModel", sync_to_thread=True,
          summary="Score a version beside the active model on new holes without serving it "
                  "(version null stops it)",
-         responses=errors(401, 404, 422))
+         responses=errors(401, 403, 404, 422),
+          opt=needs("admin"))
     def set_shadow(self, request: Request, daemon: DaemonDep,
                    data: JSONBody[ShadowIn]) -> ShadowOut:
         return to_struct(ShadowOut, daemon.models.shadow(data.version, actor_of(request)))
@@ -82,9 +85,14 @@ class ModelController(Controller):
           sync_to_thread=True,
           summary="Serve this version; refused naming the failing gate unless forced with a "
                   "reason",
-          responses=errors(401, 404, 409, 422))
+          responses=errors(401, 403, 404, 409, 422),
+          opt=needs("operator"))
     def activate(self, request: Request, daemon: DaemonDep, version: VersionParam,
                  data: JSONBody[ActivateIn]) -> ModelOut:
+        if data.force and role_of(request) != "admin":
+            raise PermissionDeniedException(
+                detail=f"forcing {version} past a gate needs a key with the 'admin' role; key "
+                       f"{actor_of(request)!r} has {role_of(request)!r}")
         if data.force and not data.reason:
             raise ValidationError("force needs a reason (it is written to the audit log)")
         model = daemon.models.activate(version, actor_of(request), data.force, data.reason)

@@ -10,6 +10,7 @@ from litestar import Controller, Response, get
 from litestar.params import Parameter
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api.auth import needs
 from api.routes._docs import DaemonDep, errors
 from api.routes.jobs import job_out
 from api.schemas import AuditOut, HealthOut, MqttOut, to_struct, utc_text
@@ -45,7 +46,8 @@ class SystemController(Controller):
                         headers={"content-type": CONTENT_TYPE_LATEST})
 
     @get("/audit", operation_id="listAudit", sync_to_thread=True,
-         summary="Audit log (who did what), newest first", responses=errors(401))
+         summary="Audit log (who did what), newest first", responses=errors(401, 403),
+          opt=needs("operator"))
     def audit(
         self, daemon: DaemonDep,
         since: Annotated[datetime | None, Parameter(description="ISO 8601")] = None,

@@ -1,31 +1,57 @@
-"""`appliance keys create|list|delete`: API keys for the daemon (shown once, stored hashed)."""
+"""`appliance keys create|list|delete`: API keys with roles (shown once, stored hashed).
+
+With no daemon running the verbs open the store; when a daemon holds it they go through its
+API (POST/GET/DELETE /keys), with an admin key from --key, $APPLIANCE_KEY or the daemon's
+first key in <home>/admin.key, so a revoked key stops working at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from appliance.commands._common import add_home, add_json, print_json, print_table
-from appliance.errors import NotFoundError, ValidationError
+from appliance.errors import (
+    ApplianceError,
+    ConflictError,
+    NotFoundError,
+    StoreLockedError,
+    ValidationError,
+)
+
+DEFAULT_ROLE = "operator"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("keys", help="API keys for the daemon's REST API")
+    p = subparsers.add_parser("keys", help="API keys (with roles) for the daemon's REST API")
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     c = sub.add_parser("create", help="create a key and print it (once)")
     c.add_argument("name", help="who or what uses the key (e.g. tui-rig3, scada)")
-    add_home(c)
-    add_json(c)
+    c.add_argument("--role", default=DEFAULT_ROLE, choices=("integration", "operator", "admin"),
+                   help="integration: read, send holes, ask for estimates; operator: also "
+                        "confirm labels, fine-tune, activate a candidate that passed its gates, "
+                        "roll back; admin: also force past a gate, shadow, keys "
+                        f"(default {DEFAULT_ROLE})")
     c.set_defaults(func=create)
-    ls = sub.add_parser("list", help="key names and creation times (never the keys)")
-    add_home(ls)
-    add_json(ls)
+    ls = sub.add_parser("list", help="key names, roles and creation times (never the keys)")
     ls.set_defaults(func=list_keys)
-    d = sub.add_parser("delete", help="revoke a key (restart a running daemon to apply)")
+    d = sub.add_parser("delete", help="revoke a key (at once, also while the daemon runs)")
     d.add_argument("name")
-    add_home(d)
     d.set_defaults(func=delete)
+    for parser in (c, ls, d):
+        add_home(parser)
+        add_json(parser)
+        parser.add_argument("--url", default=None,
+                            help="a running daemon (default: http://<host>:<port> of the "
+                                 "settings)")
+        parser.add_argument("--key", default=None,
+                            help="an admin key for a running daemon (default: $APPLIANCE_KEY, "
+                                 "else <home>/admin.key)")
 
 
 def _store(home: str | None):  # noqa: ANN202 - the Store type would import duckdb eagerly
@@ -35,42 +61,108 @@ def _store(home: str | None):  # noqa: ANN202 - the Store type would import duck
     return Store.open(resolve_home(home))
 
 
+def _local_or_daemon(args: argparse.Namespace, local: Callable[[], Any],
+                     method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """`local()` on the store; through the daemon's API when a daemon holds the store."""
+    try:
+        return local()
+    except StoreLockedError:
+        return _via_daemon(args, method, path, body)
+
+
+def _via_daemon(args: argparse.Namespace, method: str, path: str,
+                body: dict[str, Any] | None) -> Any:
+    import httpx
+
+    from appliance.config import load_config
+    from appliance.home import resolve_home
+
+    url = args.url
+    if url is None:
+        cfg = load_config(args.home)
+        url = f"http://{cfg.host}:{cfg.port}"
+    key = args.key or os.environ.get("APPLIANCE_KEY")
+    first = Path(resolve_home(args.home)) / "admin.key"
+    if not key and first.is_file():
+        try:
+            key = first.read_text().strip()
+        except OSError:
+            key = None
+    if not key:
+        raise ValidationError(f"a daemon holds the store: pass an admin key (--key or "
+                              f"APPLIANCE_KEY) to manage keys through it at {url}")
+    try:
+        r = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30.0,
+                          headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        raise ApplianceError(f"a daemon holds the store but {url} does not answer: {exc}") \
+            from None
+    if r.status_code == 404:
+        raise NotFoundError(_detail(r))
+    if r.status_code == 409:
+        raise ConflictError(_detail(r))
+    if r.status_code >= 400:
+        raise ValidationError(f"the daemon at {url} answered {r.status_code}: {_detail(r)}")
+    return r.json()
+
+
+def _detail(r: Any) -> str:
+    try:
+        return str(r.json().get("detail", r.text))
+    except ValueError:
+        return r.text
+
+
 def create(args: argparse.Namespace) -> int:
     from appliance.services.keys import hash_key, name_problem, new_key
 
     problem = name_problem(args.name)
     if problem:
         raise ValidationError(problem)
-    key = new_key()
-    with _store(args.home) as store:
-        try:
-            store.add_api_key(args.name, hash_key(key))
-        except duckdb.ConstraintException:
-            raise ValidationError(f"a key named {args.name!r} exists already; delete it first "
-                                  "or choose another name") from None
-        store.audit("cli", "key-create", args.name, None)
+
+    def local() -> dict[str, Any]:
+        key = new_key()
+        with _store(args.home) as store:
+            try:
+                store.add_api_key(args.name, hash_key(key), role=args.role)
+            except duckdb.ConstraintException:
+                raise ConflictError(f"a key named {args.name!r} exists already; delete it "
+                                    "first or choose another name") from None
+            store.audit("cli", "key-create", args.name, {"role": args.role})
+        return {"name": args.name, "role": args.role, "key": key}
+
+    made = _local_or_daemon(args, local, "POST", "/keys",
+                            {"name": args.name, "role": args.role})
     if args.json:
-        print_json({"name": args.name, "key": key})
+        print_json(made)
     else:
-        print(key)
-        print(f"(key {args.name!r} created; it is shown only this once)", flush=True)
+        print(made["key"])
+        print(f"(key {args.name!r} with role {made['role']!r} created; it is shown only this "
+              "once)", flush=True)
     return 0
 
 
 def list_keys(args: argparse.Namespace) -> int:
-    with _store(args.home) as store:
-        rows = store.api_keys()
+    def local() -> list[dict[str, Any]]:
+        with _store(args.home) as store:
+            return store.api_keys()
+
+    rows = _local_or_daemon(args, local, "GET", "/keys")
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["name", "created_at"])
+        print_table(rows, ["name", "role", "created_at"])
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
-    with _store(args.home) as store:
-        if not store.delete_api_key(args.name):
-            raise NotFoundError(f"no key named {args.name!r}")
-        store.audit("cli", "key-delete", args.name, None)
-    print(f"key {args.name!r} deleted")
+    def local() -> None:
+        with _store(args.home) as store:
+            if not store.delete_api_key(args.name):
+                raise NotFoundError(f"no key named {args.name!r}")
+            store.audit("cli", "key-delete", args.name, None)
+
+    _local_or_daemon(args, local, "DELETE", f"/keys/{args.name}")
+    if not args.json:
+        print(f"key {args.name!r} revoked")
     return 0

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     key = args.key or os.environ.get("APPLIANCE_KEY")
     if not key:
         print("appliance nightly: no API key: pass --key or set APPLIANCE_KEY "
-              "(create one with `appliance keys create NAME` before starting the daemon)",
+              "(create one with `appliance keys create NAME --role operator`)",
               file=sys.stderr)
         return 2
     headers = {"Authorization": f"Bearer {key}"}

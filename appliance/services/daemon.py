@@ -21,14 +21,27 @@ from appliance.bus.bridge import BusStatus, MqttBridge
 from appliance.bus.watch import FolderWatcher, check_folders
 from appliance.config import DaemonConfig
 from appliance.engine.sessions import set_default_threads
-from appliance.errors import ApplianceError, IngestError, NotFoundError, ValidationError
+from appliance.errors import (
+    ApplianceError,
+    ConflictError,
+    IngestError,
+    NotFoundError,
+    ValidationError,
+)
 from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
 from appliance.jobs.schedule import NightlySchedule
 from appliance.services.db import Db
 from appliance.services.drift import DriftService
 from appliance.services.holes import HoleService
-from appliance.services.keys import hash_key, new_key
+from appliance.services.keys import (
+    KeyIdentity,
+    as_role,
+    hash_key,
+    name_problem,
+    new_key,
+    role_problem,
+)
 from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
 from appliance.store import Store
@@ -50,7 +63,7 @@ class Daemon:
         self.jobs = JobRunner(
             StoreJobRecords(store), config.home / "jobs", prepare=self._prepare,
             on_candidate=self._adopt, on_finish=self._job_finished)
-        self._keys: dict[str, str] = {}  # hash -> name of keys seen valid
+        self._keys: dict[str, KeyIdentity] = {}  # hash -> keys seen valid
         self._keys_lock = threading.Lock()
         self._closed = False
         self._stopping = threading.Event()
@@ -143,7 +156,7 @@ class Daemon:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")
-        self.store.add_api_key("admin", hash_key(key))
+        self.store.add_api_key("admin", hash_key(key), role="admin")
         self.store.audit("daemon", "key-create", "admin", {"file": str(path)})
         log.warning("no API key existed: created key 'admin' in %s", path)
         return path
@@ -168,17 +181,47 @@ class Daemon:
 
     # -- auth ----------------------------------------------------------------------------------
     def authenticate(self, key: str) -> str | None:
-        """The key's name when valid. Keys cannot be revoked while the daemon runs (the CLI
-        cannot open the locked store), so a key once seen valid stays valid until restart."""
+        """The key's name when valid."""
+        who = self.identify(key)
+        return None if who is None else who.name
+
+    def identify(self, key: str) -> KeyIdentity | None:
+        """The key's name and role when valid. Known keys are kept in memory; revoking one
+        (revoke_key) drops it there too, so it stops working at once."""
         digest = hash_key(key)
         with self._keys_lock:
-            name = self._keys.get(digest)
-        if name is None:
-            name = self.store.api_key_name(digest)
-            if name is not None:
+            who = self._keys.get(digest)
+        if who is None:
+            found = self.store.api_key(digest)
+            if found is not None:
+                who = KeyIdentity(found[0], as_role(found[1]))
                 with self._keys_lock:
-                    self._keys[digest] = name
-        return name
+                    self._keys[digest] = who
+        return who
+
+    def create_key(self, name: str, role: str, actor: str) -> str:
+        """A new key (returned once, stored hashed)."""
+        problem = name_problem(name) or role_problem(role)
+        if problem:
+            raise ValidationError(problem)
+        if any(k["name"] == name for k in self.store.api_keys()):
+            raise ConflictError(f"a key named {name!r} exists already; revoke it first or "
+                                   "choose another name")
+        key = new_key()
+        self.store.add_api_key(name, hash_key(key), role=role)
+        self.store.audit(actor, "key-create", name, {"role": role})
+        return key
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return self.store.api_keys()
+
+    def revoke_key(self, name: str, actor: str) -> None:
+        if not self.store.delete_api_key(name):
+            raise NotFoundError(f"no key named {name!r}")
+        with self._keys_lock:
+            for digest in [d for d, who in self._keys.items() if who.name == name]:
+                del self._keys[digest]
+        self.store.audit(actor, "key-revoke", name, None)
 
     # -- jobs ----------------------------------------------------------------------------------
     def start_fine_tune(self, params: dict[str, Any], actor: str, kind: str = "fine-tune",

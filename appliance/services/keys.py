@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
+from typing import Literal, cast
 
 KEY_PREFIX = "apk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -29,3 +31,33 @@ def name_problem(name: str) -> str | None:
         return (f"key name {name!r} must be 1-64 characters of letters, digits, '.', '_', '@' "
                 "or '-', starting with a letter or digit")
     return None
+
+
+Role = Literal["integration", "operator", "admin"]
+# Each role may do what the ones before it may (architecture.md, "Who may do what"):
+# integration reads, sends holes and asks for estimates; operator also confirms labels,
+# fine-tunes, activates a candidate that passed every gate and rolls back; admin also forces
+# past a gate, sets a shadow model and manages keys.
+ROLES: tuple[Role, ...] = ("integration", "operator", "admin")
+
+
+@dataclass(frozen=True)
+class KeyIdentity:
+    name: str
+    role: Role
+
+    def may(self, needed: Role) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(needed)
+
+
+def role_problem(role: str) -> str | None:
+    if role not in ROLES:
+        return f"role {role!r} is not one of {', '.join(ROLES)}"
+    return None
+
+
+def as_role(role: str) -> Role:
+    problem = role_problem(role)
+    if problem:
+        raise ValueError(problem)
+    return cast(Role, role)

@@ -63,6 +63,12 @@ class Metrics:
         self._jobs = Counter(
             "appliance_jobs", "Training jobs finished, by outcome.", ["outcome"],
             registry=self.registry)
+        self._auth_failures = Counter(
+            "appliance_auth_failures", "Requests refused for a wrong API key, and requests "
+            "refused while their client was held back after too many of them.", ["outcome"],
+            registry=self.registry)
+        for outcome in ("wrong_key", "held_back"):
+            self._auth_failures.labels(outcome)
         # every outcome is exported from the start, so rate() and increase() see the first
         # failed job as a step from 0 rather than as a series that appeared
         for outcome in TERMINAL:
@@ -77,6 +83,9 @@ class Metrics:
 
     def count_job(self, outcome: str) -> None:
         self._jobs.labels(outcome).inc()
+
+    def count_auth_failure(self, outcome: str) -> None:
+        self._auth_failures.labels(outcome).inc()
 
     def watch(self, daemon: Daemon) -> None:
         """Export `daemon`'s state at every scrape (once, when the daemon is built)."""

@@ -63,8 +63,16 @@ def quarantined(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> lis
     return fetch_dicts(con, sql, params)
 
 
-def add_api_key(con: duckdb.DuckDBPyConnection, name: str, key_hash: str) -> None:
-    con.execute("INSERT INTO api_keys VALUES (?, ?, ?)", [name, key_hash, utcnow()])
+def add_api_key(con: duckdb.DuckDBPyConnection, name: str, key_hash: str, role: str) -> None:
+    con.execute("INSERT INTO api_keys (name, key_hash, created_at, role) VALUES (?, ?, ?, ?)",
+                [name, key_hash, utcnow(), role])
+
+
+def api_key(con: duckdb.DuckDBPyConnection, key_hash: str) -> tuple[str, str] | None:
+    """(name, role) of the key with this hash."""
+    row = con.execute("SELECT name, role FROM api_keys WHERE key_hash = ?",
+                      [key_hash]).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
 
 
 def api_key_name(con: duckdb.DuckDBPyConnection, key_hash: str) -> str | None:
@@ -73,7 +81,7 @@ def api_key_name(con: duckdb.DuckDBPyConnection, key_hash: str) -> str | None:
 
 
 def api_keys(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return fetch_dicts(con, "SELECT name, created_at FROM api_keys ORDER BY name")
+    return fetch_dicts(con, "SELECT name, role, created_at FROM api_keys ORDER BY name")
 
 
 def delete_api_key(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -401,9 +401,14 @@ class Store:
         with self.cursor() as con:
             return audit_sql.quarantined(con, limit)
 
-    def add_api_key(self, name: str, key_hash: str) -> None:
+    def add_api_key(self, name: str, key_hash: str, *, role: str) -> None:
         with self.transaction() as con:
-            audit_sql.add_api_key(con, name, key_hash)
+            audit_sql.add_api_key(con, name, key_hash, role)
+
+    def api_key(self, key_hash: str) -> tuple[str, str] | None:
+        """(name, role) of the key with this hash, None when there is none."""
+        with self.cursor() as con:
+            return audit_sql.api_key(con, key_hash)
 
     def api_key_name(self, key_hash: str) -> str | None:
         with self.cursor() as con:

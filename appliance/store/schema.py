@@ -217,7 +217,12 @@ _V4 = [
     )""",
 ]
 
-MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3, _V4]
+# v5: roles on API keys. Keys from before could do anything, so they become admin keys.
+_V5 = [
+    "ALTER TABLE api_keys ADD COLUMN role VARCHAR DEFAULT 'admin'",
+]
+
+MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
