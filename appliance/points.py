@@ -22,6 +22,18 @@ class DepthPoints:
     def as_dict(self) -> dict[str, float | None]:
         return {f"{n}_mm": self.get(n) for n in POINT_NAMES}
 
+    def in_order(self) -> tuple[DepthPoints, str | None]:
+        """These points with what breaks entry < transition < exit dropped, and a note: the
+        transition first (two points on one crossing, or crossed over), then the exit when it
+        still lies above the entry (no exit reading beats one that reverses the stack)."""
+        if self.order_problem() is None:
+            return self, None
+        points = DepthPoints(self.entry_mm, None, self.exit_mm)
+        if points.order_problem() is None:
+            return points, "points out of order: transition dropped"
+        return (DepthPoints(self.entry_mm, None, None),
+                "points out of order: transition dropped; exit above the entry dropped")
+
     def order_problem(self) -> str | None:
         """Why the points are out of order (entry < transition < exit), or None."""
         present = [(n, self.get(n)) for n in POINT_NAMES if self.get(n) is not None]

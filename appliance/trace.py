@@ -42,6 +42,13 @@ class TraceMeta:
     extra: dict[str, str] = field(default_factory=dict)  # anything else worth keeping
 
 
+# (field, largest magnitude a drilling unit can log, unit)
+PHYSICAL_BOUNDS: tuple[tuple[str, float, str], ...] = (
+    ("depth_mm", 5_000.0, "mm"), ("torque_a", 1_000.0, "A"), ("thrust_a", 1_000.0, "A"),
+    ("torque_empty_a", 1_000.0, "A"), ("thrust_empty_a", 1_000.0, "A"),
+)
+
+
 @dataclass(frozen=True, eq=False)
 class Trace:
     """A hole's samples, one entry per 10 ms sample, all arrays of equal length."""
@@ -67,6 +74,24 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.depth_mm)
+
+    def physical_problem(self) -> str | None:
+        """Why these samples cannot come from a drilling unit, or None. The bounds are far
+        beyond any unit's (a stroke of metres, currents of a kiloampere): they catch corrupt
+        numbers (a position of 1e308 crashed both estimators), not unusual holes."""
+        for name, bound, unit in PHYSICAL_BOUNDS:
+            arr = getattr(self, name)
+            if arr is None or len(arr) == 0:
+                continue
+            # NaN is a gap the logs do have (kept, and read around); infinity or a huge
+            # finite value is corruption
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero(np.abs(arr) > bound)
+            if bad.size:
+                i = int(bad[0])
+                return (f"{name} = {float(arr[i])!r} at sample {i} is not a physical value "
+                        f"(|{name}| <= {bound:g} {unit})")
+        return None
 
     @property
     def n_samples(self) -> int:

@@ -302,3 +302,14 @@ def test_progress_count_only_on_a_terminal(capsys, inbox, home, monkeypatch):
     assert code == 0 and json.loads(out)["rejected"] == []
     assert "\r1 files..." in err and "\r2 files..." in err
     assert err.endswith("\r\033[K")  # the count is wiped before the result is printed
+
+
+def test_tables_never_send_terminal_escapes(capsys: pytest.CaptureFixture[str]) -> None:
+    from appliance.commands._common import print_table
+
+    print_table([{"source": "V4\x1b[2J\x1b[31mred.xls", "by": "op\r\nforged line"}],
+                ["source", "by"])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert "V4\\x1b[2J\\x1b[31mred.xls" in out and "op\\r\\nforged line" in out
+    assert out.count("\n") == 2  # the header and one row: no line forged

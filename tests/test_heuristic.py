@@ -175,3 +175,16 @@ def test_load_estimator_model_folder_delegates_to_the_engine(tmp_path: Path) -> 
     one = est.estimate(hole.trace)
     assert one.estimator in ("ensemble", "heuristic")
     assert [e.points for e in est.estimate_many([hole.trace])] == [one.points]
+
+
+def test_points_are_never_served_out_of_order() -> None:
+    from appliance.points import DepthPoints
+
+    fine = DepthPoints(1.0, 4.0, 9.0)
+    assert fine.in_order() == (fine, None)
+    crossed, note = DepthPoints(1.0, 12.0, 9.0).in_order()
+    assert crossed == DepthPoints(1.0, None, 9.0) and "transition dropped" in (note or "")
+    # a no-load offset read as a ramp: the exit above the entry (field case: 36.28 / 0.547)
+    reversed_, note = DepthPoints(36.28, None, 0.547).in_order()
+    assert reversed_ == DepthPoints(36.28, None, None) and "exit above the entry" in (note or "")
+    assert reversed_.order_problem() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,16 @@ def test_hole_id_collision_is_refused_not_merged(home):
         with pytest.raises(ValidationError, match=f"hole id {hole_id} is already used"):
             store.add_hole(b)
         assert store.get_trace(hole_id).equals(a) and _count(store, "samples") == len(a)
+
+
+def test_a_trace_no_drilling_unit_could_log_is_refused_whole(tmp_path: Path) -> None:
+    trace = make_trace(3)
+    depth = trace.depth_mm.copy()
+    depth[7] = 1e308
+    bad = replace(trace, depth_mm=depth)
+    with Store.open(tmp_path / "home") as store:
+        with pytest.raises(ValidationError, match=r"depth_mm = 1e\+308 at sample 7"):
+            store.add_hole(bad)
+        assert store.count_holes() == 0
+        store.add_hole(trace)
+        assert store.count_holes() == 1

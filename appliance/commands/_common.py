@@ -39,4 +39,13 @@ def _fmt(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(value)
+    return printable(str(value))
+
+
+def printable(text: str) -> str:
+    """Text from the store for a terminal: control characters shown escaped, never sent. A
+    file name or a label's `by` could otherwise carry escape sequences that rewrite the
+    operator's screen."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -96,12 +96,8 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
     placed = snapped if decoding.place_on_ramps else located
     if decoding.residual and out.offsets is not None:
         placed = {n: _plus_residual(out, k, placed[n]) for k, n in enumerate(POINT_NAMES)}
-    points = DepthPoints(*(placed[n] for n in POINT_NAMES))
-    out_of_order = points.order_problem() is not None
-    if out_of_order:
-        # two points on one crossing, or crossed over: the transition is the one that is
-        # not there (as the rule-based reading decides too)
-        points = replace(points, transition_mm=None)
+    points, order_note = DepthPoints(*(placed[n] for n in POINT_NAMES)).in_order()
+    out_of_order = order_note is not None
     spread = out.spread_mm if out.spread_mm is not None else np.array(
         [est.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
     evidence = PointEvidence(
@@ -117,7 +113,7 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
     f = features(evidence, anchors, rules, rivals, out_of_order,
                  reading.noise if reading is not None else None)
     priority = decoding.review.priority(f)
-    note = "points out of order: transition dropped" if out_of_order else est.note
+    note = order_note if out_of_order else est.note
     return replace(est, entry_mm=points.entry_mm, transition_mm=points.transition_mm,
                    exit_mm=points.exit_mm, review_priority=round(priority, 4), note=note), f
 

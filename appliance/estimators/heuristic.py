@@ -32,7 +32,7 @@ from appliance.estimators.reading import (
     ramp_edges_many,
     run_edge,
 )
-from appliance.points import POINT_NAMES, DepthEstimate
+from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.trace import Trace
 
 NAME = "heuristic"
@@ -372,10 +372,12 @@ def _read(reading: Reading) -> DepthEstimate:
             continue
         pts[name] = round(x, 3)
         conf[name] = _confidence(r, level_from, level_to, noise)
-    present = [v for v in (pts["entry"], pts["transition"], pts["exit"]) if v is not None]
-    if present != sorted(present):
-        notes.append("points out of order: transition dropped")
-        pts["transition"], conf["transition"] = None, None
+    ordered, order_note = DepthPoints(pts["entry"], pts["transition"], pts["exit"]).in_order()
+    if order_note is not None:
+        notes.append(order_note)
+        for name in POINT_NAMES:
+            if ordered.get(name) is None:
+                pts[name], conf[name] = None, None
     return DepthEstimate(
         pts["entry"], pts["transition"], pts["exit"],
         spread_mm={n: (0.0 if pts[n] is not None else None) for n in POINT_NAMES},

@@ -65,6 +65,9 @@ def check_trace(trace: Trace) -> None:
         raise ValidationError(
             f"{trace.meta.source}: the trace has no content hash (sha256 hex) to identify it"
         )
+    problem = trace.physical_problem()
+    if problem:
+        raise ValidationError(f"{trace.meta.source}: {problem}")
 
 
 @dataclass(frozen=True)
