@@ -18,10 +18,14 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar
 
 from tui.app import ApplianceApp
+from tui.screens.dialogs import PickScreen
+from tui.screens.drift import DriftScreen
 from tui.screens.hole import HoleScreen
+from tui.screens.models import ModelsScreen
 from tui.screens.review import ReviewScreen, parse_since
 from tui.screens.training import TrainingScreen
 from tui.settings import Settings
+from tui.widgets.drift import DrillTable, SignalBars
 from tui.widgets.plot import TracePlot
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -259,3 +263,190 @@ async def test_the_queue_refreshes_by_itself_as_holes_arrive(tmp_path: Path) -> 
             extra.holes[hid], extra.traces[hid], [])
         await until(pilot, lambda: len(app.screen.holes) == 3)  # no key pressed
         assert app.screen.query_one(DataTable).row_count == 3
+
+
+# --- the drift watch and live accuracy (issue 14) ----------------------------------------------
+
+
+def status_line(app: ApplianceApp) -> str:
+    return str(app.screen.query_one("StatusLine").render())
+
+
+async def test_status_line_shows_drift_alarms_and_nothing_without_them(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    app = make_app(daemon, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.status.reachable is True)
+        assert "DRIFT" not in status_line(app)
+        daemon.raise_alarm("SN103", at_hole=37)
+        await until(pilot, lambda: bool(app.status.drift_alarms))
+        assert "DRIFT: drill SN103 since hole 37" in status_line(app)
+        daemon.raise_alarm("SN104", at_hole=50)
+        await until(pilot, lambda: len(app.status.drift_alarms) == 2)
+        assert "DRIFT: 2 drills in alarm" in status_line(app)
+
+
+async def test_a_daemon_without_drift_leaves_the_status_line_as_it_was(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    daemon.has_drift = False  # GET /drift answers 404
+    app = make_app(daemon, tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: app.status.reachable is True and len(app.screen.holes) == 2)
+        await pilot.pause(0.5)  # a few polls
+        line = status_line(app)
+        assert "daemon ok" in line and "DRIFT" not in line and not app.status.message
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, DriftScreen)
+                    and app.screen.served is False)
+        assert "no drift watch" in str(app.screen.query_one("#summary").render())
+
+
+async def test_drift_screen_lists_drills_and_resets_one_after_confirming(
+    tmp_path: Path,
+) -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    daemon.raise_alarm("SN103", at_hole=37, signals=("thrust",))
+    app = make_app(daemon, tmp_path, refresh_s=3600)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(pilot, lambda: bool(app.status.drift_alarms))
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, DriftScreen)
+                    and len(app.screen.drills) == 5)
+        screen = app.screen
+        table = screen.query_one(DrillTable)
+        assert [str(table.get_row_at(i)[0]) for i in range(5)] == [
+            "SN100", "SN101", "SN102", "SN103", "SN104"]
+        assert [str(c) for c in table.get_row_at(3)[1:]] == [
+            " alarm ", "39", "37", "2026-11-28 09:00:00", "thrust"]
+        assert "1 in alarm" in str(screen.query_one("#summary").render())
+        table.move_cursor(row=3)
+        await until(pilot, lambda: screen.query_one(SignalBars).drill is not None
+                    and screen.query_one(SignalBars).drill.drill == "SN103")
+        bars = str(screen.query_one(SignalBars).render())
+        assert "thrust" in bars and "14.0 / 10.0 alarm" in bars and "h=10" in bars
+        await pilot.press("R")
+        await until(pilot, lambda: len(app.screen_stack) > 1)
+        assert "drill SN103" in str(app.screen.query_one("#question").render())
+        await pilot.press("n")  # no: nothing is sent
+        await pilot.pause(0.2)
+        assert daemon.drift_resets == []
+        await pilot.press("R")
+        await until(pilot, lambda: len(app.screen_stack) > 1)
+        await pilot.press("y")
+        await until(pilot, lambda: daemon.drift_resets == ["SN103"]
+                    and not app.status.drift_alarms)
+        await until(pilot, lambda: str(table.get_row_at(3)[1]) == "learning")
+        assert "DRIFT" not in status_line(app)
+        assert "reset at hole 39" in str(screen.query_one("#message").render())
+
+
+async def test_review_queue_filters_to_a_drill_and_back(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    app = make_app(daemon, tmp_path, refresh_s=3600)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: len(screen.holes) == 5)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, PickScreen))
+        # all drills, then SN100..SN104 (none in alarm)
+        await pilot.press("down", "down", "down", "enter")
+        await until(pilot, lambda: len(screen.holes) == 1)
+        assert screen.holes[0]["drill_serial"] == "SN102"
+        assert daemon.requests[-1] == "holes?status=needs-review&drill=SN102"
+        assert str(screen.query_one("#drill").render()) == "drill SN102"
+        assert screen.query_one("#drill").display and "1 hole ·" in str(
+            screen.query_one("#count").render())
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, PickScreen))
+        await pilot.press("escape")  # Esc keeps the filter
+        await until(pilot, lambda: app.screen is screen)
+        assert screen.drill == "SN102"
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, PickScreen))
+        await pilot.press("home", "enter")  # all drills: the filter is cleared
+        await until(pilot, lambda: len(screen.holes) == 5)
+        assert "drill=" not in daemon.requests[-1]
+        assert not screen.query_one("#drill").display
+
+
+async def test_enter_on_a_drill_opens_its_review_queue(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    daemon.raise_alarm("SN101", at_hole=21)
+    app = make_app(daemon, tmp_path, refresh_s=3600)
+    async with app.run_test(size=(120, 36)) as pilot:
+        review = app.screen
+        await until(pilot, lambda: len(review.holes) == 5)
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, DriftScreen)
+                    and len(app.screen.drills) == 5)
+        app.screen.query_one(DrillTable).move_cursor(row=1)
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is review and len(review.holes) == 1)
+        assert review.drill == "SN101" and "drill=SN101" in daemon.requests[-1]
+
+
+async def test_models_screen_shows_live_accuracy(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    app = make_app(daemon, tmp_path, refresh_s=3600)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, ModelsScreen)
+                    and "last 50" in str(app.screen.query_one("#live").render()))
+        live = str(app.screen.query_one("#live").render())
+        assert "Live accuracy of baseline" in live and "137 in all" in live
+        assert "last 200" in live and "0.184" in live and "0.437" in live and "96%" in live
+        daemon.live.clear()  # the active model has no confirmed holes
+        await pilot.press("r")
+        await until(pilot, lambda: "no confirmed holes yet"
+                    in str(app.screen.query_one("#live").render()))
+        daemon.has_drift = False  # an older daemon: the field is not there at all
+        await pilot.press("r")
+        await until(pilot, lambda: "not served by this daemon"
+                    in str(app.screen.query_one("#live").render()))
+
+
+def test_signal_bars_stand_against_the_threshold_line() -> None:
+    from tui.client import DriftSignal
+    from tui.widgets.drift import FULL_CELL, HALF_CELL, bar_cells, signal_row
+    from tui.widgets.status import drift_text
+
+    bar, at, cut = bar_cells(5.0, 10.0, 20.0, 40)  # a quarter of the full scale
+    assert at == 20 and not cut and bar == FULL_CELL * 10 + " " * 30
+    bar, _, _ = bar_cells(5.25, 10.0, 20.0, 40)  # half a cell more
+    assert bar.rstrip() == FULL_CELL * 10 + HALF_CELL
+    bar, _, cut = bar_cells(55.0, 10.0, 20.0, 40)  # past the end: cut, not wrapped
+    assert cut and bar == FULL_CELL * 40
+    row = signal_row(DriftSignal("residual_exit", 55.0, 10.0, "alarm"), 20.0, 40).plain
+    assert row.startswith("residual_exit") and "┃" in row and "▸" in row
+    assert row.endswith("55.0 / 10.0 alarm")
+    assert "not computed yet" in signal_row(DriftSignal("torque", None, 10.0, "ok"), 20.0,
+                                            40).plain
+    assert drift_text(()) == ""
+
+
+async def test_drift_screen_says_why_a_reset_or_a_load_failed_and_recovers(
+    tmp_path: Path,
+) -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    daemon.raise_alarm("SN103", at_hole=37)
+    transport = Switchable(daemon.transport())
+    app = ApplianceApp("http://daemon.test", None, transport=transport, offer_start=False,
+                       settings=Settings(operator="ana", path=tmp_path / "tui.toml"),
+                       refresh_s=1.0)  # longer than a failing read's retries
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, DriftScreen)
+                    and len(app.screen.drills) == 5)
+        screen = app.screen
+        screen.query_one(DrillTable).move_cursor(row=3)
+        await pilot.press("R")
+        await until(pilot, lambda: len(app.screen_stack) > 1)
+        await pilot.press("y")  # no key: the daemon refuses, and the screen says why
+        await until(pilot, lambda: "--key" in str(screen.query_one("#message").render()))
+        assert daemon.drift_resets == []
+        transport.down = True
+        await until(pilot, lambda: "no daemon answers" in str(
+            screen.query_one("#message").render()))
+        transport.down = False
+        await until(pilot, lambda: str(screen.query_one("#message").render()) == "")
+        assert str(screen.query_one(DrillTable).get_row_at(3)[1]) == " alarm "

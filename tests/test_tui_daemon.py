@@ -25,11 +25,13 @@ from textual.widgets import DataTable, ProgressBar
 from appliance.cli import build_parser
 from appliance.home import baseline_model_dir
 from tui.app import ApplianceApp
+from tui.screens.drift import DriftScreen
 from tui.screens.hole import HoleScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.review import ReviewScreen
 from tui.screens.training import TrainingScreen
 from tui.settings import Settings
+from tui.widgets.drift import DrillTable
 
 pytestmark = pytest.mark.slow
 N_HOLES = 6
@@ -68,7 +70,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     home.mkdir()
     write_synthetic_holes(synth)
     seed_active_model(home, root)
-    created = cli("keys", "create", "tui-test", "--home", str(home), "--json")
+    # admin: test_activate_and_roll_back forces a candidate past its failed gate
+    created = cli("keys", "create", "tui-test", "--role", "admin", "--home", str(home),
+                  "--json")
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)["key"]
     port = free_port()
@@ -223,6 +227,34 @@ async def test_order_problem_is_refused_before_sending(daemon: dict[str, Any]) -
         assert len(api(daemon, f"/holes/{hole.hole_id}/labels")) == n_before
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, ReviewScreen), 5, "the queue again")
+
+
+@pytest.mark.anyio
+async def test_drift_screen_and_live_accuracy_from_the_real_daemon(
+    daemon: dict[str, Any],
+) -> None:
+    drills = api(daemon, "/drift")["drills"]
+    assert drills, "the drift watch saw none of the uploaded holes"
+    app = make_app(daemon)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("4")
+        await until(pilot, lambda: isinstance(app.screen, DriftScreen)
+                    and app.screen.served is True, 20, "the drift screen")
+        screen = app.screen
+        assert [d.drill for d in screen.drills] == [d["drill"] for d in drills]
+        assert screen.query_one(DrillTable).row_count == len(drills)
+        await pilot.press("3")
+        await until(pilot, lambda: isinstance(app.screen, ModelsScreen)
+                    and "Live accuracy" in str(app.screen.query_one("#live").render()), 20,
+                    "the live accuracy")
+        live = str(app.screen.query_one("#live").render())
+        active = api(daemon, "/models/active") if has_active_model(daemon) else None
+        if active is None:
+            assert "no active model" in live
+        elif active["live_accuracy"] is None:
+            assert "no confirmed holes yet" in live
+        else:
+            assert "last 50" in live and str(active["live_accuracy"]["confirmed"]) in live
 
 
 def has_active_model(daemon: dict[str, Any]) -> bool:

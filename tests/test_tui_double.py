@@ -12,27 +12,39 @@ import json
 import socket
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import msgspec
 import numpy as np
 import pytest
 import uvicorn
 from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from appliance.monitor.drift import CHANNELS
 from appliance.points import DepthPoints
 from appliance.services.holes import review_key
-from tui.client import ApiError, DaemonClient, DaemonUnreachable, describe_error, parse_sse
+from tui.client import (
+    ApiError,
+    DaemonClient,
+    DaemonUnreachable,
+    DrillDrift,
+    describe_error,
+    live_accuracy_of,
+    parse_sse,
+)
 
 # The double declares its routes in Litestar's short style; its deprecation notes are noise.
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 STAMP = "2026-11-28T09:00:00"
 KEY = "test-key"
+DRIFT_THRESHOLD = 10.0
 
 
 def synthetic_trace(entry: float, transition: float, exit_: float, n: int,
@@ -52,6 +64,26 @@ def synthetic_trace(entry: float, transition: float, exit_: float, n: int,
             "thrust_a": thrust.round(4).tolist(), "step": step.astype(int).tolist()}
 
 
+def drill_drift(drill: str, holes: int, seed: int = 0) -> dict[str, Any]:
+    """A drill's drift state shaped as api.schemas.DrillDriftOut: learning for its first 30
+    holes (every statistic 0, as the real watch reports), then ok with CUSUMs under the
+    threshold."""
+    learning = holes < 30
+    signals = [{"name": name,
+                "statistic": 0.0 if learning else round(((seed * 7 + j * 3) % 9) * 0.9, 2),
+                "threshold": DRIFT_THRESHOLD, "state": "learning" if learning else "ok"}
+               for j, name in enumerate(CHANNELS)]
+    return {"drill": drill, "state": "learning" if learning else "ok", "holes": holes,
+            "alarm_at_hole": None, "since": None, "signals": signals}
+
+
+def window_accuracy(window: int, holes: int, mae: tuple[float, float, float],
+                    presence: float) -> dict[str, Any]:
+    """One window of live accuracy, shaped as api.schemas.WindowAccuracyOut."""
+    return {"window": window, "holes": holes, "entry_mae_mm": mae[0],
+            "transition_mae_mm": mae[1], "exit_mae_mm": mae[2], "presence_accuracy": presence}
+
+
 @dataclass
 class FakeDaemon:
     holes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -63,6 +95,10 @@ class FakeDaemon:
     active: str = "baseline"
     event_pause_s: float = 0.01  # between a job's progress events
     requests: list[str] = field(default_factory=list)
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # drill -> DrillDriftOut
+    drift_resets: list[str] = field(default_factory=list)  # drills reset, in order
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> LiveAccuracyOut
+    has_drift: bool = True  # False: a daemon from before issue 14 (no /drift, no live MAE)
 
     @classmethod
     def seeded(cls, n_holes: int = 5, n_samples: int = 3000) -> FakeDaemon:
@@ -110,6 +146,13 @@ class FakeDaemon:
         d.activations = [{"at": "2026-11-01T00:00:05", "version": "baseline",
                           "previous_version": None, "action": "activate", "actor": "system",
                           "reason": "first start"}]
+        # the holes' drills, some past learning; none in alarm (raise_alarm makes one)
+        for i, hole in enumerate(d.holes.values()):
+            drill = hole["drill_serial"]
+            d.drift[drill] = drill_drift(drill, holes=12 + 9 * i, seed=i)
+        d.live["baseline"] = {"model_version": "baseline", "confirmed": 137, "windows": [
+            window_accuracy(50, 50, (0.184, 0.412, 0.263), 0.96),
+            window_accuracy(200, 137, (0.201, 0.437, 0.288), 0.949)]}
         return d
 
     # --- helpers the routes use --------------------------------------------------------------
@@ -118,6 +161,18 @@ class FakeDaemon:
         if hid not in self.holes:
             raise LookupError(f"hole {hid} not found")
         return self.holes[hid]
+
+    def raise_alarm(self, drill: str, at_hole: int,
+                    signals: tuple[str, ...] = ("torque", "thrust")) -> None:
+        """The drill's watch in alarm since its hole `at_hole`, on these signals."""
+        state = self.drift[drill]
+        state.update(state="alarm", alarm_at_hole=at_hole, since=STAMP,
+                     holes=max(state["holes"], at_hole))
+        for k, sig in enumerate(g for g in state["signals"] if g["name"] in signals):
+            sig.update(statistic=round(DRIFT_THRESHOLD * (1.4 + 0.9 * k), 2), state="alarm")
+        for sig in state["signals"]:
+            if sig["state"] == "learning":
+                sig["state"] = "ok"
 
     def set_active(self, version: str, actor: str, action: str, reason: str | None) -> None:
         for m in self.models:
@@ -157,9 +212,11 @@ class FakeDaemon:
 
         @get("/holes")
         async def list_holes(status: str = "all", since: str | None = None, limit: int = 100,
-                             offset: int = 0) -> Any:
-            d.requests.append(f"holes?status={status}")
+                             offset: int = 0, drill: str | None = None) -> Any:
+            d.requests.append(f"holes?status={status}" + (f"&drill={drill}" if drill else ""))
             items = list(d.holes.values())
+            if drill is not None:
+                items = [h for h in items if (h["drill_serial"] or "unknown") == drill]
             if status in ("needs-review", "unlabelled"):
                 items = [h for h in items if not h["labelled"]]
             if status == "labelled":
@@ -271,7 +328,32 @@ class FakeDaemon:
 
         @get("/models/active")
         async def active_model() -> Any:
-            return next(m for m in d.models if m["version"] == d.active)
+            model = next(m for m in d.models if m["version"] == d.active)
+            if not d.has_drift:
+                return model
+            return {**model, "live_accuracy": d.live.get(d.active)}
+
+        @get("/drift")
+        async def drift() -> Any:
+            if not d.has_drift:
+                return refuse(404, "Not Found")
+            return {"drills": [d.drift[k] for k in sorted(d.drift)]}
+
+        @post("/drift/{drill:str}/reset", status_code=200)
+        async def reset_drift(request: Request, drill: str) -> Any:
+            if not d.has_drift:
+                return refuse(404, "Not Found")
+            if not authorised(request):
+                return refuse(401, "unauthorised")
+            if drill not in d.drift:
+                return refuse(404, f"no hole of drill {drill!r} has been seen")
+            d.drift_resets.append(drill)
+            state = d.drift[drill]
+            # the reference restarts: learning again, every statistic back to 0
+            state.update(state="learning", alarm_at_hole=None, since=None)
+            for sig in state["signals"]:
+                sig.update(statistic=0.0, state="learning")
+            return state
 
         @post("/models/{version:str}/activate", status_code=200)
         async def activate(request: Request, version: str, data: dict[str, Any]) -> Any:
@@ -317,7 +399,7 @@ class FakeDaemon:
         return Litestar(
             [health, list_holes, get_hole, get_trace, get_estimate, put_label, get_labels,
              fine_tune, list_jobs, get_job, cancel_job, events, list_models, active_model,
-             activate, rollback, activations, show_model],
+             activate, rollback, activations, show_model, drift, reset_drift],
             exception_handlers={LookupError: missing, StopIteration: missing},
         )
 
@@ -484,3 +566,101 @@ async def test_a_dropped_read_is_retried_but_a_write_is_not() -> None:
     with pytest.raises(DaemonUnreachable):
         await client.put_label(next(iter(daemon.holes)), DepthPoints(2.5, None, None), "ana")
     assert writes.calls == 1 and not daemon.labels[next(iter(daemon.holes))]
+
+
+# --- the drift watch and live accuracy (issue 14) ----------------------------------------------
+
+
+def assert_shaped_as(body: Any, struct: type[msgspec.Struct]) -> None:
+    """The double answers what the real route's schema decodes, with exactly its fields (a key
+    the API lacks, or one it has that the double forgot, fails here, not on a rig)."""
+    msgspec.convert(body, struct)
+    if isinstance(body, dict):
+        hints = {f.name: f.type for f in msgspec.structs.fields(struct)}
+        assert set(body) == set(hints), (struct.__name__, set(body) ^ set(hints))
+        for name, value in body.items():
+            inner = _struct_in(hints[name])
+            if inner is not None:
+                for item in value if isinstance(value, list) else [value]:
+                    if item is not None:
+                        assert_shaped_as(item, inner)
+
+
+def _struct_in(hint: Any) -> type[msgspec.Struct] | None:
+    """The Struct inside list[X] or X | None, if any."""
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return hint
+    for arg in typing.get_args(hint):
+        found = _struct_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+async def test_the_double_serves_drift_and_live_accuracy_shaped_as_the_api() -> None:
+    from api.schemas import DriftOut, DrillDriftOut, ModelOut
+
+    daemon = FakeDaemon.seeded(n_holes=5)
+    daemon.raise_alarm("SN103", at_hole=37)
+    http = httpx.AsyncClient(transport=daemon.transport(), base_url="http://daemon.test",
+                             headers={"Authorization": f"Bearer {KEY}"})
+    assert_shaped_as((await http.get("/drift")).json(), DriftOut)
+    assert_shaped_as((await http.post("/drift/SN103/reset")).json(), DrillDriftOut)
+    active = (await http.get("/models/active")).json()
+    assert_shaped_as(active, ModelOut)
+    assert active["live_accuracy"]["windows"][0]["window"] == 50
+    daemon.live.clear()  # no confirmed holes yet: null, as the real route says it
+    assert_shaped_as((await http.get("/models/active")).json(), ModelOut)
+    await http.aclose()
+
+
+async def test_drift_is_decoded_into_records_and_reset_is_recorded() -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    daemon.raise_alarm("SN103", at_hole=37, signals=("thrust",))
+    client = client_of(daemon)
+    drills = {d.drill: d for d in await client.drift()}
+    assert sorted(drills) == ["SN100", "SN101", "SN102", "SN103", "SN104"]
+    alarm = drills["SN103"]
+    assert (alarm.state, alarm.alarm_at_hole, alarm.since) == ("alarm", 37, STAMP)
+    assert [s.name for s in alarm.alarmed_signals] == ["thrust"]
+    assert alarm.alarmed_signals[0].statistic > alarm.alarmed_signals[0].threshold
+    assert drills["SN100"].state == "learning"
+    after = await client.reset_drift("SN103")
+    assert (after.state, after.alarm_at_hole, after.holes) == ("learning", None, 39)
+    assert daemon.drift_resets == ["SN103"]
+    with pytest.raises(ApiError) as err:
+        await client.reset_drift("SN999")
+    assert err.value.status == 404 and "SN999" in err.value.message
+    await client.aclose()
+
+
+async def test_a_daemon_without_the_drift_watch_answers_none() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    daemon.has_drift = False
+    client = client_of(daemon)
+    assert await client.drift() is None
+    active = await client.active_model()
+    assert "live_accuracy" not in active and live_accuracy_of(active) is None
+    await client.aclose()
+
+
+async def test_holes_of_one_drill_and_live_accuracy_records() -> None:
+    daemon = FakeDaemon.seeded(n_holes=5)
+    client = client_of(daemon)
+    holes = await client.list_holes("needs-review", drill="SN102")
+    assert [h["drill_serial"] for h in holes] == ["SN102"]
+    assert daemon.requests[-1] == "holes?status=needs-review&drill=SN102"
+    live = live_accuracy_of(await client.active_model())
+    assert live is not None and live.model_version == "baseline" and live.confirmed == 137
+    assert [(w.window, w.holes) for w in live.windows] == [(50, 50), (200, 137)]
+    assert live.windows[0].mae("transition") == pytest.approx(0.412)
+    await client.aclose()
+
+
+def test_a_malformed_drift_answer_is_named() -> None:
+    body = {"drill": "SN1", "state": "alarming", "holes": 3, "alarm_at_hole": None,
+            "since": None, "signals": []}
+    with pytest.raises(ValueError, match="'alarming' is none of learning, ok, alarm"):
+        DrillDrift.from_json(body)
+    with pytest.raises(ValueError, match="'holes' is '3', not a whole number"):
+        DrillDrift.from_json({**body, "state": "ok", "holes": "3"})

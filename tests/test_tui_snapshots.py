@@ -17,6 +17,7 @@ from textual.pilot import Pilot
 
 from tui.app import ApplianceApp
 from tui.screens.dialogs import StartDaemonScreen
+from tui.screens.drift import DriftScreen
 from tui.screens.hole import HoleScreen
 from tui.screens.models import ModelsScreen
 from tui.screens.review import ReviewScreen
@@ -110,6 +111,21 @@ def test_models_with_a_refused_activation(snap_compare) -> None:  # noqa: ANN001
                        and "accuracy: fail" in str(app.screen.query_one("#detail").render()))
 
     assert snap_compare(app, terminal_size=SIZE, run_before=refused)
+
+
+def test_drift_screen_with_an_alarm(snap_compare) -> None:  # noqa: ANN001
+    daemon = FakeDaemon.seeded()
+    daemon.raise_alarm("SN103", at_hole=37)
+    app = app_on(daemon)
+
+    async def drifting(pilot: Pilot) -> None:
+        await wait_for(pilot, lambda: bool(app.status.drift_alarms))
+        await pilot.press("4")
+        await wait_for(pilot, lambda: isinstance(app.screen, DriftScreen)
+                       and len(app.screen.drills) == 5)
+        await pilot.press("down", "down", "down")  # the drill in alarm
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=drifting)
 
 
 def test_help_screen(snap_compare) -> None:  # noqa: ANN001

@@ -14,9 +14,10 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from appliance.home import resolve_home
-from tui.client import ApiError, DaemonClient, DaemonUnreachable, items_of
+from tui.client import ApiError, DaemonClient, DaemonUnreachable, DrillDrift, items_of
 from tui.fields import job_id, job_is_running, model_version
 from tui.screens.dialogs import OperatorScreen, StartDaemonScreen
+from tui.screens.drift import DriftScreen
 from tui.screens.help import HelpScreen
 from tui.screens.hole import HoleScreen
 from tui.screens.models import ModelsScreen
@@ -30,12 +31,14 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 class ApplianceApp(App[int]):
     TITLE = "Drill appliance"
-    MODES = {"review": ReviewScreen, "training": TrainingScreen, "models": ModelsScreen}
+    MODES = {"review": ReviewScreen, "training": TrainingScreen, "models": ModelsScreen,
+             "drift": DriftScreen}
     DEFAULT_MODE = "review"
     BINDINGS = [
         Binding("1", "switch_mode('review')", "Queue"),
         Binding("2", "switch_mode('training')", "Training"),
         Binding("3", "switch_mode('models')", "Models"),
+        Binding("4", "switch_mode('drift')", "Drift"),
         Binding("o", "operator", "Operator", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -96,14 +99,15 @@ class ApplianceApp(App[int]):
         except DaemonUnreachable as exc:
             self.status = DaemonStatus(
                 reachable=False, message=exc.message, active_version=old.active_version,
-                retries=old.retries + 1,
+                retries=old.retries + 1, drift_alarms=old.drift_alarms,
             )
             self._offer_daemon(exc.message)
             return
         except ApiError as exc:
             # it answers but refuses (a missing key, say): reachable, with the reason shown
             self.status = DaemonStatus(reachable=True, message=exc.message,
-                                       active_version=old.active_version)
+                                       active_version=old.active_version,
+                                       drift_alarms=old.drift_alarms)
             return
         self.status = DaemonStatus(
             reachable=True,
@@ -111,7 +115,20 @@ class ApplianceApp(App[int]):
             active_version=version,
             job=_job_text(job),
             new_holes=max(0, (self.holes_now or 0) - (self.holes_seen or 0)),
+            drift_alarms=await self._drift_alarms(old.drift_alarms),
         )
+
+    async def _drift_alarms(self, known: tuple[DrillDrift, ...]) -> tuple[DrillDrift, ...]:
+        """The drills in alarm. The drift watch is an extra of the line: a daemon without it
+        (404) shows none, and a failed call keeps what was known (an alarm holds until an
+        operator resets it, so one lost poll does not mean it went away)."""
+        try:
+            drills = await self.client.drift()
+        except ApiError:
+            return known
+        if drills is None:
+            return ()
+        return tuple(d for d in drills if d.state == "alarm")
 
     def mark_holes_seen(self) -> None:
         """The operator looked at the queue: the 'new holes' count starts again from zero."""
@@ -158,7 +175,7 @@ class ApplianceApp(App[int]):
     def action_help(self) -> None:
         sections: list[tuple[str, Any]] = [("Everywhere", self.BINDINGS)]
         screen = self.screen
-        for cls in (ReviewScreen, HoleScreen, TrainingScreen, ModelsScreen):
+        for cls in (ReviewScreen, HoleScreen, TrainingScreen, ModelsScreen, DriftScreen):
             title = cls.__name__.replace("Screen", "")
             if isinstance(screen, cls):
                 title += " (this screen)"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+from urllib.parse import quote
 
 import httpx
 
@@ -80,6 +82,173 @@ def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
             if isinstance(value, list):
                 return value
     return []
+
+
+# --- typed records of the drift watch and live accuracy (issue 14) --------------------------
+# The older resources reach the screens as the daemon's dicts (read through tui.fields); these
+# newer ones are decoded once, here, so the widgets that draw them see fields, not keys.
+
+DriftState = Literal["learning", "ok", "alarm"]
+DRIFT_STATES: tuple[str, ...] = get_args(DriftState)
+
+
+@dataclass(frozen=True)
+class DriftSignal:
+    """One CUSUM of a drill's drift watch (torque, presence, residual_exit, ...)."""
+
+    name: str
+    statistic: float | None  # None: not computed yet
+    threshold: float
+    state: DriftState
+
+    @property
+    def in_alarm(self) -> bool:
+        return self.state == "alarm"
+
+
+@dataclass(frozen=True)
+class DrillDrift:
+    """A drill's drift state as GET /drift serves it (api.schemas.DrillDriftOut)."""
+
+    drill: str  # the trace's drill serial; "unknown" for holes without one
+    state: DriftState
+    holes: int  # the drill's holes in arrival order
+    alarm_at_hole: int | None  # `holes` when the current alarm was raised
+    since: str | None  # ISO time of the hole that raised it
+    signals: tuple[DriftSignal, ...]
+
+    @property
+    def alarmed_signals(self) -> tuple[DriftSignal, ...]:
+        return tuple(s for s in self.signals if s.in_alarm)
+
+    @classmethod
+    def from_json(cls, body: Any) -> DrillDrift:
+        if not isinstance(body, dict):
+            raise ValueError("a drill's drift state is not an object")
+        signals = body.get("signals")
+        if not isinstance(signals, list):
+            raise ValueError(f"drill {body.get('drill')!r} has no list of signals")
+        return cls(
+            drill=_text(body, "drill"),
+            state=_state(body),
+            holes=_int(body, "holes"),
+            alarm_at_hole=_opt_int(body, "alarm_at_hole"),
+            since=_opt_text(body, "since"),
+            signals=tuple(
+                DriftSignal(_text(s, "name"), _opt_number(s, "statistic"),
+                            _number(s, "threshold"), _state(s))
+                for s in signals if _is_object(s, "a drift signal")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class WindowAccuracy:
+    """The active model against the last `window` holes operators confirmed."""
+
+    window: int  # the last N confirmations asked for
+    holes: int  # how many there were (fewer than `window` early on)
+    entry_mae_mm: float | None
+    transition_mae_mm: float | None
+    exit_mae_mm: float | None
+    presence_accuracy: float | None  # share of holes whose three presences were all right
+
+    def mae(self, point: str) -> float | None:
+        return {"entry": self.entry_mae_mm, "transition": self.transition_mae_mm,
+                "exit": self.exit_mae_mm}[point]
+
+
+@dataclass(frozen=True)
+class LiveAccuracy:
+    """GET /models/active's live_accuracy (api.schemas.LiveAccuracyOut)."""
+
+    model_version: str
+    confirmed: int  # confirmations of this version's estimates in all
+    windows: tuple[WindowAccuracy, ...]
+
+    @classmethod
+    def from_json(cls, body: Any) -> LiveAccuracy:
+        if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
+            raise ValueError("live_accuracy is not an object with a list of windows")
+        return cls(
+            model_version=_text(body, "model_version"),
+            confirmed=_int(body, "confirmed"),
+            windows=tuple(
+                WindowAccuracy(
+                    _int(w, "window"), _int(w, "holes"),
+                    _opt_number(w, "entry_mae_mm"),
+                    _opt_number(w, "transition_mae_mm"),
+                    _opt_number(w, "exit_mae_mm"),
+                    _opt_number(w, "presence_accuracy"),
+                )
+                for w in body["windows"] if _is_object(w, "an accuracy window")
+            ),
+        )
+
+
+def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
+    """The live accuracy in a GET /models/active body; None when it has none (no confirmed
+    holes yet, or a daemon from before issue 14: tell them apart with `"live_accuracy" in`)."""
+    if not isinstance(model, dict) or model.get("live_accuracy") is None:
+        return None
+    try:
+        return LiveAccuracy.from_json(model["live_accuracy"])
+    except ValueError as exc:
+        raise ApiError(f"GET /models/active: unexpected live_accuracy ({exc})") from exc
+
+
+def _is_object(value: Any, what: str) -> bool:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not an object")
+    return True
+
+
+def _optional(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = body.get(key)
+    if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
+        return value
+    raise ValueError(f"{key!r} is {value!r}, not {what}")
+
+
+def _required(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = _optional(body, key, kinds, what)
+    if value is None:
+        raise ValueError(f"{key!r} is missing")
+    return value
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    return str(_required(body, key, (str,), "a string"))
+
+
+def _opt_text(body: dict[str, Any], key: str) -> str | None:
+    value = _optional(body, key, (str,), "a string")
+    return None if value is None else str(value)
+
+
+def _int(body: dict[str, Any], key: str) -> int:
+    return int(_required(body, key, (int,), "a whole number"))
+
+
+def _opt_int(body: dict[str, Any], key: str) -> int | None:
+    value = _optional(body, key, (int,), "a whole number")
+    return None if value is None else int(value)
+
+
+def _number(body: dict[str, Any], key: str) -> float:
+    return float(_required(body, key, (int, float), "a number"))
+
+
+def _opt_number(body: dict[str, Any], key: str) -> float | None:
+    value = _optional(body, key, (int, float), "a number")
+    return None if value is None else float(value)
+
+
+def _state(body: dict[str, Any]) -> DriftState:
+    value = body.get("state")
+    if value not in DRIFT_STATES:
+        raise ValueError(f"state {value!r} is none of {', '.join(DRIFT_STATES)}")
+    return value  # type: ignore[return-value]
 
 
 class DaemonClient:
@@ -163,13 +332,15 @@ class DaemonClient:
         since: str | None = None,
         limit: int = 200,
         offset: int = 0,
+        drill: str | None = None,
     ) -> list[dict[str, Any]]:
         """status: "needs-review" (unlabelled, highest review priority first), "unlabelled",
-        "labelled" or "all"; since: ISO 8601 time of ingestion. Each hole carries
+        "labelled" or "all"; since: ISO 8601 time of ingestion; drill: only that drill's
+        holes (its serial, "unknown" for holes without one). Each hole carries
         "review_priority" (0..1 or None), also where an older daemon only put it in the
         hole's estimate."""
         params: dict[str, Any] = {"status": status, "limit": limit, "offset": offset,
-                                  "since": since}
+                                  "since": since, "drill": drill}
         holes = items_of(await self._request("GET", "/holes", params=params), "holes")
         for hole in holes:
             if isinstance(hole, dict):
@@ -296,6 +467,31 @@ class DaemonClient:
 
     async def audit(self, limit: int = 50) -> list[dict[str, Any]]:
         return items_of(await self._request("GET", "/audit", params={"limit": limit}), "events")
+
+    # --- drift -------------------------------------------------------------------------------
+
+    async def drift(self) -> list[DrillDrift] | None:
+        """Every drill's drift watch; None from a daemon that has none (before issue 14)."""
+        try:
+            body = await self._request("GET", "/drift")
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return [DrillDrift.from_json(d) for d in items_of(body, "drills")]
+        except ValueError as exc:
+            raise ApiError(f"GET /drift: unexpected answer ({exc})") from exc
+
+    async def reset_drift(self, drill: str) -> DrillDrift:
+        """Acknowledge a drill's state: its reference is learnt again from its next holes."""
+        # a serial is free text: quoted whole, so a '/' in it cannot change the route
+        path = f"/drift/{quote(drill, safe='')}/reset"
+        body = await self._request("POST", path)
+        try:
+            return DrillDrift.from_json(body)
+        except ValueError as exc:
+            raise ApiError(f"POST {path}: unexpected answer ({exc})") from exc
 
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:

@@ -1,13 +1,19 @@
-"""Small modal questions: confirm, a typed reason, starting a daemon, the operator's name."""
+"""Small modal questions: confirm, a typed reason, a pick from a list, starting a daemon, the
+operator's name."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, OptionList
+from textual.widgets.option_list import Option
 
+# Unscoped (SCOPED_CSS = False in each dialog): scoped, Textual would prefix every rule with
+# the dialog's own name ("ConfirmScreen ModalScreen ..."), which matches nothing, and the
+# dialogs came out uncentred, unframed, with long questions cut at the terminal's edge.
 DIALOG_CSS = """
 ModalScreen { align: center middle; }
 ModalScreen > Vertical {
@@ -15,7 +21,9 @@ ModalScreen > Vertical {
 }
 ModalScreen Horizontal { height: auto; margin-top: 1; }
 ModalScreen Button { margin-right: 2; }
+ModalScreen Label { width: 100%; }
 ModalScreen .error { color: $error; }
+ModalScreen OptionList { height: auto; max-height: 16; margin-top: 1; }
 """
 
 
@@ -23,6 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
     """Yes/no before anything that changes which model serves."""
 
     DEFAULT_CSS = DIALOG_CSS
+    SCOPED_CSS = False
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -53,6 +62,7 @@ class ReasonScreen(ModalScreen[str | None]):
     """A typed reason (forcing past a failed gate must say why: it is audited)."""
 
     DEFAULT_CSS = DIALOG_CSS
+    SCOPED_CSS = False
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, question: str, placeholder: str = "reason") -> None:
@@ -81,10 +91,45 @@ class ReasonScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class PickScreen(ModalScreen[str | None]):
+    """One of a few choices, each (what is shown, the value it answers); Esc answers None."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    SCOPED_CSS = False
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[Text, str]],
+                 current: str | None = None) -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question)
+            yield OptionList(*(Option(shown) for shown, _ in self.choices))
+            yield Label("Enter to choose, Esc to cancel", classes="dim")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        values = [value for _, value in self.choices]
+        if self.current in values:
+            options.highlighted = values.index(self.current)
+        options.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[event.option_index][1])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class StartDaemonScreen(ModalScreen[str]):
     """No daemon answers: start one on the default home, keep retrying, or quit."""
 
     DEFAULT_CSS = DIALOG_CSS
+    SCOPED_CSS = False
     BINDINGS = [
         Binding("s", "choose('start')", "Start daemon"),
         Binding("r,escape", "choose('retry')", "Keep retrying"),
@@ -116,6 +161,7 @@ class OperatorScreen(ModalScreen[str | None]):
     """Who is confirming labels: stored in the settings file."""
 
     DEFAULT_CSS = DIALOG_CSS
+    SCOPED_CSS = False
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, current: str) -> None:

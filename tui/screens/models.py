@@ -1,4 +1,5 @@
-"""The models screen: versions, gates, activation with confirmation, rollback, history."""
+"""The models screen: versions, gates, the active model's live accuracy, activation with
+confirmation, rollback, history."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from tui.client import ApiError
+from tui.client import ApiError, live_accuracy_of
 from tui.fields import fmt_mm, model_version
 from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import ConfirmScreen, ReasonScreen
+from tui.widgets.accuracy import LiveAccuracyView
 from tui.widgets.status import StatusLine
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ def is_active(model: dict[str, Any], active: str) -> bool:
 class ModelsScreen(Screen[None]):
     DEFAULT_CSS = """
     ModelsScreen #models { height: 2fr; }
+    ModelsScreen #live { margin-bottom: 1; }
     ModelsScreen #detail { height: auto; max-height: 8; padding: 0 1; color: $text-muted; }
     ModelsScreen #history_title { padding: 0 1; text-style: bold; }
     ModelsScreen #history { height: 1fr; }
@@ -115,6 +118,7 @@ class ModelsScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="models", cursor_type="row")
+        yield LiveAccuracyView("", id="live")
         yield Static("", id="detail")
         yield Label("Activation history", id="history_title")
         yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
@@ -144,7 +148,8 @@ class ModelsScreen(Screen[None]):
         client = self.appliance.client
         try:
             self.models = await client.list_models()
-            self.active = model_version(await client.active_model())
+            active = await client.active_model()
+            live = live_accuracy_of(active)
             events = await client.activations(limit=100)
         except ApiError as exc:
             if self.is_attached:
@@ -152,6 +157,9 @@ class ModelsScreen(Screen[None]):
             return
         if not self.is_attached:
             return
+        self.active = model_version(active)
+        self.query_one(LiveAccuracyView).show(
+            self.active, live, served=isinstance(active, dict) and "live_accuracy" in active)
         table = self.query_one("#models", DataTable)
         cursor = table.cursor_row
         table.clear()

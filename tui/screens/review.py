@@ -1,19 +1,22 @@
-"""The review queue (start screen): holes to confirm, most likely wrong first."""
+"""The review queue (start screen): holes to confirm, most likely wrong first; all drills or
+one drill's."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select
 
-from tui.client import ApiError
+from tui.client import ApiError, DrillDrift
 from tui.fields import HOLE_COLUMNS, hole_id, hole_row
 from tui.screens._teardown import drop_if_torn_down
+from tui.screens.dialogs import PickScreen
 from tui.widgets.status import StatusLine
 
 if TYPE_CHECKING:
@@ -37,12 +40,29 @@ def parse_since(text: str) -> str | None:
             from exc
 
 
+def drill_choices(drills: list[DrillDrift]) -> list[tuple[Text, str]]:
+    """The drill filter's choices: every drill, those in drift alarm first (their holes are
+    the ones a fine-tune needs confirmed), then by serial; "" clears the filter."""
+    choices = [(Text("all drills (no filter)"), "")]
+    for d in sorted(drills, key=lambda d: (d.state != "alarm", d.drill)):
+        shown = Text(d.drill, style="bold")
+        if d.state == "alarm":
+            at = f" since hole {d.alarm_at_hole}" if d.alarm_at_hole is not None else ""
+            shown.append(f"  drift alarm{at}", style="dark_orange")
+        else:
+            shown.append(f"  {d.state}, {d.holes} holes", style="dim")
+        choices.append((shown, d.drill))
+    return choices
+
+
 class ReviewScreen(Screen[None]):
     DEFAULT_CSS = """
     ReviewScreen #filters { height: 3; }
     ReviewScreen #filters Label { padding: 1 1 0 1; }
     ReviewScreen #filter { width: 20; }
     ReviewScreen #since { width: 28; }
+    ReviewScreen #drill { display: none; text-style: bold; color: $warning; }
+    ReviewScreen #drill.filtered { display: block; }
     ReviewScreen #count { padding: 1 2 0 2; color: $text-muted; }
     ReviewScreen DataTable { height: 1fr; }
     """
@@ -50,6 +70,7 @@ class ReviewScreen(Screen[None]):
         Binding("enter", "open_hole", "Open hole", show=True),
         Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "focus_since", "Since", key_display="/"),
+        Binding("d", "pick_drill", "Drill"),
         Binding("r", "reload", "Refresh"),
     ]
 
@@ -57,6 +78,7 @@ class ReviewScreen(Screen[None]):
         super().__init__()
         self.filter = "unlabelled"
         self.since: str | None = None
+        self.drill: str | None = None  # only this drill's holes; None: every drill's
         self.holes: list[dict[str, Any]] = []
         self._loading = False
 
@@ -73,6 +95,8 @@ class ReviewScreen(Screen[None]):
             )
             yield Label("since")
             yield Input(placeholder="YYYY-MM-DD[ HH:MM]", id="since")
+            # shown only while filtered: a narrow terminal keeps the count in view otherwise
+            yield Label("", id="drill")
             yield Label("", id="count")
         table: DataTable[str] = DataTable(id="holes", cursor_type="row", zebra_stripes=True)
         yield table
@@ -96,7 +120,8 @@ class ReviewScreen(Screen[None]):
             return
         self._loading = True
         try:
-            holes = await self.appliance.client.list_holes(STATUS[self.filter], self.since)
+            holes = await self.appliance.client.list_holes(STATUS[self.filter], self.since,
+                                                           drill=self.drill)
         except ApiError as exc:
             self.query_one("#count", Label).update(f"[red]{exc.message}[/]")
             return
@@ -141,6 +166,38 @@ class ReviewScreen(Screen[None]):
         self.query_one("#filter", Select).value = values[
             (values.index(self.filter) + 1) % len(values)
         ]
+
+    def action_pick_drill(self) -> None:
+        self.run_worker(self.pick_drill, group="drill", exclusive=True)
+
+    @drop_if_torn_down
+    async def pick_drill(self) -> None:
+        """Ask which drill, from the drills the daemon's drift watch has seen."""
+        try:
+            drills = await self.appliance.client.drift()
+        except ApiError as exc:
+            self.query_one("#count", Label).update(Text(exc.message, style="red"))
+            return
+        if drills is None:
+            self.appliance.notify("this daemon has no drift watch (GET /drift): it cannot "
+                                  "list the drills to filter by", severity="warning")
+            return
+
+        def picked(choice: str | None) -> None:
+            if choice is not None:  # Esc keeps the filter as it is
+                self.set_drill(choice or None)
+
+        self.app.push_screen(PickScreen("Show the holes of which drill?", drill_choices(drills),
+                                        self.drill or ""), picked)
+
+    def set_drill(self, drill: str | None) -> None:
+        """Filter the queue to one drill's holes (None: every drill's)."""
+        self.drill = drill
+        label = self.query_one("#drill", Label)
+        # a serial is free text: shown as Text, never read as markup
+        label.update(Text(f"drill {drill}" if drill is not None else ""))
+        label.set_class(drill is not None, "filtered")
+        self.action_reload()
 
     def action_focus_since(self) -> None:
         self.query_one("#since", Input).focus()

@@ -1,4 +1,5 @@
-"""The status line every screen shows: daemon, active model, running job, new holes."""
+"""The status line every screen shows: daemon, drift alarms, active model, running job, new
+holes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.widgets import Static
+
+from tui.client import DrillDrift
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,19 @@ class DaemonStatus:
     job: str = "no job"
     new_holes: int = 0
     retries: int = 0
+    drift_alarms: tuple[DrillDrift, ...] = ()  # drills in alarm; empty too without /drift
+
+
+def drift_text(alarms: tuple[DrillDrift, ...]) -> str:
+    """One alarm is named with the hole that raised it; several are counted (the drift
+    screen, key 4, lists them)."""
+    if not alarms:
+        return ""
+    if len(alarms) > 1:
+        return f"DRIFT: {len(alarms)} drills in alarm"
+    alarm = alarms[0]
+    at = f" since hole {alarm.alarm_at_hole}" if alarm.alarm_at_hole is not None else ""
+    return f"DRIFT: drill {alarm.drill}{at}"
 
 
 def status_text(status: DaemonStatus, url: str) -> Text:
@@ -29,6 +45,10 @@ def status_text(status: DaemonStatus, url: str) -> Text:
     else:
         retry = f" (retry {status.retries})" if status.retries else ""
         text.append(f" ✖ daemon unreachable{retry} ", style="bold white on red")
+    if status.drift_alarms:
+        # early in the line: a long message or a narrow terminal cuts the end, not this
+        text.append(" ")
+        text.append(f" ▲ {drift_text(status.drift_alarms)} ", style="bold black on dark_orange")
     text.append(f" {url} ", style="dim")
     text.append("│ model ", style="dim")
     text.append(status.active_version, style="bold")
