@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -42,6 +43,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, the broker's certificate for 127.0.0.1 and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """Self-signed CA and certificates made with openssl (in the Debian base image)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True,
+                       timeout=60)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for who, cn in (("server", "127.0.0.1"), ("client", "appliance")):
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}", "-keyout",
+            f"{who}.key", "-out", f"{who}.csr")
+        ssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-out", f"{who}.pem", "-extfile", "san.ext")
+    return TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key",
+                    folder / "client.pem", folder / "client.key")
+
+
 class MosquittoError(RuntimeError):
     """The broker did not start (the message carries the tail of its log)."""
 
@@ -56,7 +88,8 @@ class Mosquitto:
 
     def __init__(self, port: int = 0, workdir: Path | str | None = None,
                  binary: str | None = None, max_inflight: int = 100,
-                 autosave_interval_s: int = 1, start_timeout_s: float = 10.0) -> None:
+                 autosave_interval_s: int = 1, start_timeout_s: float = 10.0,
+                 tls: TlsFiles | None = None) -> None:
         self._binary = binary or mosquitto_path()
         if self._binary is None:
             raise MosquittoError("mosquitto is not installed (apt-get install mosquitto)")
@@ -68,6 +101,7 @@ class Mosquitto:
         self.max_inflight = max_inflight
         self.autosave_interval_s = autosave_interval_s
         self.start_timeout_s = start_timeout_s
+        self.tls = tls  # a TLS listener that also requires a client certificate
         self._proc: subprocess.Popen[bytes] | None = None
 
     # -- where ---------------------------------------------------------------------------------
@@ -82,7 +116,7 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{HOST}:{self._port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{HOST}:{self._port}"
 
     @property
     def log_path(self) -> Path:
@@ -237,6 +271,9 @@ class Mosquitto:
             "connection_messages true",
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
         ]
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.server_cert}",
+                      f"keyfile {self.tls.server_key}", "require_certificate true"]
         if os.geteuid() == 0:
             # as root, mosquitto drops to the user 'mosquitto', which can neither write this
             # temp dir nor may exist at all: stay the user that owns the workdir

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from litestar.testing import TestClient
 from model_fixtures import build_model_folder
-from mqtt_broker import Mosquitto
+from mqtt_broker import Mosquitto, make_tls_files, mosquitto_path
 from paho.mqtt.enums import CallbackAPIVersion
 from test_api_support import REPO, free_port, prepare_home, running_daemon
 
@@ -491,3 +492,44 @@ def test_a_failed_store_step_is_retried_and_loses_nothing(
         wait_for(lambda: daemon.bus_status().pending == 0, what="nothing left waiting")
     finally:
         daemon.close()
+
+
+
+def test_tls_with_a_client_certificate(home: Path, tmp_path: Path, baseline: Path) -> None:
+    """A broker that takes TLS only, with a client certificate: [mqtt] ca_file, cert_file
+    and key_file get the daemon on it; without the certificate it stays off."""
+    if mosquitto_path() is None or shutil.which("openssl") is None:
+        pytest.skip("mosquitto or openssl is not installed")
+    tls = make_tls_files(tmp_path / "tls")
+    broker = Mosquitto(workdir=tmp_path / "broker", tls=tls).start()
+    try:
+        assert broker.url.startswith("mqtts://")
+        refused = Daemon.open(bus_config(home, broker, ca_file=str(tls.ca)), schedule=False,
+                              baseline_dir=baseline)
+        try:
+            time.sleep(2.0)
+            assert not refused.bus_status().connected  # no client certificate: no session
+        finally:
+            refused.close()
+        daemon = open_daemon(home, broker, baseline, ca_file=str(tls.ca),
+                             cert_file=str(tls.client_cert), key_file=str(tls.client_key))
+        try:
+            rig = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="rig-tls")
+            rig.tls_set(ca_certs=str(tls.ca), certfile=str(tls.client_cert),
+                        keyfile=str(tls.client_key))
+            got: list[dict] = []
+            rig.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+            rig.connect(broker.host, broker.port)
+            rig.subscribe(f"{ROOT}/+/+/{MqttConfig().keypoints_suffix}", 1)
+            rig.loop_start()
+            msgs = hole(synthetic(97), 970, 0)
+            for kind in ("result", "trace"):
+                rig.publish(*msgs[kind], qos=1).wait_for_publish(timeout=10)
+            wait_for(lambda: bool(got), what="an answer over TLS")
+            assert got[0]["ResultId"] == "970" and "Error" not in got[0]
+            rig.disconnect()
+            rig.loop_stop()
+        finally:
+            daemon.close()
+    finally:
+        broker.close()
