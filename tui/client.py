@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from appliance.monitor.accuracy import LiveAccuracy, WindowAccuracy
 from appliance.points import DepthPoints
 from tui.fields import hole_priority
 
@@ -142,48 +143,25 @@ class DrillDrift:
         )
 
 
-@dataclass(frozen=True)
-class WindowAccuracy:
-    """The active model against the last `window` holes operators confirmed."""
-
-    window: int  # the last N confirmations asked for
-    holes: int  # how many there were (fewer than `window` early on)
-    entry_mae_mm: float | None
-    transition_mae_mm: float | None
-    exit_mae_mm: float | None
-    presence_accuracy: float | None  # share of holes whose three presences were all right
-
-    def mae(self, point: str) -> float | None:
-        return {"entry": self.entry_mae_mm, "transition": self.transition_mae_mm,
-                "exit": self.exit_mae_mm}[point]
-
-
-@dataclass(frozen=True)
-class LiveAccuracy:
-    """GET /models/active's live_accuracy (api.schemas.LiveAccuracyOut)."""
-
-    model_version: str
-    confirmed: int  # confirmations of this version's estimates in all
-    windows: tuple[WindowAccuracy, ...]
-
-    @classmethod
-    def from_json(cls, body: Any) -> LiveAccuracy:
-        if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
-            raise ValueError("live_accuracy is not an object with a list of windows")
-        return cls(
-            model_version=_text(body, "model_version"),
-            confirmed=_int(body, "confirmed"),
-            windows=tuple(
-                WindowAccuracy(
-                    _int(w, "window"), _int(w, "holes"),
-                    _opt_number(w, "entry_mae_mm"),
-                    _opt_number(w, "transition_mae_mm"),
-                    _opt_number(w, "exit_mae_mm"),
-                    _opt_number(w, "presence_accuracy"),
-                )
-                for w in body["windows"] if _is_object(w, "an accuracy window")
-            ),
-        )
+def live_accuracy_from_json(body: Any) -> LiveAccuracy:
+    """GET /models/active's live_accuracy (api.schemas.LiveAccuracyOut), as the domain's own
+    record (appliance.monitor.accuracy)."""
+    if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
+        raise ValueError("live_accuracy is not an object with a list of windows")
+    return LiveAccuracy(
+        model_version=_text(body, "model_version"),
+        confirmed=_int(body, "confirmed"),
+        windows=tuple(
+            WindowAccuracy(
+                _int(w, "window"), _int(w, "holes"),
+                _opt_number(w, "entry_mae_mm"),
+                _opt_number(w, "transition_mae_mm"),
+                _opt_number(w, "exit_mae_mm"),
+                _opt_number(w, "presence_accuracy"),
+            )
+            for w in body["windows"] if _is_object(w, "an accuracy window")
+        ),
+    )
 
 
 def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
@@ -192,7 +170,7 @@ def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
     if not isinstance(model, dict) or model.get("live_accuracy") is None:
         return None
     try:
-        return LiveAccuracy.from_json(model["live_accuracy"])
+        return live_accuracy_from_json(model["live_accuracy"])
     except ValueError as exc:
         raise ApiError(f"GET /models/active: unexpected live_accuracy ({exc})") from exc
 
