@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
@@ -21,7 +21,7 @@ class KeyController(Controller):
     @post("/", operation_id="createKey", status_code=201, sync_to_thread=True,
           summary="Create a key with a role; the answer holds the key, this once",
           responses=errors(401, 403, 409, 422), opt=needs("admin"))
-    def create(self, request: Request, daemon: DaemonDep, data: KeyIn) -> NewKeyOut:
+    def create(self, request: Request, daemon: DaemonDep, data: JSONBody[KeyIn]) -> NewKeyOut:
         key = daemon.create_key(data.name, data.role, actor_of(request))
         return NewKeyOut(name=data.name, role=data.role, key=key)
 

@@ -112,6 +112,8 @@ class DriftService:
         residuals = residual_signals(label, _points(served))
         now = _now()
         with self._lock:
+            if self._monitor.drill(drill) is None:
+                return  # a drill the watch never saw a hole of (stored before it ran)
             self._store.add_drift_events([DriftEvent(now, drill, "residuals", hole_id,
                                                      residuals_to_json(residuals))])
             before = self._monitor.drill(drill)

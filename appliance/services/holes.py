@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import math
 import os
 import threading
@@ -27,6 +28,7 @@ from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
 from appliance.trace import Trace
 
+log = logging.getLogger("appliance.holes")
 HoleFilter = Literal["all", "labelled", "unlabelled", "needs-review"]
 MAX_SOURCE_LEN = 255
 TRACE_CACHE = 256  # downsampled traces kept in memory (~110 kB of JSON at 2,000 points)
@@ -128,8 +130,8 @@ class HoleService:
         else:
             est = self._fresh_estimate(hole_id, trace)
             estimate = est.as_dict()
-            if created and self._drift is not None:
-                self._drift.observe_holes([NewHole(hole_id, trace, est)])
+            if created:
+                self._observe([NewHole(hole_id, trace, est)])
         return self.get(hole_id), estimate, created
 
     async def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
@@ -299,8 +301,7 @@ class HoleService:
                 self._remember(hole_id, known)
                 new.append(NewHole(hole_id, trace, est))
             done.append(known)
-        if new and self._drift is not None:
-            self._drift.observe_holes(new)
+        self._observe(new)
         return done
 
     def backfill(self, stop: threading.Event, chunk: int = 16) -> int:
@@ -324,8 +325,7 @@ class HoleService:
                 self._remember(hole_id, est.as_dict())
                 new.append(NewHole(hole_id, trace, est))
                 done += 1
-            if new and self._drift is not None:
-                self._drift.observe_holes(new)
+            self._observe(new)
         return done
 
     # -- labels ------------------------------------------------------------------------------
@@ -334,8 +334,12 @@ class HoleService:
         estimate = self.latest_estimate(hole_id)
         label_id = self._db.add_label(hole_id, points, by, estimate, actor)
         if self._drift is not None:
-            self._drift.observe_label(hole_id, self._db.get_hole(hole_id).get("drill_serial"),
-                                      points, estimate)
+            try:
+                self._drift.observe_label(hole_id,
+                                          self._db.get_hole(hole_id).get("drill_serial"),
+                                          points, estimate)
+            except Exception:  # the label is stored: the watch must not turn that into an error
+                log.exception("drift watch: the label of hole %s was not observed", hole_id)
         for label in reversed(self._db.label_history(hole_id)):
             if label["label_id"] == label_id:
                 return label
@@ -346,6 +350,15 @@ class HoleService:
         return self._db.label_history(hole_id)
 
     # -- helpers -----------------------------------------------------------------------------
+    def _observe(self, holes: list[NewHole]) -> None:
+        """New holes to the drift watch; its failure never costs the hole or its estimate."""
+        if not holes or self._drift is None:
+            return
+        try:
+            self._drift.observe_holes(holes)
+        except Exception:
+            log.exception("drift watch: %d new hole(s) not observed", len(holes))
+
     def _fresh(self, hole_id: str, trace: Trace) -> dict[str, Any]:
         return self._fresh_estimate(hole_id, trace).as_dict()
 
