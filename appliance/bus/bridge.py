@@ -45,6 +45,7 @@ from appliance.config import MqttConfig, parse_broker_url
 from appliance.errors import IngestError, ValidationError
 from appliance.ingest.mqtt import HoleMessages, joined_trace
 from appliance.monitor import DrillDrift
+from appliance.services.drift import NewHole
 from appliance.services.holes import HoleService
 from appliance.store import Store
 from appliance.store.bus import BusHole, InboxRow, PairToStore, Settlement, WaitingMessage
@@ -56,7 +57,8 @@ log = logging.getLogger("appliance.bus")
 # walk (receive, stored, acked, estimated, published). Unset in production.
 KILL_AT = os.environ.get("APPLIANCE_BUS_KILL_AT")
 BATCH = 256  # messages stored per transaction at most
-ANSWER_BATCH = 64  # holes estimated and published in one go at most
+ANSWER_BATCH = 64  # holes taken off the answering queue in one go at most
+ANSWER_CHUNK = 16  # holes estimated (two model batches, side by side) before they are published
 TICK_S = 0.05
 LINGER_S = 0.03
 # after a restart: how long the echoes of earlier answers may keep coming (quiet), at most
@@ -304,16 +306,24 @@ class MqttBridge:
         self._answer([(h, None) for h in owed])
 
     def _answer(self, group: list[tuple[BusHole, Trace | None]]) -> None:
-        if not group:
-            return
+        """Estimate and publish, a chunk at a time: the first holes of a long queue are
+        answered while the later ones are still being estimated. The drift watch reads them
+        all once they are answered."""
+        for h, _ in group:
+            if h.hole_id is None or h.error is not None:
+                self._publish(Answer(h, None, h.error or "the hole was not stored"))
         fine = [(h, t if t is not None else self._store.get_trace(h.hole_id))
                 for h, t in group if h.hole_id is not None and h.error is None]
-        estimates = self._holes.estimates_of([(h.hole_id, t) for h, t in fine]) if fine else []
-        _kill_point("estimated")
-        by_key = {h.hole_key: e for (h, _), e in zip(fine, estimates, strict=True)}
-        for h, _ in group:
-            self._publish(Answer(h, by_key.get(h.hole_key), h.error))
-        _kill_point("published")
+        new: list[NewHole] = []
+        for i in range(0, len(fine), ANSWER_CHUNK):
+            chunk = fine[i:i + ANSWER_CHUNK]
+            estimates, fresh = self._holes.estimate_stored([(h.hole_id, t) for h, t in chunk])
+            _kill_point("estimated")
+            for (h, _), est in zip(chunk, estimates, strict=True):
+                self._publish(Answer(h, est, None))
+            _kill_point("published")
+            new += fresh
+        self._holes.observe(new)
 
     def _take_batch(self) -> list[tuple[int, int, int, str, bytes]]:
         if self._retry:

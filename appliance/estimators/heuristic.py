@@ -7,7 +7,9 @@ compared with.
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,9 +87,29 @@ class Reading:
     noise: float
 
 
+# (trace, its reading) by id(trace): the trace is held, so its id cannot be reused meanwhile
+_READINGS: OrderedDict[int, tuple[Trace, Reading | None]] = OrderedDict()
+_READINGS_LOCK = threading.Lock()
+READINGS_KEPT = 64  # one answering batch of the bus: the estimate, then the drift watch
+
+
 def read_trace(trace: Trace) -> Reading | None:
-    """The profile and ramps of a hole; None when too few advancing samples to read."""
-    return read_samples(trace.depth_mm, trace.torque_a, trace.step)
+    """The profile and ramps of a hole; None when too few advancing samples to read.
+
+    The last few dozen are remembered by the identity of the trace object: the engine reads
+    a new hole, then the drift watch reads the same object again. Not by content hash: a
+    transformed copy (a benchmark's rig, a test's variant) may keep its original's hash."""
+    with _READINGS_LOCK:
+        held = _READINGS.get(id(trace))
+        if held is not None and held[0] is trace:
+            _READINGS.move_to_end(id(trace))
+            return held[1]
+    reading = read_samples(trace.depth_mm, trace.torque_a, trace.step)
+    with _READINGS_LOCK:
+        _READINGS[id(trace)] = (trace, reading)
+        while len(_READINGS) > READINGS_KEPT:
+            _READINGS.popitem(last=False)
+    return reading
 
 
 def read_samples(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray,

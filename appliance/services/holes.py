@@ -131,7 +131,7 @@ class HoleService:
             est = self._fresh_estimate(hole_id, trace)
             estimate = est.as_dict()
             if created:
-                self._observe([NewHole(hole_id, trace, est)])
+                self.observe([NewHole(hole_id, trace, est)])
         return self.get(hole_id), estimate, created
 
     async def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
@@ -277,9 +277,12 @@ class HoleService:
                 return stored
         return self._fresh(hole_id, self._db.get_trace(hole_id))
 
-    def estimates_of(self, items: list[tuple[str, Trace]]) -> list[dict[str, Any]]:
-        """The active model's estimate of each stored hole: the stored one when it has one,
-        else estimated in one batch and stored (a hole arriving twice is estimated once)."""
+    def estimate_stored(self, items: list[tuple[str, Trace]]
+                        ) -> tuple[list[dict[str, Any]], list[NewHole]]:
+        """(the estimate of each stored hole, the holes estimated now). A hole's stored
+        estimate of the active model is reused, the rest are estimated in one batch and stored
+        (a hole arriving twice is estimated once). The drift watch is not told: the caller
+        does that with observe(), e.g. after it has answered."""
         active = self._models.active_version()
         out: list[dict[str, Any] | None] = []
         todo: list[tuple[str, Trace]] = []
@@ -301,8 +304,7 @@ class HoleService:
                 self._remember(hole_id, known)
                 new.append(NewHole(hole_id, trace, est))
             done.append(known)
-        self._observe(new)
-        return done
+        return done, new
 
     def backfill(self, stop: threading.Event, chunk: int = 16) -> int:
         """Estimate (and store) every hole that has no estimate yet, e.g. holes ingested by
@@ -325,7 +327,7 @@ class HoleService:
                 self._remember(hole_id, est.as_dict())
                 new.append(NewHole(hole_id, trace, est))
                 done += 1
-            self._observe(new)
+            self.observe(new)
         return done
 
     # -- labels ------------------------------------------------------------------------------
@@ -350,7 +352,7 @@ class HoleService:
         return self._db.label_history(hole_id)
 
     # -- helpers -----------------------------------------------------------------------------
-    def _observe(self, holes: list[NewHole]) -> None:
+    def observe(self, holes: list[NewHole]) -> None:
         """New holes to the drift watch; its failure never costs the hole or its estimate."""
         if not holes or self._drift is None:
             return
