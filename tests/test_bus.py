@@ -372,7 +372,8 @@ def test_kill_9_at_each_step_loses_nothing_and_duplicates_nothing(
 
     first = serve(step)
     try:
-        wait_for(lambda: "MQTT: connected" in (tmp_path / f"serve-{step}.log").read_text(),
+        wait_for(lambda: "MQTT: connected and subscribed" in
+                 (tmp_path / f"serve-{step}.log").read_text(),
                  timeout=60, what="the daemon to connect")
         rig.send_hole(msgs, ("result", "trace"))
         first.wait(timeout=60)

@@ -182,6 +182,7 @@ class MqttBridge:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         return c
 
     def start(self) -> None:
@@ -220,13 +221,24 @@ class MqttBridge:
             return
         with self._lock:
             self._generation += 1
-            self._connected = True
             self._connected_since = datetime.now(UTC)
-        self._first_connect.set()
         client.subscribe([(t, 1) for t in subscriptions(self.config.root)]
                          + [(self._echo_filter, 1)])
-        log.info("MQTT: connected to %s (session present: %s)", self.config.url,
+        log.info("MQTT: connected to %s (session present: %s); subscribing", self.config.url,
                  getattr(flags, "session_present", None))
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        # "connected" means receiving: until the broker confirms the subscriptions, what a
+        # unit publishes is not yet kept for this session
+        refused = [r for r in reasons if getattr(r, "is_failure", False)]
+        if refused:
+            log.warning("MQTT: %s refused %d subscription(s): %s", self.config.url,
+                        len(refused), refused)
+        with self._lock:
+            self._connected = True
+        self._first_connect.set()
+        log.info("MQTT: connected and subscribed to %s", self.config.url)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
