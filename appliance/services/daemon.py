@@ -293,10 +293,11 @@ class Daemon:
         if not alarmed:
             return None
         drills = self.store.hole_drills()
+        confirmed = [lab for lab in self.store.latest_labels() if lab.get("origin") == "operator"]
         for name, d in sorted(alarmed.items()):
             since = (d.since or "").replace("+00:00", "").rstrip("Z")
-            n = sum(1 for lab in self.store.latest_labels()
-                    if drills.get(lab["hole_id"]) == name and lab.get("origin") == "operator"
+            n = sum(1 for lab in confirmed
+                    if drills.get(lab["hole_id"]) == name
                     and str(lab["at"]).rstrip("Z") >= since
                     and not self.store.is_exam(lab["hole_id"]))
             if n >= need:

@@ -482,11 +482,6 @@ class Store:
                    for p in pairs for d in p.digests]
         return self.bus_commit([], pairs, settled)
 
-    def bus_settle(self, settled: list[bus.Settlement]) -> None:
-        """Messages that need no hole of their own (duplicates of an answered hole)."""
-        with self.transaction() as con:
-            bus.settle_messages(con, settled)
-
     def bus_holes(self, keys: list[str]) -> dict[str, bus.BusHole]:
         with self.cursor() as con:
             return bus.find_holes(con, keys)
@@ -506,8 +501,9 @@ class Store:
             return bus.unpublished(con)
 
     def bus_unpublished_of(self, keys: list[str]) -> list[bus.BusHole]:
+        wanted = set(keys)
         with self.cursor() as con:
-            return [h for h in bus.unpublished(con) if h.hole_key in set(keys)]
+            return [h for h in bus.unpublished(con) if h.hole_key in wanted]
 
     def bus_mark_published(self, keys: list[str]) -> None:
         with self.transaction() as con:
