@@ -1,8 +1,9 @@
 """The Litestar app: thin controllers over appliance.services.daemon.Daemon.
 
 create_app(daemon) is all a server (uvicorn in `appliance serve`) or a test client needs.
-The OpenAPI schema is served at /schema/openapi.json, without a key (clients generate code
-from it); every other route is behind api.auth.require_key.
+The OpenAPI schema (/schema/openapi.json: clients generate code from it) and GET /health
+(liveness probes, watchdogs) answer without a key; every other route is behind
+api.auth.require_key.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 import appliance
 from api.auth import FailedLogins, require_key
+from api.body_timeout import body_timeout
 from api.errors import EXCEPTION_HANDLERS
+from api.routes.backups import BackupController
 from api.routes.drift import DriftController
 from api.routes.holes import HoleController
 from api.routes.jobs import JobController
 from api.routes.keys import KeyController
 from api.routes.models import ModelController
-from api.routes.system import SystemController
+from api.routes.system import SystemController, health
 from appliance.services.daemon import Daemon
 
 
@@ -34,7 +37,7 @@ def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
     routes = Router(
         path="/",
         route_handlers=[HoleController, JobController, ModelController, SystemController,
-                        DriftController, KeyController],
+                        DriftController, KeyController, BackupController],
         guards=[require_key],
         security=[{"BearerAuth": []}],
     )
@@ -42,7 +45,8 @@ def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
         title="Drill appliance",
         version=appliance.__version__,
         description=("Rig-side depth estimation daemon: holes, labels, training jobs, model "
-                     "versions. Every route needs `Authorization: Bearer <key>` (keys from "
+                     "versions. Every route but GET /health needs `Authorization: Bearer "
+                     "<key>` (keys from "
                      "`appliance keys create NAME`); reads are open when the daemon runs with "
                      "--open-reads."),
         path="/schema",
@@ -54,11 +58,11 @@ def create_app(daemon: Daemon, close_on_shutdown: bool = False) -> Litestar:
         use_handler_docstrings=False,
     )
     app = Litestar(
-        route_handlers=[routes],
+        route_handlers=[routes, health],  # health: open, outside the keyed routes
         dependencies={"daemon": Provide(lambda: daemon, use_cache=True, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi,
-        middleware=[_metrics_middleware],
+        middleware=[_metrics_middleware, body_timeout(daemon.config.body_timeout_s)],
         request_max_body_size=daemon.config.max_body_bytes,
         on_startup=[lambda: _ready(daemon)],
         on_shutdown=[daemon.close] if close_on_shutdown else [],

@@ -113,6 +113,26 @@ class FineTuneIn(Struct, forbid_unknown_fields=True):
     seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
 
 
+class TuneIn(Struct, forbid_unknown_fields=True):
+    trials: Annotated[int, Meta(ge=1, le=500)] = 20
+    folds: Annotated[int, Meta(ge=2, le=24)] = 5
+    epochs: Annotated[int, Meta(ge=1, le=1000)] = 10
+
+
+class TrialOut(Struct):
+    """One trial of a hyperparameter search (a `tune` job's trials.csv)."""
+
+    number: int
+    state: str  # complete | pruned | fail | running
+    objective: float | None  # mean MAE mm + 1 mm per wrong presence, out of fold
+    mae_entry_mm: float | None
+    mae_transition_mm: float | None
+    mae_exit_mm: float | None
+    presence_error: float | None
+    duration_s: float | None
+    params: dict[str, float | int | str]
+
+
 class JobProgress(Struct):
     fraction: float | None = None  # 0..1
     fold: int | None = None
@@ -130,6 +150,14 @@ class JobProgress(Struct):
     failing_gates: list[str] | None = None
     activated: bool | None = None
     pid: int | None = None  # the training child's process id while it runs
+    resumed_at: str | None = None  # when a daemon restart picked the job up again
+    # a search (kind tune)
+    trials_done: int | None = None
+    trials_total: int | None = None
+    best_objective: float | None = None
+    best_params: dict[str, float | int | str] | None = None
+    best_trial: int | None = None
+    trials_finished: int | None = None
 
 
 class JobOut(Struct):
@@ -258,19 +286,28 @@ class AuditOut(Struct):
 
 class StoreHealth(Struct):
     ok: bool
-    path: str
+    path: str  # the store file, relative to the home
     holes: int | None
     labelled_holes: int | None
 
 
 class DiskHealth(Struct):
-    path: str
+    """The disk holding the home."""
+
     free_bytes: int
     total_bytes: int
     free_fraction: float
 
 
 class HealthOut(Struct):
+    """GET /health, open: enough for a liveness probe, nothing about the box."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    active_model: str | None
+
+
+class HealthDetailsOut(Struct):
     status: Literal["ok", "degraded"]
     version: str
     store: StoreHealth
@@ -312,6 +349,21 @@ class NewKeyOut(Struct):
     name: str
     role: str
     key: str  # shown this once; the daemon keeps only its hash
+
+
+class BackupOut(Struct):
+    """A backup the daemon took into <home>/backups/<name>/ (its manifest.json lists every
+    file with its sha256); `appliance backup DIR` moves it off to DIR."""
+
+    name: str
+    created_at: str
+    appliance_version: str
+    schema_version: int
+    counts: dict[str, int]  # rows per table in the backup: holes, samples, labels, ...
+    active_model: str | None
+    models: list[str]  # the model versions whose folders it holds
+    files: int
+    bytes: int
 
 
 class ErrorOut(Struct):

@@ -2,7 +2,8 @@
 
 Each verb lives in its own module under appliance/commands/ and exposes
 `register(subparsers)`; the handler it sets as `func` returns the exit code.
-Exit codes: 0 ok, 2 usage error, 3 some input rejected, 4 refused (gate, lock, ...).
+Exit codes: 0 ok, 2 usage error, 3 some input rejected, 4 refused (gate, lock, disk full,
+...).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pkgutil
 import sys
 
 from appliance import commands
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, disk_full
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -46,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     except ApplianceError as exc:
         print(f"appliance {args.command}: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_REFUSED)
+    except Exception as exc:
+        # a full disk can surface anywhere a file is written (the store, a model folder, a
+        # snapshot): one line naming what was being written, not a traceback
+        full = disk_full(exc)
+        if full is None:
+            raise
+        print(f"appliance {args.command}: {full}", file=sys.stderr)
+        return EXIT_REFUSED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,7 +2,8 @@
 
 The file has these tables, every key optional (see deploy/appliance.toml):
 
-    [daemon]   home, host, port, open_reads, max_body_mb
+    [daemon]   home, host, port, open_reads, max_body_mb, body_timeout_s, trace_cache_mb,
+               max_samples_per_hole
     [nightly]  enabled, time ("HH:MM", local), min_new_labels, auto_promote,
                folds, epochs, head_only, architecture
     [gates]    accuracy_tolerance_mm, latency_factor, min_exam
@@ -10,6 +11,7 @@ The file has these tables, every key optional (see deploy/appliance.toml):
                keypoints_suffix, depth_suffix, appliance_suffix, alarm_suffix,
                unmatched_expiry_h, heads_wait_s
     [watch]    paths, settle_s, group
+    [train]    device, ray, min_free_mb, failed_candidate_keep_h
 
 An unknown table or key, or a value of the wrong type, is refused with the file and key named:
 a typo in a rig's config must not silently fall back to a default.
@@ -28,6 +30,9 @@ from appliance.errors import ValidationError
 from appliance.home import resolve_home
 
 CONFIG_NAME = "appliance.toml"
+# a hole of more samples is refused at ingest (CLI, API, watched folders, MQTT): 10,000 s of
+# drilling at 100 Hz, far beyond any hole, and what one hole may cost the store and a request
+MAX_SAMPLES_PER_HOLE = 1_000_000
 ARCHITECTURES = ("patchtsmixer", "cnn")
 
 
@@ -102,6 +107,25 @@ class WatchConfig:
     group: str | None = None  # cross-validation group of its holes (None: the drill serial)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the daemon's training jobs (fine-tunes, the nightly, searches) run."""
+
+    device: str = "auto"  # auto: CUDA when torch sees it, else the CPU
+    # None: folds one after another in the job's process; "local": a Ray cluster on this box;
+    # "auto" or an address (HOST:PORT, ray://HOST:PORT): an existing Ray cluster
+    ray: str | None = None
+    # a new job is refused (HTTP 507) with less free space than this on the home's disk:
+    # snapshot, checkpoints and candidate would fill it half-way, under the store
+    min_free_mb: float = 500.0
+    # a candidate registered by a job that then failed (the daemon died gating it, a gate
+    # crashed) is set aside at once and its folder removed this many hours after the job ended
+    failed_candidate_keep_h: float = 24.0
+
+
 @dataclass(frozen=True)
 class DaemonConfig:
     home: Path
@@ -109,15 +133,25 @@ class DaemonConfig:
     port: int = 8470
     open_reads: bool = False
     max_body_mb: float = 20.0
+    # a request's body must arrive within this (408 after): a client trickling or stalling
+    # its body would otherwise hold a connection and its buffer for ever
+    body_timeout_s: float = 30.0
+    trace_cache_mb: float = 64.0  # downsampled traces kept in memory, encoded
+    max_samples_per_hole: int = MAX_SAMPLES_PER_HOLE
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     source: str | None = None  # the file the settings came from, for messages
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * 1024 * 1024)
+
+    @property
+    def trace_cache_bytes(self) -> int:
+        return int(self.trace_cache_mb * 1024 * 1024)
 
     @property
     def is_loopback(self) -> bool:
@@ -128,7 +162,8 @@ class DaemonConfig:
 
 
 _DAEMON_KEYS = {"home": str, "host": str, "port": int, "open_reads": bool,
-                "max_body_mb": (int, float)}
+                "max_body_mb": (int, float), "body_timeout_s": (int, float),
+                "trace_cache_mb": (int, float), "max_samples_per_hole": int}
 
 
 def load_config(
@@ -153,15 +188,16 @@ def load_config(
         if path.is_file():
             data, source = _read_toml(path), str(path)
     where = source or "defaults"
-    unknown = set(data) - {"daemon", "nightly", "gates", "mqtt", "watch"}
+    unknown = set(data) - {"daemon", "nightly", "gates", "mqtt", "watch", "train"}
     if unknown:
         raise ValidationError(f"{where}: unknown table(s) {sorted(unknown)}; "
-                              "expected [daemon], [nightly], [gates], [mqtt], [watch]")
+                              "expected [daemon], [nightly], [gates], [mqtt], [watch], [train]")
     daemon = _checked(data.get("daemon", {}), _DAEMON_KEYS, where, "daemon")
     nightly = _section(NightlyConfig, data.get("nightly", {}), where, "nightly")
     gates = _section(GateConfig, data.get("gates", {}), where, "gates")
     mqtt = _section(MqttConfig, data.get("mqtt", {}), where, "mqtt")
     watch = _section(WatchConfig, data.get("watch", {}), where, "watch")
+    train = _section(TrainConfig, data.get("train", {}), where, "train")
     if watch.paths:
         base = Path(source).parent if source else Path.cwd()
         watch = replace(watch, paths=tuple(str((base / Path(p).expanduser()).resolve())
@@ -173,7 +209,7 @@ def load_config(
     else:
         home_path = resolve_home(home)
     cfg = DaemonConfig(home=home_path, nightly=nightly, gates=gates, mqtt=mqtt, watch=watch,
-                       source=source, **daemon)
+                       train=train, source=source, **daemon)
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         cfg = replace(cfg, **given)
@@ -233,6 +269,12 @@ def _validated(cfg: DaemonConfig) -> DaemonConfig:
         problems.append(f"port {cfg.port} is not in 1..65535")
     if cfg.max_body_mb <= 0:
         problems.append(f"max_body_mb {cfg.max_body_mb} must be positive")
+    if cfg.body_timeout_s <= 0:
+        problems.append(f"body_timeout_s {cfg.body_timeout_s} must be positive")
+    if cfg.trace_cache_mb < 0:
+        problems.append(f"trace_cache_mb {cfg.trace_cache_mb} must be >= 0 (0: no cache)")
+    if cfg.max_samples_per_hole < 1:
+        problems.append(f"max_samples_per_hole {cfg.max_samples_per_hole} must be >= 1")
     n = cfg.nightly
     try:
         hh, mm = n.hour_minute
@@ -254,6 +296,15 @@ def _validated(cfg: DaemonConfig) -> DaemonConfig:
     problems += _mqtt_problems(cfg.mqtt)
     if cfg.watch.settle_s < 0:
         problems.append("watch.settle_s must be >= 0")
+    if cfg.train.device not in DEVICES:
+        problems.append(f"train.device {cfg.train.device!r} is not one of {DEVICES}")
+    if cfg.train.ray is not None and not cfg.train.ray.strip():
+        problems.append("train.ray is empty: leave it out to train without Ray")
+    if cfg.train.min_free_mb < 0:
+        problems.append(f"train.min_free_mb {cfg.train.min_free_mb} must be >= 0")
+    if cfg.train.failed_candidate_keep_h < 0:
+        problems.append(f"train.failed_candidate_keep_h {cfg.train.failed_candidate_keep_h} "
+                        "must be >= 0")
     if problems:
         raise ValidationError(f"{where}: " + "; ".join(problems))
     return cfg

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 DEFAULT_HOME = "appliance-home"
+FIRST_KEY_FILE = "admin.key"  # the daemon's first admin key, written when no key exists
+BACKUPS_DIR = "backups"  # where the daemon writes backups it is asked for (never backed up)
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:

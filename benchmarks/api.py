@@ -208,7 +208,8 @@ async def run(url: str, key: str, args: argparse.Namespace, pid: int | None = No
             print(f"  {'PASS' if ok else 'MISS'}  {what}")
 
 
-def start_daemon(home: Path, model: Path | None) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_daemon(home: Path, model: Path | None, role: str = "integration"
+                 ) -> tuple[subprocess.Popen[bytes], str, str]:
     from appliance.config import load_config
     from appliance.services.daemon import Daemon
     from appliance.services.keys import hash_key, new_key
@@ -216,7 +217,7 @@ def start_daemon(home: Path, model: Path | None) -> tuple[subprocess.Popen[bytes
     # first start in-process: registers and activates the baseline (or --model) in this home
     daemon = Daemon.open(load_config(home), schedule=False, baseline_dir=model)
     key = new_key()
-    daemon.store.add_api_key("bench", hash_key(key), role="integration")
+    daemon.store.add_api_key("bench", hash_key(key), role=role)
     daemon.close()
     import socket
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -406,3 +407,42 @@ def test_holes_stored_without_estimate_are_estimated_at_start(
             assert pred["model_version"] == "fixture-base"
         items = client.get("/holes", headers=h).json()["items"]
         assert all(i["estimate"]["model_version"] == "fixture-base" for i in items)
+
+
+class _Logged(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_deep_json_is_a_logged_400_and_a_bug_a_logged_500(api, monkeypatch) -> None:  # noqa: ANN001
+    daemon, client, h = api
+    hole = ingest(client, h, synth_files(1, seed=17))[0]
+    logged = _Logged()  # on the logger: Litestar's logging set-up takes the root's handlers
+    logging.getLogger("appliance.api").addHandler(logged)
+    try:
+        deep = b'{"by": ' * 1000 + b'"x"' + b"}" * 1000
+        r = client.put(f"/holes/{hole}/label", content=deep,
+                       headers={**h, "Content-Type": "application/json"})
+        assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
+        assert any(rec.levelno == logging.WARNING and f"PUT /holes/{hole}/label: 400"
+                   in rec.getMessage() for rec in logged.records)
+        # an upload is a hole message: rejected as every unreadable upload is, saying why
+        r = client.post("/estimate", content=b"[" * 5000 + b"]" * 5000,
+                        headers={**h, "Content-Type": "application/json"})
+        assert r.status_code == 422 and "JSON nested too deeply" in r.json()["detail"]
+
+        def broken(*_: object) -> None:
+            raise ZeroDivisionError("a bug")
+
+        monkeypatch.setattr(daemon.holes, "list", broken)
+        r = client.get("/holes", headers=h)
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["detail"]
+        bug = [rec for rec in logged.records if rec.levelno == logging.ERROR]
+        assert len(bug) == 1 and "GET /holes: 500" in bug[0].getMessage()
+        assert bug[0].exc_info is not None and bug[0].exc_info[0] is ZeroDivisionError
+    finally:
+        logging.getLogger("appliance.api").removeHandler(logged)

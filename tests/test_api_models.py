@@ -91,11 +91,18 @@ def test_rollback_with_no_history_is_refused(api) -> None:
 def test_health_metrics_audit(api) -> None:
     _, client, h = api
     ingest(client, h, synth_files(2, seed=31))
-    health = client.get("/health", headers=h).json()
+    # open, for probes: up or not, version, active model, and nothing of the box
+    probe = client.get("/health")
+    assert probe.status_code == 200
+    assert probe.json() == {"status": "ok", "version": probe.json()["version"],
+                            "active_model": "fixture-base"}
+    assert client.get("/health/details").status_code == 401
+    health = client.get("/health/details", headers=h).json()
     assert health["status"] == "ok"
-    assert health["store"] == {**health["store"], "ok": True, "holes": 2, "labelled_holes": 0}
+    assert health["store"] == {"ok": True, "path": "appliance.duckdb", "holes": 2,
+                               "labelled_holes": 0}  # the path relative to the home
     assert health["active_model"] == "fixture-base" and health["running_job"] is None
-    assert health["disk"]["free_bytes"] > 0
+    assert health["disk"]["free_bytes"] > 0 and "path" not in health["disk"]
     # the exposition read back with prometheus-client's own parser (tests/test_metrics.py
     # covers the rest)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -67,6 +67,7 @@ def test_schema_lists_every_route_with_an_operation_id(live, openapi: dict) -> N
                 ("DELETE", "/jobs/{job_id}"), ("GET", "/models"), ("GET", "/models/{version}"),
                 ("POST", "/models/{version}/activate"), ("POST", "/models/rollback"),
                 ("GET", "/models/active"), ("GET", "/audit"), ("GET", "/health"),
+                ("GET", "/health/details"),
                 ("GET", "/metrics")}
     assert required <= documented
     ids = [op["operationId"] for item in openapi["paths"].values() for op in item.values()

@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from litestar.testing import TestClient
 from model_fixtures import build_model_folder
 
@@ -67,6 +69,27 @@ def running_daemon(home: Path, baseline: Path | None, **overrides: object
             yield daemon, client, {"Authorization": f"Bearer {key}"}
     finally:
         daemon.close()
+
+
+@contextmanager
+def served(daemon: Daemon) -> Iterator[str]:
+    """The daemon's app over real HTTP on a free loopback port (uvicorn in a thread, no
+    lifespan: the estimate path is not warmed); its base URL. uvicorn leaves the logging
+    set-up alone, so pytest's caplog still sees the daemon's log."""
+    server = uvicorn.Server(uvicorn.Config(create_app(daemon), host="127.0.0.1",
+                                           port=free_port(), log_level="warning",
+                                           log_config=None, lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the daemon did not start serving"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def ingest(client: TestClient, headers: dict[str, str], files: list[tuple[str, bytes, object]]

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from appliance.cli import main
@@ -215,6 +216,35 @@ def test_labels_import_export_cli(capsys, inbox, home, tmp_path):
     code, rep = run_json(capsys, "labels", "export", str(tmp_path / "out.xlsx"), "--home",
                          str(home))
     assert code == 0 and (tmp_path / "out.xlsx").stat().st_size > 0
+
+
+def test_labels_import_refuses_nan_naming_file_row_and_column(capsys, inbox, home, tmp_path):
+    run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
+    with Store.open(home) as store:
+        ids = {Path(r["source"]).name: r["hole_id"] for r in store.list_holes()}
+        e, t, x = _labels_inside(store, ids["H_001.xls"])
+    sheet = tmp_path / "checked.csv"
+    sheet.write_text(
+        "path,entry_mm,transition_mm,exit_mm,method,confidence,notes\n"
+        f"rig-a/H_001.xls,{e},{t},nan,manual,high,a lost value\n"
+        f"rig-a/H_002.xls,{e},none,,manual,high,absent: none and an empty cell\n"
+    )
+    book = openpyxl.Workbook()
+    book.active.append(["path", "entry_mm", "transition_mm", "exit_mm"])
+    book.active.append(["rig-a/H_001.xls", "NaN", t, x])
+    book.save(tmp_path / "checked.xlsx")
+    code, out, _ = run(capsys, "labels", "import", str(sheet), "--home", str(home))
+    assert code == 3
+    assert (f"{sheet} row 2: rejected (rig-a/H_001.xls): column exit_mm: 'nan' is not a "
+            "depth") in out
+    code, out, _ = run(capsys, "labels", "import", str(tmp_path / "checked.xlsx"),
+                       "--home", str(home))
+    assert code == 3 and f"{tmp_path / 'checked.xlsx'} row 2: " in out
+    assert "column entry_mm: 'NaN' is not a depth" in out
+    with Store.open(home) as store:
+        assert store.label_history(ids["H_001.xls"]) == []  # never stored as "absent"
+        absent = store.latest_label(ids["H_002.xls"])
+        assert absent["transition_mm"] is None and absent["exit_mm"] is None
 
 
 def test_export_dataset_cli(capsys, inbox, home, tmp_path):

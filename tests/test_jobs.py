@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import signal
 import time
@@ -16,7 +18,7 @@ from test_api_support import (  # noqa: F401  (fixture)
     trained_baseline,
 )
 
-from appliance.config import load_config
+from appliance.config import TrainConfig, load_config
 from appliance.jobs.events import fold_progress, parse_event
 from appliance.jobs.schedule import next_run
 from appliance.services.daemon import Daemon
@@ -61,7 +63,7 @@ def test_fine_tune_job_runs_to_a_gated_candidate(
         assert job["status"] in ("queued", "running") and job["kind"] == "fine-tune"
         second = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE)
         assert second.status_code == 409 and job["id"] in second.json()["detail"]
-        assert client.get("/health", headers=h).json()["running_job"]["id"] == job["id"]
+        assert client.get("/health/details", headers=h).json()["running_job"]["id"] == job["id"]
         done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
         assert done["status"] == "succeeded", done
         assert done["progress"]["fraction"] == 1.0
@@ -97,10 +99,13 @@ def test_killed_child_fails_the_job_and_leaves_models_alone(
         assert failed["status"] == "failed"
         assert "killed by SIGKILL" in failed["error"]
         assert failed["candidate_version"] is None
+        # the snapshot, checkpoints and any candidate went with the job; its log stays
+        work = daemon.config.home / "jobs" / job["id"]
+        assert sorted(p.name for p in work.iterdir()) == ["train.log"]
         assert client.get("/models", headers=h).json() == before
         assert daemon.models.active_version() == "tiny-base"
         # the box is free for the next job
-        assert client.get("/health", headers=h).json()["running_job"] is None
+        assert client.get("/health/details", headers=h).json()["running_job"] is None
 
 
 def test_cancel_stops_the_child(tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
@@ -120,21 +125,36 @@ def test_cancel_stops_the_child(tmp_path: Path, trained_baseline: Path) -> None:
         assert "job-cancel" in [a["action"] for a in daemon.store.audit_log()]
 
 
-def test_restart_fails_unfinished_jobs(
+def test_restart_fails_unresumable_jobs_and_clears_ended_ones(
         tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
     home = tmp_path / "home"
     daemon = Daemon.open(load_config(home), schedule=False, baseline_dir=trained_baseline)
     ghost = daemon.store.create_job("fine-tune", {"folds": 2}, status="running")
     queued = daemon.store.create_job("nightly", {}, status="queued")
+    # what a crash under two ended jobs left: snapshots, checkpoints, a candidate
+    ended = {daemon.store.create_job(kind, {}, status="failed"): kind
+             for kind in ("fine-tune", "tune")}
+    for job_id, kind in ended.items():
+        work = home / "jobs" / job_id
+        for leftover in ("dataset/samples.parquet", "candidate/members/m0.onnx",
+                         ".candidate.work/fold0.safetensors", "train.log",
+                         *(["search/trials.csv"] if kind == "tune" else [])):
+            (work / leftover).parent.mkdir(parents=True, exist_ok=True)
+            (work / leftover).write_bytes(b"x" * 1000)
     daemon.store.close()  # as if the process died: nothing was finished cleanly
     again = Daemon.open(load_config(home), schedule=False)
     try:
         for job_id in (ghost, queued):
             job = again.job(job_id)
             assert job["status"] == "failed"
-            assert "daemon restarted" in job["error"]
+            assert "daemon restarted" in job["error"] and "cannot resume" in job["error"]
+            assert "dataset snapshot is gone" in job["error"]
             assert job["finished_at"] is not None
+        assert again.jobs.running() is None
         assert again.models.active_version() == "tiny-base"
+        for job_id, kind in ended.items():
+            kept = sorted(p.name for p in (home / "jobs" / job_id).iterdir())
+            assert kept == (["search", "train.log"] if kind == "tune" else ["train.log"])
     finally:
         again.close()
 
@@ -221,3 +241,53 @@ def test_schedule_fires_at_its_time_and_stops() -> None:
     finally:
         schedule.stop()
     assert not schedule._thread.is_alive()
+
+
+def test_a_search_job_lists_its_trials_and_registers_no_model(
+        tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
+    with running_daemon(tmp_path / "home", trained_baseline,
+                        train=TrainConfig(device="cpu")) as (daemon, client, h):
+        _labelled_home(client, h, n=8, seed=53)
+        before = client.get("/models", headers=h).json()
+        r = client.post("/jobs/tune", headers=h, json={"trials": 1, "folds": 2, "epochs": 1})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        assert job["kind"] == "tune" and job["params"]["trials"] == 1
+        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "succeeded", done
+        trials = client.get(f"/jobs/{job['id']}/trials", headers=h)
+        assert trials.status_code == 200, trials.text
+        rows = trials.json()
+        assert [t["number"] for t in rows] == [0] and rows[0]["state"] == "complete"
+        best = done["progress"]
+        assert best["fraction"] == 1.0 and best["trials_finished"] == 1
+        complete = [t for t in rows if t["state"] == "complete"]
+        assert best["best_objective"] == min(t["objective"] for t in complete)
+        # a fine-tune from a parent keeps its shapes: only rate, head phase and augmentation
+        assert set(best["best_params"]) == {"lr", "head_epochs", "augment_strength"}
+        assert client.get("/models", headers=h).json() == before
+        assert client.get("/jobs/nope/trials", headers=h).status_code == 404
+        other = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE).json()
+        client.delete(f"/jobs/{other['id']}", headers=h)
+        not_a_search = client.get(f"/jobs/{other['id']}/trials", headers=h)
+        assert not_a_search.status_code in (400, 422) and "not a search" in not_a_search.text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="the cluster extra is not installed")
+def test_a_daemon_job_trains_its_folds_on_ray(
+        tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
+    with running_daemon(tmp_path / "home", trained_baseline,
+                        train=TrainConfig(device="cpu", ray="local")) as (daemon, client, h):
+        _labelled_home(client, h, n=8, seed=54)
+        job = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE).json()
+        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "succeeded", done
+        assert done["progress"]["fraction"] == 1.0
+        log = (daemon.config.home / "jobs" / job["id"] / "train.log").read_text()
+        assert '"folds_done": 2' in log
+        folder = daemon.models.folder(done["candidate_version"])
+        training = json.loads((folder / "manifest.json").read_text())["training"]
+        assert training["ray"] == "local" and training["device"] == "cpu"
+        model = client.get(f"/models/{done['candidate_version']}", headers=h).json()
+        assert {g["gate"] for g in model["gate_report"]["gates"]} >= {"integrity", "parity"}

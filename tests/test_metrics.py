@@ -74,10 +74,10 @@ def test_requests_estimates_holes_and_store(tmp_path: Path, fixture_baseline: Pa
         assert before.value("appliance_jobs_total", outcome="failed") == 0
         ids = ingest(client, h, synth_files(3, seed=23))
         for _ in range(2):
-            assert client.get("/health", headers=h).status_code == 200
+            assert client.get("/health/details", headers=h).status_code == 200
         assert client.get(f"/holes/{ids[0]}", headers=h).status_code == 200
         assert client.get("/holes/0123456789abcdef", headers=h).status_code == 404
-        assert client.get("/health").status_code == 401  # refused, yet counted
+        assert client.get("/health/details").status_code == 401  # refused, yet counted
         name, data, truth = synth_files(1, seed=24)[0]
         estimated = before.value("appliance_estimates_total", estimator="ensemble") or 0.0
         assert client.post("/estimate", content=data, headers={**h, **OCTET}).status_code == 200
@@ -87,14 +87,14 @@ def test_requests_estimates_holes_and_store(tmp_path: Path, fixture_baseline: Pa
         m = scrape(client, h)
         req = "appliance_requests_total"
         assert m.value(req, method="POST", route="/holes", status="201") == 3
-        assert m.value(req, method="GET", route="/health", status="200") == 2
+        assert m.value(req, method="GET", route="/health/details", status="200") == 2
         assert m.value(req, method="GET", route="/metrics", status="200") == 1  # `before`
         # labelled by route template, not by path: one series for every hole id
         holes_route = [s for s in m.labelled(req)
                        if s.labels["method"] == "GET" and s.labels["route"].startswith("/holes/")]
         assert {(s.labels["status"], s.value) for s in holes_route} == {("200", 1), ("404", 1)}
         assert "{hole_id" in holes_route[0].labels["route"] and ids[0] not in str(holes_route)
-        assert m.value(req, method="GET", route="/health", status="401") == 1
+        assert m.value(req, method="GET", route="/health/details", status="401") == 1
 
         lat = "appliance_request_duration_seconds"
         assert m.value(f"{lat}_count", route="/holes") == 3

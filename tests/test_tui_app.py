@@ -27,6 +27,7 @@ from tui.screens.training import TrainingScreen
 from tui.settings import Settings
 from tui.widgets.drift import DrillTable, SignalBars
 from tui.widgets.plot import TracePlot
+from tui.widgets.training import TrialTable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -228,6 +229,38 @@ async def cancel_on(app: ApplianceApp, daemon: FakeDaemon) -> None:
         assert daemon.jobs[0]["status"] == "cancelled"
         assert screen.query_one(ProgressBar).percentage < 1.0
         assert "cancelled by operator" in str(screen.query_one("#job").render())
+
+
+async def test_a_search_started_on_the_training_screen_lists_its_trials(tmp_path: Path) -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    daemon.event_pause_s = 0.15  # over real HTTP: the events arrive one trial at a time
+    with daemon.served() as url:
+        app = ApplianceApp(url, KEY, settings=Settings(operator="ana", path=tmp_path / "t"),
+                           refresh_s=3600, offer_start=False)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.press("2")
+            await until(pilot, lambda: isinstance(app.screen, TrainingScreen))
+            screen = app.screen
+            table = screen.query_one(TrialTable)
+            assert not table.display  # no search followed: no table
+            screen.query_one("#trials", Input).value = "0"
+            await pilot.press("ctrl+t")
+            await until(pilot, lambda: "trials must be a whole number from 1 to 500"
+                        in str(screen.query_one("#detail").render()))
+            assert not daemon.jobs
+            screen.query_one("#trials", Input).value = "5"
+            await pilot.press("ctrl+t")
+            # the table fills as the trials end, not only once the search has
+            await until(pilot, lambda: table.display and 0 < table.row_count < 5)
+            await until(pilot, lambda: screen.job["status"] == "succeeded"
+                        and table.row_count == 5)
+            job_line = str(screen.query_one("#job").render())
+    assert daemon.jobs[0]["params"] == {"trials": 5, "folds": 2, "epochs": 1}
+    assert "search: 5/5 trials, best objective 0.400 mm" in job_line
+    assert table.best == 4 and table.get_row("4")[0].plain == "4 ★"
+    assert [table.get_row(str(k))[1].plain for k in range(3)] == ["complete", "complete",
+                                                                  "pruned"]
+    assert list(table.columns)[-3:] == ["lr", "head_epochs", "augment_strength"]
 
 
 def test_the_tui_never_loads_the_store_engine_registry_jobs_or_torch() -> None:

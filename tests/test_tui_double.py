@@ -34,6 +34,8 @@ from tui.client import (
     DaemonClient,
     DaemonUnreachable,
     DrillDrift,
+    Trial,
+    best_trial,
     describe_error,
     live_accuracy_of,
     parse_sse,
@@ -77,6 +79,23 @@ def drill_drift(drill: str, holes: int, seed: int = 0) -> dict[str, Any]:
             "alarm_at_hole": None, "since": None, "signals": signals}
 
 
+def search_trial(number: int) -> dict[str, Any]:
+    """Trial `number` of a search from the active model, shaped as api.schemas.TrialOut: every
+    third one pruned (no figures, as trials.csv leaves them), the best of the first six is 4."""
+    params = {"lr": round(1e-4 * (1 + (number * 5) % 9), 6), "head_epochs": number % 3,
+              "augment_strength": round(0.1 * ((number * 3) % 7), 2)}
+    if number % 3 == 2:
+        return {"number": number, "state": "pruned", "objective": None, "mae_entry_mm": None,
+                "mae_transition_mm": None, "mae_exit_mm": None, "presence_error": None,
+                "duration_s": None, "params": params}
+    objective = round(0.4 + 0.03 * ((number * 3 + 2) % 7), 3)
+    return {"number": number, "state": "complete", "objective": objective,
+            "mae_entry_mm": round(objective * 0.6, 3),
+            "mae_transition_mm": round(objective * 1.5, 3),
+            "mae_exit_mm": round(objective * 0.8, 3), "presence_error": 0.02,
+            "duration_s": 11.5 + number, "params": params}
+
+
 def window_accuracy(window: int, holes: int, mae: tuple[float, float, float],
                     presence: float) -> dict[str, Any]:
     """One window of live accuracy, shaped as api.schemas.WindowAccuracyOut."""
@@ -98,6 +117,7 @@ class FakeDaemon:
     drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # drill -> DrillDriftOut
     drift_resets: list[str] = field(default_factory=list)  # drills reset, in order
     live: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> LiveAccuracyOut
+    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # search job -> trials
     has_drift: bool = True  # False: a daemon from before issue 14 (no /drift, no live MAE)
 
     @classmethod
@@ -199,15 +219,21 @@ class FakeDaemon:
             return request.headers.get("authorization") == f"Bearer {KEY}"
 
         @get("/health")
-        async def health(request: Request) -> Any:
+        async def health() -> Any:
+            # open, as the daemon's: nothing but whether it is up and what serves
+            return {"status": "ok", "version": "test", "active_model": d.active}
+
+        @get("/health/details")
+        async def health_details(request: Request) -> Any:
             d.requests.append("health")
+            if not authorised(request):
+                return refuse(401, "unauthorised")
             running = next((j for j in d.jobs if j["status"] == "running"), None)
             return {"status": "ok", "version": "test", "active_model": d.active,
                     "estimator": "ensemble", "running_job": running,
-                    "store": {"ok": True, "path": "-", "holes": len(d.holes),
+                    "store": {"ok": True, "path": "appliance.duckdb", "holes": len(d.holes),
                               "labelled_holes": sum(bool(v) for v in d.labels.values())},
-                    "disk": {"path": "-", "free_bytes": 1, "total_bytes": 2,
-                             "free_fraction": 0.5},
+                    "disk": {"free_bytes": 1, "total_bytes": 2, "free_fraction": 0.5},
                     "nightly_next": None, "open_reads": True}
 
         @get("/holes")
@@ -283,6 +309,34 @@ class FakeDaemon:
             d.jobs.insert(0, job)
             return job
 
+        @post("/jobs/tune", status_code=202)
+        async def tune(data: dict[str, Any]) -> Any:
+            from api.schemas import TuneIn
+
+            try:
+                params = msgspec.structs.asdict(msgspec.convert(data, TuneIn))
+            except msgspec.ValidationError as exc:
+                return refuse(400, f"Validation failed for POST /jobs/tune: {exc}")
+            if any(j["status"] == "running" for j in d.jobs):
+                return refuse(409, "a job is already running")
+            job = {"id": f"job-{len(d.jobs) + 1}", "kind": "tune", "status": "running",
+                   "params": params, "created_at": STAMP, "started_at": STAMP,
+                   "finished_at": None, "error": None, "candidate_version": None,
+                   "log_tail": ["snapshot written: 5 holes"],
+                   "progress": {"fraction": 0.0, "folds": params["folds"],
+                                "epochs": params["epochs"], "trials_done": 0,
+                                "trials_total": params["trials"], "best_objective": None}}
+            d.jobs.insert(0, job)
+            d.trials[job["id"]] = []
+            return job
+
+        @get("/jobs/{jid:str}/trials")
+        async def trials(jid: str) -> Any:
+            job = next(j for j in d.jobs if j["id"] == jid)
+            if job["kind"] != "tune":
+                return refuse(422, f"job {jid} is a {job['kind']}, not a search")
+            return d.trials[jid]
+
         @get("/jobs")
         async def list_jobs() -> Any:
             return d.jobs
@@ -300,6 +354,31 @@ class FakeDaemon:
         @get("/jobs/{jid:str}/events")
         async def events(jid: str) -> ServerSentEvent:
             job = next(j for j in d.jobs if j["id"] == jid)
+
+            async def search() -> Any:
+                # a trial ends, its row is in trials.csv, then the job changes (as the runner)
+                total, found = job["progress"]["trials_total"], d.trials[jid]
+                for k in range(total):
+                    await asyncio.sleep(d.event_pause_s)
+                    if job["status"] != "running":
+                        break
+                    found.append(search_trial(k))
+                    scored = [t["objective"] for t in found if t["objective"] is not None]
+                    job["progress"].update(fraction=round((k + 1) / total, 4), trials_done=k + 1,
+                                           best_objective=min(scored, default=None),
+                                           last_event="trial")
+                    job["log_tail"] = [*job["log_tail"][-9:], f"trial {k}: {found[-1]['state']}"]
+                    yield ServerSentEventMessage(data=json.dumps(job), event="job")
+                complete = [t for t in found if t["objective"] is not None]
+                if job["status"] == "running" and complete:
+                    best = min(complete, key=lambda t: t["objective"])
+                    job.update(status="succeeded", finished_at=STAMP)
+                    job["progress"].update(best_trial=best["number"], best_params=best["params"],
+                                           trials_finished=len(found), eta_s=0.0,
+                                           last_event="done")
+                elif job["status"] == "running":
+                    job.update(status="failed", finished_at=STAMP, error="no trial finished")
+                yield ServerSentEventMessage(data=json.dumps(job), event="end")
 
             async def stream() -> Any:
                 folds, epochs = job["progress"]["folds"], job["progress"]["epochs"]
@@ -320,7 +399,7 @@ class FakeDaemon:
                     job["progress"].update(gate_passed=True, eta_s=0.0)
                 yield ServerSentEventMessage(data=json.dumps(job), event="end")
 
-            return ServerSentEvent(stream())
+            return ServerSentEvent(search() if job["kind"] == "tune" else stream())
 
         @get("/models")
         async def list_models() -> Any:
@@ -397,9 +476,10 @@ class FakeDaemon:
             return d.activations[:limit]
 
         return Litestar(
-            [health, list_holes, get_hole, get_trace, get_estimate, put_label, get_labels,
-             fine_tune, list_jobs, get_job, cancel_job, events, list_models, active_model,
-             activate, rollback, activations, show_model, drift, reset_drift],
+            [health, health_details, list_holes, get_hole, get_trace, get_estimate, put_label,
+             get_labels, fine_tune, tune, trials, list_jobs, get_job, cancel_job, events,
+             list_models, active_model, activate, rollback, activations, show_model, drift,
+             reset_drift],
             exception_handlers={LookupError: missing, StopIteration: missing},
         )
 
@@ -664,3 +744,45 @@ def test_a_malformed_drift_answer_is_named() -> None:
         DrillDrift.from_json(body)
     with pytest.raises(ValueError, match="'holes' is '3', not a whole number"):
         DrillDrift.from_json({**body, "state": "ok", "holes": "3"})
+
+
+# --- a hyperparameter search's trials (issue 15) -----------------------------------------------
+
+
+async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api() -> None:
+    from api.schemas import JobOut, TrialOut
+
+    daemon = FakeDaemon.seeded(n_holes=1)
+    client = client_of(daemon)
+    job = await client.start_tune(trials=6, folds=2, epochs=3)
+    msgspec.convert(job, JobOut)
+    assert (job["kind"], job["params"]) == ("tune", {"trials": 6, "folds": 2, "epochs": 3})
+    assert await client.list_trials(job["id"]) == []  # none ended yet
+    events = [e async for e in client.job_events(job["id"])]
+    assert [e["progress"]["trials_done"] for e in events] == [1, 2, 3, 4, 5, 6, 6]
+    assert events[-1]["status"] == "succeeded" and events[-1]["progress"]["best_trial"] == 4
+    for body in daemon.trials[job["id"]]:
+        assert_shaped_as(body, TrialOut)
+    trials = await client.list_trials(job["id"])
+    assert [(t.number, t.state) for t in trials][:3] == [
+        (0, "complete"), (1, "complete"), (2, "pruned")]
+    assert trials[2].objective is None and trials[2].params["head_epochs"] == 2
+    assert trials[4].objective == pytest.approx(0.4) and trials[4].mae_transition_mm == 0.6
+    with pytest.raises(TypeError):
+        trials[0].params["lr"] = 1.0  # type: ignore[index]  # a record, not a buffer
+    fine = await client.start_fine_tune(folds=2, epochs=1, head_only=True)
+    with pytest.raises(ApiError) as err:
+        await client.list_trials(fine["id"])
+    assert err.value.status == 422 and "not a search" in err.value.message
+    await client.aclose()
+
+
+def test_a_malformed_trial_is_named_and_the_best_is_the_daemons_or_the_lowest() -> None:
+    rows = [Trial.from_json(search_trial(k)) for k in range(6)]
+    assert best_trial(rows).number == 4  # the lowest objective of the complete ones
+    assert best_trial(rows, number=1).number == 1  # a finished search names its own
+    assert best_trial([r for r in rows if r.state == "pruned"]) is None
+    with pytest.raises(ValueError, match="state 'done' is none of complete, pruned, fail"):
+        Trial.from_json({**search_trial(0), "state": "done"})
+    with pytest.raises(ValueError, match="param 'lr' is True, not a number or text"):
+        Trial.from_json({**search_trial(0), "params": {"lr": True}})

@@ -14,6 +14,7 @@ import pytest
 import pytest_textual_snapshot
 from test_tui_double import KEY, FakeDaemon
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from tui.app import ApplianceApp
 from tui.screens.dialogs import StartDaemonScreen
@@ -23,6 +24,7 @@ from tui.screens.models import ModelsScreen
 from tui.screens.review import ReviewScreen
 from tui.screens.training import TrainingScreen
 from tui.settings import Settings
+from tui.widgets.training import TrialTable
 
 SIZE = (120, 36)
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
@@ -94,6 +96,22 @@ def test_training_after_a_finished_job(snap_compare) -> None:  # noqa: ANN001
                        and app.screen.job["status"] == "succeeded")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=trained)
+
+
+def test_training_after_a_search(snap_compare) -> None:  # noqa: ANN001
+    app = app_on(FakeDaemon.seeded())
+
+    async def searched(pilot: Pilot) -> None:
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, TrainingScreen))
+        app.screen.query_one("#trials", Input).value = "6"
+        await pilot.press("ctrl+t")
+        # the last read of the trials follows the job's end: wait for all of them
+        await wait_for(pilot, lambda: app.screen.job is not None
+                       and app.screen.job["status"] == "succeeded"
+                       and app.screen.query_one(TrialTable).row_count == 6)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=searched)
 
 
 def test_models_with_a_refused_activation(snap_compare) -> None:  # noqa: ANN001

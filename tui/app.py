@@ -81,7 +81,7 @@ class ApplianceApp(App[int]):
     async def poll_status(self) -> None:
         old = self.status
         try:
-            health = await self.client.health()
+            health = await self.client.health_details()
             active = health.get("active_model")
             version = model_version(active) if isinstance(active, dict) else str(active or "")
             if not version:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
@@ -175,6 +176,64 @@ def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
         raise ApiError(f"GET /models/active: unexpected live_accuracy ({exc})") from exc
 
 
+# --- typed trials of a hyperparameter search (issue 15) ------------------------------------------
+
+TrialState = Literal["complete", "pruned", "fail", "running"]
+TRIAL_STATES: tuple[str, ...] = get_args(TrialState)
+ParamValue = float | int | str
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a search as GET /jobs/{id}/trials serves it (api.schemas.TrialOut). A
+    pruned, failed or running trial has no objective nor figures; its parameters it has."""
+
+    number: int
+    state: TrialState
+    objective: float | None  # mean MAE mm + presence error, out of fold; lower is better
+    mae_entry_mm: float | None
+    mae_transition_mm: float | None
+    mae_exit_mm: float | None
+    presence_error: float | None  # the share of wrong presences, 0..1
+    duration_s: float | None
+    # lr, head_epochs, augment_strength (and width, patch_length, stem_dilations for a fresh
+    # model), in the daemon's order; read-only, and left out of the hash as a dict must be
+    params: Mapping[str, ParamValue] = field(hash=False)
+
+    @classmethod
+    def from_json(cls, body: Any) -> Trial:
+        if not isinstance(body, dict):
+            raise ValueError("a trial is not an object")
+        params = body.get("params")
+        if not isinstance(params, dict):
+            raise ValueError(f"trial {body.get('number')!r} has no object of params")
+        for name, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"param {name!r} is {value!r}, not a number or text")
+        return cls(
+            number=_int(body, "number"),
+            state=_one_of(body, "state", TRIAL_STATES),  # type: ignore[arg-type]
+            objective=_opt_number(body, "objective"),
+            mae_entry_mm=_opt_number(body, "mae_entry_mm"),
+            mae_transition_mm=_opt_number(body, "mae_transition_mm"),
+            mae_exit_mm=_opt_number(body, "mae_exit_mm"),
+            presence_error=_opt_number(body, "presence_error"),
+            duration_s=_opt_number(body, "duration_s"),
+            params=MappingProxyType(dict(params)),
+        )
+
+
+def best_trial(trials: list[Trial], number: int | None = None) -> Trial | None:
+    """The search's best trial: the one the daemon names (a finished search's best_trial),
+    else the complete trial of the lowest objective so far, as the search itself ranks them."""
+    if number is not None:
+        named = [t for t in trials if t.number == number]
+        if named:
+            return named[0]
+    scored = [t for t in trials if t.state == "complete" and t.objective is not None]
+    return min(scored, key=lambda t: (t.objective, t.number)) if scored else None
+
+
 def _is_object(value: Any, what: str) -> bool:
     if not isinstance(value, dict):
         raise ValueError(f"{what} is not an object")
@@ -223,10 +282,14 @@ def _opt_number(body: dict[str, Any], key: str) -> float | None:
 
 
 def _state(body: dict[str, Any]) -> DriftState:
-    value = body.get("state")
-    if value not in DRIFT_STATES:
-        raise ValueError(f"state {value!r} is none of {', '.join(DRIFT_STATES)}")
-    return value  # type: ignore[return-value]
+    return _one_of(body, "state", DRIFT_STATES)  # type: ignore[return-value]
+
+
+def _one_of(body: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = body.get(key)
+    if value not in choices:
+        raise ValueError(f"{key} {value!r} is none of {', '.join(choices)}")
+    return str(value)
 
 
 class DaemonClient:
@@ -302,7 +365,12 @@ class DaemonClient:
     # --- health and holes ------------------------------------------------------------------
 
     async def health(self) -> dict[str, Any]:
+        """Open (no key): status, version, active model."""
         return await self._request("GET", "/health")
+
+    async def health_details(self) -> dict[str, Any]:
+        """With the key: store counts, running job, disk space as well."""
+        return await self._request("GET", "/health/details")
 
     async def list_holes(
         self,
@@ -378,6 +446,21 @@ class DaemonClient:
             body["architecture"] = architecture
         job = await self._request("POST", "/jobs/fine-tune", json_body=body)
         return job.get("job", job) if isinstance(job, dict) else job
+
+    async def start_tune(self, trials: int, folds: int, epochs: int) -> dict[str, Any]:
+        """A hyperparameter search from the active model (a job of kind "tune")."""
+        body = {"trials": trials, "folds": folds, "epochs": epochs}
+        job = await self._request("POST", "/jobs/tune", json_body=body)
+        return job.get("job", job) if isinstance(job, dict) else job
+
+    async def list_trials(self, job_id: Any) -> list[Trial]:
+        """A search's trials so far, in order (none before the first one ends)."""
+        path = f"/jobs/{job_id}/trials"
+        body = await self._request("GET", path)
+        try:
+            return [Trial.from_json(t) for t in items_of(body, "trials")]
+        except ValueError as exc:
+            raise ApiError(f"GET {path}: unexpected answer ({exc})") from exc
 
     async def list_jobs(self) -> list[dict[str, Any]]:
         return items_of(await self._request("GET", "/jobs"), "jobs")

@@ -18,7 +18,9 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
             403: "the key's role may not do this (the answer names the role needed)",
             404: "not found", 429: "too many wrong API keys from this client: wait",
             409: "refused in the current state", 413: "body larger than the size limit",
-            422: "input rejected, with the reason"}
+            422: "input rejected, with the reason",
+            507: "the disk of the home is full, or too full to start a job (the answer says "
+                 "what could not be written or how much space is free); logged"}
     return {c: ResponseSpec(data_container=ErrorOut, description=text[c]) for c in codes}
 
 

@@ -43,7 +43,7 @@ class HoleController(Controller):
           operation_class=UploadOperation,
           summary="Store a hole and estimate its depth points",
           responses={200: ResponseSpec(IngestOut, description="already stored (duplicate)"),
-                     **errors(400, 401, 413, 422)})
+                     **errors(400, 401, 413, 422, 507)})
     async def ingest(self, request: Request, daemon: DaemonDep, source: SourceParam = None,
                      group: GroupParam = None) -> Response[IngestOut]:
         upload = await read_upload(request, source)

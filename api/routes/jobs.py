@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -14,17 +15,28 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
-from api.schemas import FineTuneIn, JobOut, NightlyIn, NightlyOut, to_struct
+from api.schemas import (
+    FineTuneIn,
+    JobOut,
+    NightlyIn,
+    NightlyOut,
+    TrialOut,
+    TuneIn,
+    to_struct,
+)
 from appliance.jobs.runner import TERMINAL
+from appliance.redact import scrubbed
 
 JobId = Annotated[str, Parameter(description="job id", max_length=64)]
-POLL_S = 0.5
 
 
-def job_out(job: dict[str, Any]) -> JobOut:
+def job_out(job: dict[str, Any], home: Path | None) -> JobOut:
+    """A job as clients see it: its error and log tail (a training child's words, tracebacks
+    included) name files relative to the home or by name, never by absolute path."""
     return to_struct(JobOut, {**job, "id": job["job_id"], "progress": job.get("progress") or {},
                               "params": job.get("params") or {},
-                              "log_tail": job.get("log_tail") or []})
+                              "error": scrubbed(job.get("error"), home),
+                              "log_tail": scrubbed(job.get("log_tail") or [], home)})
 
 
 class JobController(Controller):
@@ -33,11 +45,21 @@ class JobController(Controller):
 
     @post("/fine-tune", operation_id="startFineTune", status_code=202, sync_to_thread=True,
           summary="Fine-tune the active model on the confirmed labels (one job at a time)",
-          responses=errors(401, 403, 409, 422),
+          responses=errors(401, 403, 409, 422, 507),
           opt=needs("operator"))
     def fine_tune(self, request: Request, daemon: DaemonDep, data: JSONBody[FineTuneIn]) -> JobOut:
         params = msgspec.structs.asdict(data)
-        return job_out(daemon.start_fine_tune(params, actor_of(request)))
+        return job_out(daemon.start_fine_tune(params, actor_of(request)),
+                       daemon.config.home)
+
+    @post("/tune", operation_id="startTune", status_code=202, sync_to_thread=True,
+          summary="Search hyperparameters on the confirmed labels, fine-tuning from the "
+                  "active model (one job at a time); its trials at /jobs/{id}/trials",
+          responses=errors(401, 403, 409, 422),
+          opt=needs("operator"))
+    def tune(self, request: Request, daemon: DaemonDep, data: JSONBody[TuneIn]) -> JobOut:
+        params = msgspec.structs.asdict(data)
+        return job_out(daemon.start_search(params, actor_of(request)), daemon.config.home)
 
     @post("/nightly", operation_id="runNightly", status_code=200, sync_to_thread=True,
           summary="Run the nightly routine now: fine-tune if enough new labels, gate, promote",
@@ -46,25 +68,32 @@ class JobController(Controller):
     def nightly(self, request: Request, daemon: DaemonDep, data: JSONBody[NightlyIn]) -> NightlyOut:
         outcome = daemon.nightly(actor_of(request), force=data.force)
         job = outcome.pop("job", None)
-        return to_struct(NightlyOut, {**outcome, "job": job_out(job) if job else None})
+        return to_struct(NightlyOut, {**outcome,
+                                      "job": job_out(job, daemon.config.home) if job else None})
 
     @get("/", operation_id="listJobs", sync_to_thread=True, summary="Recent jobs, newest first",
          responses=errors(401))
     def list_jobs(self, daemon: DaemonDep,
                   limit: Annotated[int, Parameter(ge=1, le=1000)] = 50) -> list[JobOut]:
-        return [job_out(j) for j in daemon.jobs.list(limit=limit)]
+        return [job_out(j, daemon.config.home) for j in daemon.jobs.list(limit=limit)]
 
     @get("/{job_id:str}", operation_id="getJob", sync_to_thread=True,
          summary="A job: status, progress, ETA, log tail", responses=errors(401, 404))
     def get_job(self, daemon: DaemonDep, job_id: JobId) -> JobOut:
-        return job_out(daemon.job(job_id))
+        return job_out(daemon.job(job_id), daemon.config.home)
+
+    @get("/{job_id:str}/trials", operation_id="listTrials", sync_to_thread=True,
+         summary="A search's trials so far, in order (empty before the first ends)",
+         responses=errors(401, 404, 422))
+    def trials(self, daemon: DaemonDep, job_id: JobId) -> list[TrialOut]:
+        return [to_struct(TrialOut, t) for t in daemon.search_trials(job_id)]
 
     @delete("/{job_id:str}", operation_id="cancelJob", status_code=200, sync_to_thread=True,
             summary="Cancel a running job (its child process is stopped)",
             responses=errors(401, 403, 404, 409),
           opt=needs("operator"))
     def cancel_job(self, request: Request, daemon: DaemonDep, job_id: JobId) -> JobOut:
-        return job_out(daemon.cancel_job(job_id, actor_of(request)))
+        return job_out(daemon.cancel_job(job_id, actor_of(request)), daemon.config.home)
 
     @get("/{job_id:str}/events", operation_id="streamJobEvents",
          summary="Server-sent events: `job` with the job at each change, then `end`",
@@ -73,23 +102,26 @@ class JobController(Controller):
              description="an event stream; each event's data is a JobOut as JSON"),
              **errors(401, 404)})
     async def events(self, daemon: DaemonDep, job_id: JobId) -> ServerSentEvent:
-        first = await asyncio.to_thread(daemon.job, job_id)  # 404 before the stream starts
-        return ServerSentEvent(_follow(daemon, job_id, first))
+        seen = daemon.jobs.version(job_id)  # before the read: no change falls in between
+        first = await _job(daemon, job_id)  # 404 before the stream starts
+        return ServerSentEvent(_follow(daemon, job_id, first, seen))
 
 
-async def _follow(daemon: DaemonDep, job_id: str, job: dict[str, Any]
+async def _job(daemon: DaemonDep, job_id: str) -> dict[str, Any]:
+    """The job from the runner's memory; only another job's (or a missing one) from the store,
+    in a worker thread."""
+    return daemon.jobs.live(job_id) or await asyncio.to_thread(daemon.job, job_id)
+
+
+async def _follow(daemon: DaemonDep, job_id: str, job: dict[str, Any], seen: int
                   ) -> AsyncIterator[ServerSentEventMessage]:
-    seen = daemon.jobs.version(job_id)
+    # a stream waits on the event loop for the runner's news: it holds no worker thread
+    # (six streams holding the request threads in turn added ~200 ms to every other request)
     while True:
-        data = msgspec.json.encode(job_out(job)).decode()
+        data = msgspec.json.encode(job_out(job, daemon.config.home)).decode()
         if job["status"] in TERMINAL:
             yield ServerSentEventMessage(data=data, event="end")
             return
         yield ServerSentEventMessage(data=data, event="job")
-        # wait in a worker thread (the event loop stays free), in short slices so a client
-        # that went away frees its thread soon
-        while (now := await asyncio.to_thread(daemon.jobs.wait_change, job_id, seen,
-                                              POLL_S)) == seen:
-            pass
-        seen = now
-        job = await asyncio.to_thread(daemon.job, job_id)
+        seen = await daemon.jobs.next_change(job_id, seen)
+        job = await _job(daemon, job_id)

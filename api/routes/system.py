@@ -1,4 +1,4 @@
-"""Health, Prometheus metrics and the audit log."""
+"""Health (open, and its details behind a key), Prometheus metrics and the audit log."""
 
 from __future__ import annotations
 
@@ -13,20 +13,28 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from api.auth import needs
 from api.routes._docs import DaemonDep, errors
 from api.routes.jobs import job_out
-from api.schemas import AuditOut, HealthOut, MqttOut, to_struct, utc_text
+from api.schemas import AuditOut, HealthDetailsOut, HealthOut, MqttOut, to_struct, utc_text
+
+
+@get("/health", operation_id="getHealth", sync_to_thread=True, tags=["system"],
+     summary="Up or not, version, active model: open, for liveness probes and watchdogs "
+             "(details: GET /health/details, with a key)")
+def health(daemon: DaemonDep) -> HealthOut:
+    """Mounted outside the keyed routes (api.app): a probe holds no key."""
+    return to_struct(HealthOut, daemon.health())
 
 
 class SystemController(Controller):
     path = "/"
     tags = ["system"]
 
-    @get("/health", operation_id="getHealth", sync_to_thread=True,
+    @get("/health/details", operation_id="getHealthDetails", sync_to_thread=True,
          summary="Store, active model, running job, disk space", responses=errors(401))
-    def health(self, daemon: DaemonDep) -> HealthOut:
-        health = daemon.health()
-        running = health.pop("running_job")
-        out = to_struct(HealthOut, {**health, "running_job": None})
-        out.running_job = job_out(running) if running else None
+    def health_details(self, daemon: DaemonDep) -> HealthDetailsOut:
+        details = daemon.health_details()
+        running = details.pop("running_job")
+        out = to_struct(HealthDetailsOut, {**details, "running_job": None})
+        out.running_job = job_out(running, daemon.config.home) if running else None
         return out
 
     @get("/mqtt", operation_id="getMqtt", sync_to_thread=True,
@@ -54,5 +62,5 @@ class SystemController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
     ) -> list[AuditOut]:
-        rows = daemon.db.audit_log(utc_text(since), limit, offset)
+        rows = daemon.audit_log(utc_text(since), limit, offset)
         return [to_struct(AuditOut, r) for r in rows]

@@ -49,7 +49,6 @@ from appliance.services.drift import NewHole
 from appliance.services.holes import HoleService
 from appliance.store import Store
 from appliance.store.bus import BusHole, InboxRow, PairToStore, Settlement, WaitingMessage
-from appliance.store.holes import check_trace
 from appliance.trace import Trace
 
 log = logging.getLogger("appliance.bus")
@@ -553,7 +552,7 @@ class MqttBridge:
                                                      "back from the store")
                 built = joined_trace(HoleMessages(tc.message, rc.message,
                                                   [hc.message] if hc else []), f"mqtt:{key}")
-                check_trace(built)
+                self._store.check_trace(built)
             except (IngestError, ValidationError) as exc:
                 error = str(exc)
                 pairs.append(PairToStore(replace(hole, error=error), digests, None, None))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import watchfiles
 
-from appliance.errors import IngestError, ValidationError
+from appliance.errors import DiskFullError, IngestError, ValidationError
 from appliance.ingest.discover import SUFFIXES
 
 log = logging.getLogger("appliance.watch")
@@ -200,13 +200,16 @@ class FolderWatcher:
                 self._pending[path] = _Pending(after, time.monotonic())
             return False
         self._handled[path] = signature
-        # named as `appliance ingest` names a file's hole: its path
-        source = str(path)
+        # named as `appliance ingest` names a file's hole: its file name
+        source = path.name
         try:
             created = self._ingest(data, source, self.group)
         except IngestError as exc:
-            log.warning("quarantined watched file: %s", exc)
+            log.warning("quarantined watched file %s: %s", path, exc)
             self._count(path, "quarantined")
+        except DiskFullError as exc:  # the file stays; a restart's first scan takes it again
+            log.error("watched file %s not stored: %s", path, exc)
+            self._count(path, "failed")
         except Exception:
             log.exception("ingesting watched file %s failed", path)
             self._count(path, "failed")

@@ -21,7 +21,15 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
     p.add_argument("--seed", type=int, default=seed)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (per fold)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: a CUDA GPU when torch sees one (mixed precision), else the "
+                        "CPU; export and the parity check always run on the CPU "
+                        "(default auto)")
+    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="train each fold as a Ray task: local (a Ray cluster on this box), "
+                        "auto (the cluster this box joined) or HOST:PORT / ray://HOST:PORT; "
+                        "needs the cluster extra: pip install -e '.[cluster]'")
     p.add_argument("--patience", type=int, default=patience,
                    help="epochs without a better validation loss before a phase stops")
     p.add_argument("--placement", choices=("learn", "convention"), default=placement,

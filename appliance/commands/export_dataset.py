@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -21,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "OUT_DIR (which must not exist or be empty).",
     )
     p.add_argument("out_dir", metavar="OUT_DIR", type=Path)
+    p.add_argument("--rig", default=None,
+                   help="this rig's name in the snapshot, for fleet training "
+                        "(`appliance train --dataset A --dataset B`); default: the host name")
     add_home(p)
     add_json(p)
     p.set_defaults(func=handle)
@@ -31,7 +35,7 @@ def handle(args: argparse.Namespace) -> int:
 
     with Store.open(resolve_home(args.home)) as store:
         try:
-            manifest = export_dataset(store, args.out_dir)
+            manifest = export_dataset(store, args.out_dir, rig=args.rig or socket.gethostname())
         except ValidationError as exc:
             print(f"appliance export-dataset: {exc}", file=sys.stderr)
             return EXIT_USAGE

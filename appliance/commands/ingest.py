@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     # Imported here: the parsers are only needed by this verb.
+    from appliance.config import load_config
     from appliance.store.intake import ingest_paths
 
     paths = [Path(p) for p in args.paths]
@@ -47,7 +48,9 @@ def handle(args: argparse.Namespace) -> int:
             progress.clear()
             print(_line(kind, entry), flush=True)
 
-    with Store.open(resolve_home(args.home)) as store:
+    # the home's settings bound a hole's samples here as in the daemon
+    limit = load_config(args.home).max_samples_per_hole
+    with Store.open(resolve_home(args.home), max_samples=limit) as store:
         report = ingest_paths(store, paths, on_outcome)
         store.audit(
             f"cli:{getpass.getuser()}", "ingest", ", ".join(str(p) for p in paths),

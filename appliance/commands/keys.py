@@ -8,21 +8,14 @@ first key in <home>/admin.key, so a revoked key stops working at once.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from appliance.commands._common import add_home, add_json, print_json, print_table
-from appliance.errors import (
-    ApplianceError,
-    ConflictError,
-    NotFoundError,
-    StoreLockedError,
-    ValidationError,
-)
+from appliance.commands._daemon import add_daemon_options, via_daemon
+from appliance.errors import ConflictError, NotFoundError, StoreLockedError, ValidationError
 
 DEFAULT_ROLE = "operator"
 
@@ -35,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--role", default=DEFAULT_ROLE, choices=("integration", "operator", "admin"),
                    help="integration: read, send holes, ask for estimates; operator: also "
                         "confirm labels, fine-tune, activate a candidate that passed its gates, "
-                        "roll back; admin: also force past a gate, shadow, keys "
+                        "roll back; admin: also force past a gate, shadow, keys, backups "
                         f"(default {DEFAULT_ROLE})")
     c.set_defaults(func=create)
     ls = sub.add_parser("list", help="key names, roles and creation times (never the keys)")
@@ -46,12 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for parser in (c, ls, d):
         add_home(parser)
         add_json(parser)
-        parser.add_argument("--url", default=None,
-                            help="a running daemon (default: http://<host>:<port> of the "
-                                 "settings)")
-        parser.add_argument("--key", default=None,
-                            help="an admin key for a running daemon (default: $APPLIANCE_KEY, "
-                                 "else <home>/admin.key)")
+        add_daemon_options(parser)
 
 
 def _store(home: str | None):  # noqa: ANN202 - the Store type would import duckdb eagerly
@@ -67,50 +55,7 @@ def _local_or_daemon(args: argparse.Namespace, local: Callable[[], Any],
     try:
         return local()
     except StoreLockedError:
-        return _via_daemon(args, method, path, body)
-
-
-def _via_daemon(args: argparse.Namespace, method: str, path: str,
-                body: dict[str, Any] | None) -> Any:
-    import httpx
-
-    from appliance.config import load_config
-    from appliance.home import resolve_home
-
-    url = args.url
-    if url is None:
-        cfg = load_config(args.home)
-        url = f"http://{cfg.host}:{cfg.port}"
-    key = args.key or os.environ.get("APPLIANCE_KEY")
-    first = Path(resolve_home(args.home)) / "admin.key"
-    if not key and first.is_file():
-        try:
-            key = first.read_text().strip()
-        except OSError:
-            key = None
-    if not key:
-        raise ValidationError(f"a daemon holds the store: pass an admin key (--key or "
-                              f"APPLIANCE_KEY) to manage keys through it at {url}")
-    try:
-        r = httpx.request(method, url.rstrip("/") + path, json=body, timeout=30.0,
-                          headers={"Authorization": f"Bearer {key}"})
-    except httpx.HTTPError as exc:
-        raise ApplianceError(f"a daemon holds the store but {url} does not answer: {exc}") \
-            from None
-    if r.status_code == 404:
-        raise NotFoundError(_detail(r))
-    if r.status_code == 409:
-        raise ConflictError(_detail(r))
-    if r.status_code >= 400:
-        raise ValidationError(f"the daemon at {url} answered {r.status_code}: {_detail(r)}")
-    return r.json()
-
-
-def _detail(r: Any) -> str:
-    try:
-        return str(r.json().get("detail", r.text))
-    except ValueError:
-        return r.text
+        return via_daemon(args, method, path, body, purpose="manage keys")
 
 
 def create(args: argparse.Namespace) -> int:

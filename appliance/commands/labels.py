@@ -58,7 +58,7 @@ def handle_import(args: argparse.Namespace) -> int:
         print_json(report.as_json())
     else:
         for r in report.rejected:
-            print(f"row {r['row']}: rejected ({r['key']}): {r['error']}")
+            print(f"{args.file} row {r['row']}: rejected ({r['key']}): {r['error']}")
         print(f"{len(report.imported)} imported, {len(report.unchanged)} unchanged, "
               f"{len(report.rejected)} rejected")
     return EXIT_REJECTED if report.rejected else EXIT_OK

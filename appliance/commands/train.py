@@ -14,7 +14,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train (or fine-tune) an ensemble and write a candidate model folder",
         description="Train one member per cross-validation fold on a dataset snapshot "
                     "(and/or synthetic holes), export to ONNX, write a model folder.")
-    p.add_argument("--dataset", default=None, help="dataset snapshot directory (store export)")
+    p.add_argument("--dataset", action="append", default=None, metavar="SNAPSHOT_DIR",
+                   help="dataset snapshot directory (`appliance export-dataset`); give it "
+                        "once per rig to train one fleet model on several rigs' holes "
+                        "(folds grouped by rig)")
+    p.add_argument("--config", default=None, metavar="BEST_JSON",
+                   help="the parameters of a search (`appliance tune`'s DIR/best.json): "
+                        "learning rate, width, patch length, stem, head-phase epochs, "
+                        "augmentation strength")
     p.add_argument("--out", required=True, help="candidate model folder to write")
     p.add_argument("--parent", default=None,
                    help="model folder to fine-tune from (member i starts from parent member i)")

@@ -199,6 +199,10 @@ def _guard(name: str, source: str, build: Callable[[], Trace]) -> FolderEntry:
             source, f"unexpected {type(exc).__name__} while parsing: {exc}"))
 
 
+_TOO_DEEP = ("JSON nested too deeply (about 1,000 levels or more) to read; a trace message "
+             "nests a few levels")
+
+
 def load_json(data: bytes, source: str) -> object:
     if not data.strip():
         raise IngestError(source, "empty JSON input")
@@ -208,6 +212,8 @@ def load_json(data: bytes, source: str) -> object:
         return msgspec.json.decode(data)
     except msgspec.DecodeError:
         pass
+    except RecursionError:
+        raise IngestError(source, _TOO_DEEP) from None
     try:
         return json.loads(data)
     except UnicodeDecodeError as exc:
@@ -218,7 +224,7 @@ def load_json(data: bytes, source: str) -> object:
         raise IngestError(source, f"invalid JSON: {exc.msg}{cut}",
                           f"line {exc.lineno} column {exc.colno}, char {exc.pos}") from None
     except RecursionError:
-        raise IngestError(source, "JSON nested too deeply") from None
+        raise IngestError(source, _TOO_DEEP) from None
 
 
 def is_xls_dump(obj: object) -> bool:

@@ -3,6 +3,8 @@
 Events (one JSON object per stdout line, see `appliance train --progress-json`):
   {"event": "epoch", "fold", "epoch", "train_loss", "val_loss", "eta_s"}
   {"event": "fold_done", "fold", ...}   {"event": "done", ...}   {"event": "error", "message"}
+  {"event": "trial", "number", "state", "objective", "trials_done", "trials_total", ...}
+      (a hyperparameter search, `appliance tune --progress-json`)
 Any other line is log text.
 """
 
@@ -12,7 +14,7 @@ import json
 import math
 from typing import Any
 
-EVENT_NAMES = ("epoch", "fold_done", "done", "error")
+EVENT_NAMES = ("epoch", "fold_done", "trial", "done", "error")
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
@@ -35,7 +37,8 @@ def fold_progress(progress: dict[str, Any], event: dict[str, Any], folds: int,
     out = dict(progress)
     kind = event["event"]
     out["last_event"] = kind
-    for key in ("fold", "epoch", "train_loss", "val_loss", "eta_s"):
+    for key in ("fold", "epoch", "train_loss", "val_loss", "eta_s", "trials_done",
+                "trials_total", "best_objective"):
         value = event.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = value if math.isfinite(value) else None
@@ -45,6 +48,11 @@ def fold_progress(progress: dict[str, Any], event: dict[str, Any], folds: int,
     # folds and epochs may be counted from 0 or 1 by the trainer; clamp rather than trust
     if kind == "done":
         fraction = 1.0
+    elif kind == "trial" and _number(event.get("trials_total")):
+        fraction = float(event.get("trials_done") or 0) / float(event["trials_total"])
+    elif kind == "fold_done" and _number(event.get("folds_done")):
+        # folds trained in parallel (Ray) finish in any order: count them, not their index
+        fraction = float(event["folds_done"]) / folds
     elif kind == "fold_done":
         fraction = (min(fold, folds - 1) + 1) / folds
     elif kind == "epoch" and _number(event.get("epochs_total")):

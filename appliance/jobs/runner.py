@@ -6,15 +6,21 @@ as a child whose stdout lines are progress events (appliance.jobs.events) or log
 that fails, is cancelled or is killed leaves the registry and the active model alone: only a
 child that exits 0 and said "done" hands its candidate folder to `on_candidate` (register,
 gates, maybe activate).
+
+A job the daemon was stopped or killed under resumes at its next start (`recover`): the child
+runs again on the job's own snapshot and folder, so the folds it had finished are reloaded from
+their checkpoints, not trained again. An ended job's folder keeps only its log (and a search's
+trials): see appliance.jobs.job_folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import ctypes
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,13 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from appliance.config import TrainConfig
 from appliance.errors import ApplianceError
+from appliance.jobs import job_folder
 from appliance.jobs.events import fold_progress, parse_event
+from appliance.jobs.search import read_best_summary
 
 log = logging.getLogger("appliance.jobs")
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 LOG_TAIL_LINES = 40
+
+
+_Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[int]]  # a stream awaiting news
 
 
 class JobConflictError(ApplianceError):
@@ -59,16 +71,36 @@ class Prepared:
     architecture: str | None = None  # the parent's, used when the job names none
 
 
+@dataclass(frozen=True)
+class Recovered:
+    """What `recover` did with the jobs a previous daemon left."""
+
+    resumed: str | None  # the job now running again
+    failed: tuple[tuple[str, str], ...]  # (job id, why it could not resume)
+    freed_bytes: int  # ended jobs' snapshots, candidates and checkpoints removed
+
+
 def now_iso() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def train_command(params: dict[str, Any], prep: Prepared, out_dir: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "appliance.cli", "train", "--dataset", str(prep.dataset_dir),
+SEARCH_KIND = "tune"  # a hyperparameter search: it ends with best.json, not a candidate
+
+
+def job_command(kind: str, params: dict[str, Any], prep: Prepared, out_dir: Path,
+                train: TrainConfig | None = None) -> list[str]:
+    """The child's command line: `appliance train` (fine-tunes, the nightly) or `appliance
+    tune` (a search), on the snapshot, from the active model, where [train] says."""
+    train = train or TrainConfig()
+    verb = ["tune", "--trials", str(params["trials"])] if kind == SEARCH_KIND else ["train"]
+    cmd = [sys.executable, "-m", "appliance.cli", *verb, "--dataset", str(prep.dataset_dir),
            "--out", str(out_dir), "--folds", str(params["folds"]),
            "--epochs", str(params["epochs"]), "--progress-json",
            # half the cores: the daemon keeps answering while a job trains
-           "--threads", str(max(1, (os.cpu_count() or 2) // 2))]
+           "--threads", str(max(1, (os.cpu_count() or 2) // 2)),
+           "--device", train.device]
+    if train.ray:
+        cmd += ["--ray", train.ray]
     if prep.parent_dir is not None:
         cmd += ["--parent", str(prep.parent_dir)]
     if params.get("head_only"):
@@ -86,7 +118,9 @@ class JobRunner:
 
     prepare(job, work_dir) -> Prepared: snapshot + parent (raises ApplianceError to fail the job);
     on_candidate(job, candidate_dir) -> dict of result fields (candidate_version, gate_passed,
-    activated, ...); on_finish(job) is told every terminal job (metrics).
+    activated, ...); on_finish(job) is told every terminal job (metrics); reopen(job, work_dir)
+    -> Prepared: what an interrupted job resumes with (its snapshot, verified, and its parent;
+    raises ApplianceError, saying why, when it cannot resume).
     """
 
     def __init__(
@@ -96,7 +130,8 @@ class JobRunner:
         prepare: Callable[[dict[str, Any], Path], Prepared],
         on_candidate: Callable[[dict[str, Any], Path], dict[str, Any]],
         on_finish: Callable[[dict[str, Any]], None] = lambda job: None,
-        command: Callable[[dict[str, Any], Prepared, Path], list[str]] = train_command,
+        command: Callable[[str, dict[str, Any], Prepared, Path], list[str]] = job_command,
+        reopen: Callable[[dict[str, Any], Path], Prepared] | None = None,
     ) -> None:
         self._records = records
         self._jobs_dir = jobs_dir
@@ -104,32 +139,82 @@ class JobRunner:
         self._on_candidate = on_candidate
         self._on_finish = on_finish
         self._command = command
+        self._reopen = reopen
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self._current: dict[str, Any] | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
         self._cancel_reason: str | None = None
+        self._closing = False  # a stopping daemon leaves its job to resume at the next start
         self._tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._versions: dict[str, int] = collections.defaultdict(int)
+        # event streams awaiting a job's next change, each on its event loop: a stream holds
+        # no thread and polls nothing (a thread per stream starved the request threads)
+        self._waiters: dict[str, set[_Waiter]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def recover(self) -> list[str]:
-        """Jobs a previous daemon left queued/running are failed now: never a ghost 'running'."""
-        failed = []
-        for job in self._records.list(limit=10_000):
-            if job["status"] not in TERMINAL:
-                self._records.update(job["job_id"], status="failed", finished_at=now_iso(),
-                                     error="daemon restarted while the job was "
-                                           f"{job['status']}; start it again")
-                failed.append(job["job_id"])
-        return failed
+    def recover(self) -> Recovered:
+        """At the daemon's start: the latest job a previous daemon left queued or running
+        resumes (never a ghost 'running'); one that cannot, and any other, is failed saying
+        why. Every ended job's folder is cleared of what a crash left in it."""
+        jobs = self._records.list(limit=10_000)  # newest first
+        unfinished = [j for j in jobs if j["status"] not in TERMINAL]
+        resumed: str | None = None
+        failed: list[tuple[str, str]] = []
+        for job in unfinished:
+            why = ("another job was resumed" if resumed is not None
+                   else self._resume(job))
+            if why is None:
+                resumed = job["job_id"]
+                continue
+            self._fail_unfinished(job, why)
+            failed.append((job["job_id"], why))
+        ended = {j["job_id"] for j in jobs if j["status"] in TERMINAL}
+        ended |= {job_id for job_id, _ in failed}
+        freed = 0
+        if self._jobs_dir.is_dir():
+            for work in self._jobs_dir.iterdir():
+                if work.name in ended:
+                    freed += job_folder.remove_leftovers(work)
+        return Recovered(resumed, tuple(failed), freed)
+
+    def _resume(self, job: dict[str, Any]) -> str | None:
+        """Start `job` again where it stopped; None when it runs, else why it cannot."""
+        if self._reopen is None:
+            return "jobs do not resume here"
+        try:
+            prep = self._reopen(job, self._jobs_dir / job["job_id"])
+        except ApplianceError as exc:
+            return str(exc)
+        except Exception as exc:  # a bug must not keep the daemon from starting
+            log.exception("could not reopen job %s", job["job_id"])
+            return f"internal error: {type(exc).__name__}: {exc}"
+        with self._lock:
+            self._current = dict(job)
+            self._cancel_reason = None
+            self._tail.clear()
+            self._tail.extend(job.get("log_tail") or [])
+            self._bump_locked(job["job_id"])
+            self._thread = threading.Thread(target=self._run, args=(dict(job), prep),
+                                            name=f"job-{job['job_id']}", daemon=True)
+            self._thread.start()
+        return None
+
+    def _fail_unfinished(self, job: dict[str, Any], why: str) -> None:
+        progress = {k: v for k, v in (job.get("progress") or {}).items() if k != "pid"}
+        ended = self._records.update(
+            job["job_id"], status="failed", finished_at=now_iso(), progress=progress,
+            error=f"daemon restarted while the job was {job['status']} and it cannot resume: "
+                  f"{why}; start it again")
+        self._on_finish(ended)
 
     def close(self, reason: str = "daemon stopped while the job was running") -> None:
-        """Stop a running child and record why; waits for the job thread to finish."""
+        """Stop a running child and wait for the job thread. The job is not ended: it keeps
+        its folder and status and resumes at the daemon's next start (see recover)."""
         with self._lock:
             thread = self._thread
             if self._current is not None and self._current["status"] not in TERMINAL:
+                self._closing = True
                 self._cancel_reason = reason
                 self._terminate_locked()
         if thread is not None:
@@ -143,10 +228,14 @@ class JobRunner:
         return None
 
     def get(self, job_id: str) -> dict[str, Any] | None:
+        return self.live(job_id) or self._records.get(job_id)
+
+    def live(self, job_id: str) -> dict[str, Any] | None:
+        """The job from memory when it is the runner's latest one (no store read), else None."""
         with self._lock:
             if self._current is not None and self._current["job_id"] == job_id:
                 return dict(self._current)
-        return self._records.get(job_id)
+        return None
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
         jobs = self._records.list(limit=limit)
@@ -155,12 +244,26 @@ class JobRunner:
 
     def version(self, job_id: str) -> int:
         """Bumped at every change of the job: lets event streams wait for news cheaply."""
-        return self._versions[job_id]
+        return self._versions.get(job_id, 0)
 
-    def wait_change(self, job_id: str, seen: int, timeout: float) -> int:
-        with self._changed:
-            self._changed.wait_for(lambda: self._versions[job_id] != seen, timeout=timeout)
-            return self._versions[job_id]
+    async def next_change(self, job_id: str, seen: int) -> int:
+        """The job's version once it differs from `seen`, awaited on the caller's event loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            now = self._versions.get(job_id, 0)
+            if now != seen:
+                return now
+            waiter = (loop, loop.create_future())
+            self._waiters.setdefault(job_id, set()).add(waiter)
+        try:
+            return await waiter[1]
+        finally:  # a stream whose client went away is cancelled here: forget it
+            with self._lock:
+                waiting = self._waiters.get(job_id)
+                if waiting is not None:
+                    waiting.discard(waiter)
+                    if not waiting:
+                        del self._waiters[job_id]
 
     # -- commands ----------------------------------------------------------------------------
     def start(self, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -201,12 +304,37 @@ class JobRunner:
         return job
 
     # -- the job thread ----------------------------------------------------------------------
-    def _run(self, job: dict[str, Any]) -> None:
+    def _run(self, job: dict[str, Any], resumed: Prepared | None = None) -> None:
+        """The job from its snapshot to its end; `resumed`: what a job interrupted by a
+        daemon restart picks up again (its snapshot and folder as they were left)."""
         job_id = job["job_id"]
         work = self._jobs_dir / job_id
-        out_dir = work / "candidate"
         try:
-            work.mkdir(parents=True, exist_ok=True)
+            status, error, result = "succeeded", None, self._outcome(job, work, resumed)
+        except _Stopped as stop:
+            if self._closing:  # left as it is, to resume at the daemon's next start
+                cur = self.get(job_id) or job
+                self._set(job_id, progress={k: v for k, v in (cur["progress"] or {}).items()
+                                            if k != "pid"}, log_tail=list(self._tail))
+                return
+            status = "cancelled" if str(stop).startswith("cancelled") else "failed"
+            error, result = str(stop), {}
+        except ApplianceError as exc:
+            status, error, result = "failed", str(exc), {}
+        except Exception as exc:  # a bug must still end the job clearly, never leave it running
+            log.exception("job %s crashed", job_id)
+            status, error, result = "failed", f"internal error: {type(exc).__name__}: {exc}", {}
+        self._finish(job_id, status, error, result, work)
+
+    def _outcome(self, job: dict[str, Any], work: Path, resumed: Prepared | None
+                 ) -> dict[str, Any]:
+        """The result fields of a job that succeeds; raises to end it otherwise."""
+        job_id = job["job_id"]
+        search = job["kind"] == SEARCH_KIND
+        out_dir = job_folder.out_dir(work, search)
+        log_path = work / job_folder.LOG
+        work.mkdir(parents=True, exist_ok=True)
+        if resumed is None:
             self._set(job_id, status="running", started_at=now_iso())
             prep = self._prepare(job, work)
             self._set(job_id, progress={"fraction": 0.0, "dataset_hash":
@@ -214,38 +342,45 @@ class JobRunner:
                                         "dataset_holes": prep.dataset.get("n_holes"),
                                         "dataset_at": prep.dataset.get("created_at"),
                                         "parent": prep.parent_version})
-            if self._cancel_reason:
-                raise _Stopped(self._cancel_reason)
-            rc, last = self._follow(job, prep, out_dir, work / "train.log")
+        else:
+            prep = resumed
+            self._mark_resumed(job, log_path)
+        if self._cancel_reason:
+            raise _Stopped(self._cancel_reason)
+        # a candidate written before the restart (the daemon died registering or gating it)
+        # is complete: its manifest is the last thing renamed into place
+        if not (resumed is not None and not search and (out_dir / "manifest.json").is_file()):
+            rc, last = self._follow(job, prep, out_dir, log_path)
             if self._cancel_reason:
                 raise _Stopped(self._cancel_reason)
             if rc != 0:
                 raise ApplianceError(_exit_reason(rc, last, list(self._tail)))
             if last is None or last.get("event") != "done":
                 raise ApplianceError("training exited without its 'done' event")
-            if not (out_dir / "manifest.json").is_file():
-                raise ApplianceError(f"training finished but wrote no candidate manifest in "
-                                     f"{out_dir}")
-            result = self._on_candidate(self.get(job_id) or job, out_dir)
-            # registered: the registry holds its own sealed copy now
-            shutil.rmtree(out_dir, ignore_errors=True)
-            self._finish(job_id, "succeeded", None, result)
-        except _Stopped as stop:
-            self._finish(job_id, "cancelled" if str(stop).startswith("cancelled") else "failed",
-                         str(stop), {})
-        except ApplianceError as exc:
-            self._finish(job_id, "failed", str(exc), {})
-        except Exception as exc:  # a bug must still end the job clearly, never leave it running
-            log.exception("job %s crashed", job_id)
-            self._finish(job_id, "failed", f"internal error: {type(exc).__name__}: {exc}", {})
-        finally:
-            # the snapshot is large and reproducible from the store; the log is kept
-            shutil.rmtree(work / "dataset", ignore_errors=True)
+        if search:  # its trials.csv and best.json stay in the job's folder
+            return read_best_summary(out_dir)
+        if not (out_dir / "manifest.json").is_file():
+            raise ApplianceError(f"training finished but wrote no candidate manifest in "
+                                 f"{out_dir}")
+        # recorded before registering: a job that fails from here on (or a daemon that dies
+        # gating) leaves a registered candidate that its job row names
+        self._set(job_id, candidate_version=_candidate_version(out_dir))
+        return self._on_candidate(self.get(job_id) or job, out_dir)
+
+    def _mark_resumed(self, job: dict[str, Any], log_path: Path) -> None:
+        at = now_iso()
+        line = f"resumed at {at} after a daemon restart: finished folds are not trained again"
+        with log_path.open("a", encoding="utf-8") as logf:
+            logf.write(f"--- {line} ---\n")
+        self._tail.append(line)
+        progress = {k: v for k, v in (job.get("progress") or {}).items() if k != "pid"}
+        self._set(job["job_id"], status="running", log_tail=list(self._tail),
+                  progress={**progress, "resumed_at": at})
 
     def _follow(self, job: dict[str, Any], prep: Prepared, out_dir: Path,
                 log_path: Path) -> tuple[int, dict[str, Any] | None]:
         params = job["params"]
-        cmd = self._command(params, prep, out_dir)
+        cmd = self._command(job["kind"], params, prep, out_dir)
         # warnings from the training stack would crowd the log tail an operator reads
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
         with self._lock:
@@ -300,19 +435,27 @@ class JobRunner:
             self._records.update(job_id, **fields)
 
     def _finish(self, job_id: str, status: str, error: str | None,
-                result: dict[str, Any]) -> None:
+                result: dict[str, Any], work: Path) -> None:
+        """Record the end, clear the job's folder, then show the end: a daemon killed in
+        between finds an ended job (swept at its start), and whoever sees the job ended
+        sees its folder cleared."""
         cur = self.get(job_id) or {}
         progress = dict(cur.get("progress") or {})
         progress.pop("pid", None)
         progress.update({k: v for k, v in result.items() if k != "candidate_version"})
         fields = {"status": status, "finished_at": now_iso(), "error": error,
                   "progress": progress, "log_tail": list(self._tail),
-                  "candidate_version": result.get("candidate_version")}
+                  # a failed job keeps the candidate it registered: see _run
+                  "candidate_version": result.get("candidate_version")
+                  or cur.get("candidate_version")}
         try:
             job = self._records.update(job_id, **fields)
         except Exception:  # the store may be closing under us; memory still tells the truth
             log.exception("could not record the end of job %s", job_id)
             job = {**cur, **fields}
+        # the snapshot is reproducible from the store, the candidate registered or worthless,
+        # the checkpoints spent; the log (and a search's trials) are kept
+        job_folder.remove_leftovers(work)
         with self._lock:
             if self._current is not None and self._current["job_id"] == job_id:
                 self._current.update(fields)
@@ -321,11 +464,27 @@ class JobRunner:
 
     def _bump_locked(self, job_id: str) -> None:
         self._versions[job_id] += 1
-        self._changed.notify_all()
+        for loop, future in self._waiters.pop(job_id, ()):
+            with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits there
+                loop.call_soon_threadsafe(_settle, future, self._versions[job_id])
 
 
 class _Stopped(Exception):
     pass
+
+
+def _settle(future: asyncio.Future[int], version: int) -> None:
+    if not future.done():  # not cancelled meanwhile
+        future.set_result(version)
+
+
+def _candidate_version(candidate: Path) -> str | None:
+    from appliance.engine.manifest import ModelFolderError, read_manifest
+
+    try:
+        return read_manifest(candidate).version
+    except ModelFolderError:
+        return None  # registering it says why, and fails the job
 
 
 def _exit_reason(rc: int, last: dict[str, Any] | None, tail: list[str]) -> str:

@@ -19,6 +19,7 @@ from appliance.gates.integrity import check_integrity
 from appliance.gates.report import GateReport
 from appliance.registry import faults, folders
 from appliance.store import Store
+from appliance.store.codec import iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,26 @@ class Registry:
             fields["status"] = "candidate"
         self.store.update_model(report.version, **fields)
         return self.get(report.version)
+
+    # -- setting aside --
+
+    def reject(self, version: str, why: str, actor: str, remove: bool = False
+               ) -> dict[str, Any]:
+        """Set a version aside: status rejected, the reason in its gate report; with
+        `remove` its folder is deleted too (the row stays: history names it). Never the
+        active version or one that was ever active: rollback goes back to those."""
+        row = self.get(version)
+        if row["status"] == "active" or self.ever_active(version):
+            raise ValidationError(f"model {version} is or was active: it is kept")
+        report = dict(row.get("gate_report") or {})
+        report["removed" if remove else "rejected"] = {"why": why, "at": iso(utcnow()),
+                                                       "by": actor}
+        if remove:
+            folders.remove_tree(self.folder(version))
+        self.store.update_model(version, status="rejected", gate_report=report)
+        self.store.audit(actor, "model-remove" if remove else "model-reject", version,
+                         {"why": why})
+        return self.get(version)
 
     # -- recovery --
 

@@ -146,6 +146,17 @@ class ServingService:
     def history(self, limit: int | None = None) -> list[dict[str, Any]]:
         return self.registry.history(limit)
 
+    def ever_active(self, version: str) -> bool:
+        return self.registry.ever_active(version)
+
+    def reject(self, version: str, why: str, actor: str = SYSTEM, remove: bool = False
+               ) -> dict[str, Any]:
+        """Set a candidate aside, or remove it (Registry.reject); never the shadow model."""
+        with self._lock:
+            if self.shadow_version == version:
+                raise ValidationError(f"model {version} runs in shadow: stop that first")
+            return self.registry.reject(version, why, actor, remove=remove)
+
     # -- gates --
 
     def gate(self, version: str, actor: str = "operator") -> GateReport:
@@ -173,6 +184,10 @@ class ServingService:
             row = self.registry.get(version)
             if version == self.holder.version and row["status"] == "active":
                 return {"version": version, "previous_version": version, "changed": False}
+            removed = (row.get("gate_report") or {}).get("removed")
+            if removed:
+                raise ValidationError(f"model {version} was removed ({removed.get('why')}): "
+                                      "its folder is gone")
             blocking = _blocking_gates(row)
             if blocking and not force:
                 names = [g for g, _ in blocking]

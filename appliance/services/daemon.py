@@ -1,13 +1,15 @@
 """The daemon's composition root: one store, the serving model, jobs and the nightly schedule.
 
 `Daemon.open(config)` opens the store (StoreLockedError when another process holds it), starts
-serving (the shipped baseline is registered and activated on first start), fails any job a
-previous run left unfinished, and starts the nightly schedule. `close()` stops a running job,
-the schedule, and closes the store. api.app.create_app(daemon) serves it over HTTP.
+serving (the shipped baseline is registered and activated on first start), resumes the job a
+previous run left unfinished (or fails it, saying why), clears ended jobs' folders, and starts
+the nightly schedule. `close()` stops a running job (it resumes at the next start), the
+schedule, and closes the store. api.app.create_app(daemon) serves it over HTTP.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -24,15 +26,20 @@ from appliance.engine.sessions import set_default_threads
 from appliance.errors import (
     ApplianceError,
     ConflictError,
+    DiskFullError,
     IngestError,
     NotFoundError,
     ValidationError,
 )
+from appliance.home import FIRST_KEY_FILE
 from appliance.jobs.records import StoreJobRecords
-from appliance.jobs.runner import JobConflictError, JobRunner, Prepared
+from appliance.jobs.runner import SEARCH_KIND, JobConflictError, JobRunner, Prepared, job_command
 from appliance.jobs.schedule import NightlySchedule
+from appliance.redact import scrubbed, shown_path
+from appliance.services.backup import BackupManifest, backup_into_home
 from appliance.services.db import Db
 from appliance.services.drift import DriftService
+from appliance.services.failed_candidates import remove_expired, set_aside
 from appliance.services.holes import HoleService
 from appliance.services.keys import (
     KeyIdentity,
@@ -47,7 +54,6 @@ from appliance.services.models import ModelService
 from appliance.store import Store
 
 log = logging.getLogger("appliance.daemon")
-FIRST_KEY_FILE = "admin.key"
 
 
 class Daemon:
@@ -59,10 +65,13 @@ class Daemon:
         self.metrics = Metrics()
         self.models = ModelService(serving)
         self.drift = DriftService(store)
-        self.holes = HoleService(self.db, self.models, self.metrics, self.drift)
+        self.holes = HoleService(self.db, self.models, self.metrics, self.drift,
+                                 trace_cache_bytes=config.trace_cache_bytes)
         self.jobs = JobRunner(
             StoreJobRecords(store), config.home / "jobs", prepare=self._prepare,
-            on_candidate=self._adopt, on_finish=self._job_finished)
+            on_candidate=self._adopt, on_finish=self._job_finished,
+            command=functools.partial(job_command, train=config.train),
+            reopen=self._reopen)
         self._keys: dict[str, KeyIdentity] = {}  # hash -> keys seen valid
         self._keys_lock = threading.Lock()
         self._closed = False
@@ -87,18 +96,19 @@ class Daemon:
         set_default_threads(1)
         if config.watch.paths:
             check_folders(config.watch.paths)  # before the store: a refused start leaves no trace
-        store = Store.open(config.home)
+        store = Store.open(config.home, max_samples=config.max_samples_per_hole)
+        daemon: Daemon | None = None
         try:
             serving = _open_serving(store, config, baseline_dir)
             daemon = cls(config, store, serving, schedule=schedule)
-            for job_id in daemon.jobs.recover():
-                log.warning("job %s was left unfinished by a previous run: marked failed",
-                            job_id)
             replayed = daemon.drift.replay()
             if replayed:
                 log.info("drift watch: %d event(s) replayed, %d drill(s) in alarm", replayed,
                          len(daemon.drift.alarmed()))
+            daemon._recover_jobs()
         except BaseException:
+            if daemon is not None:
+                daemon.jobs.close()  # a resumed job stops here and resumes at the next start
             store.close()
             raise
         if daemon.schedule is not None:
@@ -157,7 +167,7 @@ class Daemon:
         with os.fdopen(fd, "w") as fh:
             fh.write(key + "\n")
         self.store.add_api_key("admin", hash_key(key), role="admin")
-        self.store.audit("daemon", "key-create", "admin", {"file": str(path)})
+        self.store.audit("daemon", "key-create", "admin", {"file": FIRST_KEY_FILE})
         log.warning("no API key existed: created key 'admin' in %s", path)
         return path
 
@@ -223,9 +233,37 @@ class Daemon:
                 del self._keys[digest]
         self.store.audit(actor, "key-revoke", name, None)
 
+    # -- backup --------------------------------------------------------------------------------
+    def backup(self, actor: str) -> tuple[str, BackupManifest]:
+        """A consistent backup of the home, taken while serving, into <home>/backups/<name>/
+        (appliance.services.backup): (name, manifest)."""
+        name, manifest = backup_into_home(self.store, self.config.home)
+        self.store.audit(actor, "backup", name, {"files": len(manifest.files),
+                                                 "bytes": manifest.total_bytes})
+        log.info("backup %s taken: %d files, %.1f MB", name, len(manifest.files),
+                 manifest.total_bytes / 1e6)
+        return name, manifest
+
     # -- jobs ----------------------------------------------------------------------------------
     def start_fine_tune(self, params: dict[str, Any], actor: str, kind: str = "fine-tune",
                         auto_promote: bool = False) -> dict[str, Any]:
+        return self._start_job(kind, {**params, "auto_promote": auto_promote}, actor)
+
+    def start_search(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+        """A hyperparameter search (`appliance tune`) on the confirmed labels, fine-tuning
+        from the active model; it registers no model: its best.json is what it gives."""
+        return self._start_job(SEARCH_KIND, params, actor)
+
+    def search_trials(self, job_id: str) -> list[dict[str, Any]]:
+        """The trials a search has finished so far, from its trials.csv."""
+        from appliance.jobs.search import read_trials
+
+        job = self.job(job_id)
+        if job["kind"] != SEARCH_KIND:
+            raise ValidationError(f"job {job_id} is a {job['kind']}, not a search")
+        return read_trials(self.config.home / "jobs" / job_id / "search")
+
+    def _start_job(self, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
         if self.models.active_version() is None:
             raise ValidationError("no active model to fine-tune from")
         running = self.jobs.running()
@@ -236,9 +274,21 @@ class Daemon:
         n = self._trainable_holes()
         if n == 0:
             raise ValidationError("no confirmed labels outside the exam set: nothing to train on")
-        job = self.jobs.start(kind, {**params, "auto_promote": auto_promote}, actor)
+        self._check_free_space()
+        job = self.jobs.start(kind, params, actor)
         self.store.audit(actor, "job-start", job["job_id"], {"kind": kind, **params})
         return job
+
+    def _check_free_space(self) -> None:
+        """A job writes a dataset snapshot, checkpoints and a candidate folder: one started on
+        a nearly full disk fails half-way, or fills it under the store."""
+        need_mb = self.config.train.min_free_mb
+        free_mb = shutil.disk_usage(self.config.home).free / 2**20
+        if free_mb < need_mb:
+            raise DiskFullError(
+                f"only {free_mb:.0f} MB free on the disk of the home, and a training job "
+                f"needs {need_mb:g} MB ([train] min_free_mb)",
+                "free space (old job logs, rejected candidates), then start it again")
 
     def job(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
@@ -274,7 +324,9 @@ class Daemon:
         try:
             job = self.start_fine_tune(params, actor, kind="nightly",
                                        auto_promote=cfg.auto_promote)
-        except ValidationError as exc:
+        except (ValidationError, DiskFullError) as exc:
+            if isinstance(exc, DiskFullError):
+                log.error("nightly fine-tune not started: %s", exc)
             out["reason"] = str(exc)
             return out
         why = (f"{new} new confirmed label(s); fine-tune started"
@@ -336,14 +388,57 @@ class Daemon:
                 candidate, f"job {job['job_id']}", promote,
                 auto_rollback_mm=self.config.nightly.auto_rollback_mm)
 
+    def _reopen(self, job: dict[str, Any], work: Path) -> Prepared:
+        """What a job interrupted by a restart resumes with: its own snapshot, verified, and
+        the parent it started from (its fold checkpoints are only valid for those two)."""
+        from appliance.store.snapshot import verify_snapshot
+
+        progress = job.get("progress") or {}
+        try:
+            manifest = verify_snapshot(work / "dataset")
+        except (ApplianceError, OSError) as exc:
+            raise ApplianceError(f"its dataset snapshot is gone or damaged "
+                                 f"({scrubbed(str(exc), self.config.home)})") from None
+        if progress.get("dataset_hash") not in (None, manifest.get("content_hash")):
+            raise ApplianceError("its dataset snapshot is not the one it started on")
+        parent = progress.get("parent")
+        if parent is None:
+            raise ApplianceError("it had not recorded the model it fine-tunes from")
+        try:
+            row = self.models.show(parent)["model"]
+            parent_dir = self.models.folder(parent)
+        except NotFoundError:
+            raise ApplianceError(f"its parent model {parent} is no longer registered") from None
+        if row["status"] == "rejected" or not (parent_dir / "manifest.json").is_file():
+            raise ApplianceError(f"its parent model {parent} is rejected or its folder is gone")
+        return Prepared(dataset_dir=work / "dataset", parent_dir=parent_dir,
+                        parent_version=parent, dataset=manifest,
+                        architecture=row.get("architecture"))
+
+    def _recover_jobs(self) -> None:
+        """At start: the job a previous run left resumes; ended jobs' leftovers go."""
+        done = self.jobs.recover()
+        if done.resumed:
+            log.warning("job %s was left unfinished by a previous run: resumed", done.resumed)
+        for job_id, why in done.failed:
+            log.warning("job %s was left unfinished by a previous run and cannot resume: %s",
+                        job_id, why)
+        if done.freed_bytes:
+            log.info("ended jobs' folders cleared: %.1f MB freed", done.freed_bytes / 1e6)
+        remove_expired(self.models.serving, self.store,
+                       self.config.train.failed_candidate_keep_h)
+
     def _job_finished(self, job: dict[str, Any]) -> None:
         self.metrics.count_job(job["status"])
         try:
             self.store.audit("daemon", "job-end", job["job_id"],
                              {"status": job["status"], "error": job.get("error"),
                               "candidate_version": job.get("candidate_version")})
+            set_aside(self.models.serving, job)
+            remove_expired(self.models.serving, self.store,
+                           self.config.train.failed_candidate_keep_h)
         except Exception:  # closing store at shutdown: the job row already says it
-            log.warning("could not audit the end of job %s", job["job_id"])
+            log.warning("could not audit the end of job %s", job["job_id"], exc_info=True)
 
     def _trainable_holes(self) -> int:
         return sum(1 for lab in self.store.latest_labels()
@@ -365,8 +460,16 @@ class Daemon:
 
     # -- health and metrics --------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
-        store: dict[str, Any] = {"ok": True, "path": str(self.store.path), "holes": None,
-                                 "labelled_holes": None}
+        """What GET /health shows without a key: up or not, version, active model."""
+        details = self.health_details()
+        return {k: details[k] for k in ("status", "version", "active_model")}
+
+    def health_details(self) -> dict[str, Any]:
+        """GET /health/details: store, disk, running job, schedule. Paths relative to the
+        home: a client learns nothing of the box's layout."""
+        store: dict[str, Any] = {"ok": True, "path": shown_path(self.store.path,
+                                                                 self.config.home),
+                                 "holes": None, "labelled_holes": None}
         try:
             store["holes"] = self.store.count_holes()
             store["labelled_holes"] = self.store.count_holes(labelled=True)
@@ -386,11 +489,19 @@ class Daemon:
             "active_model": active,
             "estimator": "ensemble" if active else "heuristic",
             "running_job": running,
-            "disk": {"path": str(self.config.home), "free_bytes": usage.free,
-                     "total_bytes": usage.total, "free_fraction": round(free, 4)},
+            "disk": {"free_bytes": usage.free, "total_bytes": usage.total,
+                     "free_fraction": round(free, 4)},
             "nightly_next": nxt.isoformat() if isinstance(nxt, datetime) else None,
             "open_reads": self.config.open_reads,
         }
+
+    def audit_log(self, since: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """GET /audit: newest first. Subjects and details name what a CLI run was given (files,
+        folders) relative to the home or by file name, as every answer does."""
+        home = self.config.home
+        return [{**row, "subject": scrubbed(row.get("subject"), home),
+                 "detail": scrubbed(row.get("detail"), home)}
+                for row in self.db.audit_log(since, limit, offset)]
 
     def bus_status(self) -> BusStatus:
         if self.bus is None:

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -21,17 +20,18 @@ import numpy as np
 
 from appliance.errors import IngestError, NotFoundError, ValidationError
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
+from appliance.redact import shown_source
 from appliance.services.db import Db
 from appliance.services.downsample import minmax_indices
 from appliance.services.drift import DriftService, NewHole
 from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
+from appliance.services.trace_cache import DEFAULT_MAX_BYTES, TraceCache
 from appliance.trace import Trace
 
 log = logging.getLogger("appliance.holes")
 HoleFilter = Literal["all", "labelled", "unlabelled", "needs-review"]
 MAX_SOURCE_LEN = 255
-TRACE_CACHE = 256  # downsampled traces kept in memory (~110 kB of JSON at 2,000 points)
 
 
 def default_source(data: bytes) -> str:
@@ -39,12 +39,13 @@ def default_source(data: bytes) -> str:
 
 
 def check_source(source: str) -> str:
-    """A client's name for its upload: a label only, never used as a path."""
+    """A client's name for its upload: a label only, never used as a path (an absolute path
+    is kept as its file name: where a file lay on the client's box is nobody's business)."""
     text = source.strip()
     if not text or len(text) > MAX_SOURCE_LEN or any(ord(c) < 32 for c in text):
         raise ValidationError(f"source {source[:80]!r} must be 1-{MAX_SOURCE_LEN} printable "
                               "characters")
-    return text
+    return shown_source(text)
 
 
 def uncertainty(estimate: dict[str, Any] | None) -> float | None:
@@ -84,12 +85,13 @@ def review_key(estimate: dict[str, Any] | None) -> ReviewKey:
 
 class HoleService:
     def __init__(self, db: Db, models: ModelService, metrics: Metrics,
-                 drift: DriftService | None = None) -> None:
+                 drift: DriftService | None = None,
+                 trace_cache_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._db = db
         self._models = models
         self._metrics = metrics
         self._drift = drift  # told of every new hole and every operator confirmation
-        self._traces: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self.trace_cache = TraceCache(trace_cache_bytes)  # (hole id, max_points) -> JSON
         self._cache_lock = threading.Lock()
         # latest served estimate per hole: the daemon is the store's only writer, so this
         # stays exact once loaded, and listings need no scan of the predictions table
@@ -233,12 +235,7 @@ class HoleService:
     def cached_trace_json(self, hole_id: str, max_points: int) -> bytes | None:
         """The downsampled trace as JSON when it is in memory (no store access, no encoding:
         answered on the event loop in microseconds)."""
-        key = (hole_id, max_points)
-        with self._cache_lock:
-            hit = self._traces.get(key)
-            if hit is not None:
-                self._traces.move_to_end(key)
-            return hit
+        return self.trace_cache.get((hole_id, max_points))
 
     def trace_json(self, hole_id: str, max_points: int) -> bytes:
         """The downsampled trace (see _trace_view) encoded as JSON, the API's TraceOut."""
@@ -248,10 +245,7 @@ class HoleService:
         if hit is not None:
             return hit
         body = msgspec.json.encode(self._trace_view(hole_id, max_points))
-        with self._cache_lock:
-            self._traces[(hole_id, max_points)] = body
-            while len(self._traces) > TRACE_CACHE:
-                self._traces.popitem(last=False)
+        self.trace_cache.put((hole_id, max_points), body)
         return body
 
     def _trace_view(self, hole_id: str, max_points: int) -> dict[str, Any]:
@@ -375,6 +369,7 @@ class HoleService:
               estimate: dict[str, Any] | None) -> dict[str, Any]:
         view = dict(hole)
         view["id"] = hole["hole_id"]
+        view["source"] = shown_source(hole["source"])  # rows stored with a path before
         view["depth_min_mm"] = hole.get("depth_min")
         view["depth_max_mm"] = hole.get("depth_max")
         view["label"] = label

@@ -37,7 +37,7 @@ Role = Literal["integration", "operator", "admin"]
 # Each role may do what the ones before it may (architecture.md, "Who may do what"):
 # integration reads, sends holes and asks for estimates; operator also confirms labels,
 # fine-tunes, activates a candidate that passed every gate and rolls back; admin also forces
-# past a gate, sets a shadow model and manages keys.
+# past a gate, sets a shadow model, manages keys and takes backups.
 ROLES: tuple[Role, ...] = ("integration", "operator", "admin")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from appliance.errors import NotFoundError
 from appliance.points import DepthEstimate
+from appliance.redact import scrubbed, without_paths
 from appliance.services.batching import EstimateBatcher, serving_workers
 from appliance.trace import Trace
 
@@ -76,7 +77,7 @@ class ModelService:
             "architecture": row.get("architecture"), "created_at": row.get("created_at"),
             "status": row.get("status", "candidate"), "active": row["version"] == active,
             "dataset_hash": row.get("dataset_hash"), "gate_passed": _gate_passed(row),
-            "metrics": row.get("metrics") or {},
+            "metrics": scrubbed(row.get("metrics") or {}, self.serving.home),
         }
 
     def list(self) -> list[dict[str, Any]]:
@@ -94,8 +95,13 @@ class ModelService:
         card_path = Path(row["path"]) / "README.md" if row.get("path") else None
         card = card_path.read_text(encoding="utf-8", errors="replace") if (
             card_path is not None and card_path.is_file()) else None
-        return {"model": self.view(row, self.active_version()), "card": card,
-                "gate_report": row.get("gate_report"), "manifest": row.get("manifest") or {}}
+        # what was written on this box (a gate's folder, a failure's file, a card's paths)
+        # is shown relative to the home or by name
+        home = self.serving.home
+        return {"model": self.view(row, self.active_version()),
+                "card": None if card is None else without_paths(card, home),
+                "gate_report": scrubbed(row.get("gate_report"), home),
+                "manifest": scrubbed(row.get("manifest") or {}, home)}
 
     def activations(self, limit: int) -> list[dict[str, Any]]:
         return self.serving.history(limit)

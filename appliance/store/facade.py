@@ -17,7 +17,8 @@ from typing import Any
 
 import duckdb
 
-from appliance.errors import NotFoundError, ValidationError
+from appliance.config import MAX_SAMPLES_PER_HOLE
+from appliance.errors import DiskFullError, NotFoundError, ValidationError, disk_full
 from appliance.points import DepthEstimate, DepthPoints
 from appliance.store import audit as audit_sql
 from appliance.store import bus, drift, holes, jobs, labels, models, predictions
@@ -35,16 +36,19 @@ class Store:
         path: Path,
         read_only: bool = False,
         exam_share: float = DEFAULT_EXAM_SHARE,
+        max_samples: int = MAX_SAMPLES_PER_HOLE,
     ) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
         self.exam_share = exam_share
+        self.max_samples = max_samples  # per hole: a longer trace is refused at ingest
         self._lock = threading.RLock()
 
     @classmethod
     def open(
-        cls, home: Path, read_only: bool = False, exam_share: float = DEFAULT_EXAM_SHARE
+        cls, home: Path, read_only: bool = False, exam_share: float = DEFAULT_EXAM_SHARE,
+        max_samples: int = MAX_SAMPLES_PER_HOLE,
     ) -> Store:
         """Open <home>/appliance.duckdb (unless read_only: create home and file, migrate)."""
         home = Path(home)
@@ -59,7 +63,8 @@ class Store:
         except BaseException:
             con.close()
             raise
-        return cls(con, path, read_only=read_only, exam_share=exam_share)
+        return cls(con, path, read_only=read_only, exam_share=exam_share,
+                   max_samples=max_samples)
 
     def close(self) -> None:
         with self._lock:
@@ -75,21 +80,34 @@ class Store:
 
     @contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The connection, held exclusively for the block (autocommit)."""
+        """The connection, held exclusively for the block (autocommit). A write the disk has
+        no room for raises DiskFullError."""
         with self._lock:
-            yield self._con
+            try:
+                yield self._con
+            except duckdb.Error as exc:
+                _raise_disk_full(exc)
+                raise
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The connection inside BEGIN ... COMMIT; any exception rolls everything back."""
+        """The connection inside BEGIN ... COMMIT; any exception rolls everything back. A
+        commit (or a large insert, which DuckDB writes ahead) the disk has no room for raises
+        DiskFullError, and nothing of the block is stored."""
         with self._lock:
             self._con.begin()
             try:
                 yield self._con
-            except BaseException:
+            except BaseException as exc:
                 self._con.rollback()
+                if isinstance(exc, duckdb.Error):
+                    _raise_disk_full(exc)
                 raise
-            self._con.commit()
+            try:
+                self._con.commit()
+            except duckdb.Error as exc:  # DuckDB has rolled the transaction back itself
+                _raise_disk_full(exc)
+                raise
 
     # -- holes --
 
@@ -99,31 +117,52 @@ class Store:
         Returns (hole_id, created). Content already stored (same content hash) writes
         no hole or samples; only a new file name for it is remembered.
         """
-        holes.check_trace(trace)
+        self.check_trace(trace)
         with self.transaction() as con:
             return self._put_holes(con, [(trace, group)])[0]
 
+    def check_trace(self, trace: Trace) -> None:
+        """Raise ValidationError, naming the source, for a trace the store must refuse."""
+        holes.check_trace(trace, self.max_samples)
+
     def add_holes(
         self, items: list[tuple[Trace, str | None]]
-    ) -> list[tuple[str, bool] | ValidationError]:
+    ) -> list[tuple[str, bool] | ValidationError | DiskFullError]:
         """Store several holes in one transaction: a few statements and one commit for all.
 
         Each hole is complete or absent, as with add_hole. A hole that breaks a rule
         does not sink the others: its ValidationError takes its place in the result and
-        the rest are stored one transaction each. Any other error stores none of them.
+        the rest are stored one transaction each. A group the disk has no room for is
+        stored in halves, down to one hole, so as much as fits is stored: the first hole
+        that does not fit and every one after it get the DiskFullError in their place.
+        Any other error stores none of them.
         """
         try:
             for trace, _ in items:
-                holes.check_trace(trace)
+                self.check_trace(trace)
             with self.transaction() as con:
                 return list(self._put_holes(con, items))
         except ValidationError:
-            return [self._try_add_hole(trace, group) for trace, group in items]
+            out: list[tuple[str, bool] | ValidationError | DiskFullError] = []
+            for trace, group in items:
+                full = next((r for r in out if isinstance(r, DiskFullError)), None)
+                out.append(full or self._try_add_hole(trace, group))
+            return out
+        except DiskFullError as exc:
+            if len(items) == 1:
+                return [exc]
+            half = len(items) // 2
+            first = self.add_holes(items[:half])
+            full = next((r for r in first if isinstance(r, DiskFullError)), None)
+            if full is not None:
+                return first + [full] * (len(items) - half)
+            return first + self.add_holes(items[half:])
 
-    def _try_add_hole(self, trace: Trace, group: str | None) -> tuple[str, bool] | ValidationError:
+    def _try_add_hole(self, trace: Trace, group: str | None
+                      ) -> tuple[str, bool] | ValidationError | DiskFullError:
         try:
             return self.add_hole(trace, group)
-        except ValidationError as exc:
+        except (ValidationError, DiskFullError) as exc:
             return exc
 
     @staticmethod
@@ -539,3 +578,11 @@ class Store:
         """Operators' latest labels that kept the estimate they were shown, oldest first."""
         with self.cursor() as con:
             return labels.confirmed(con)
+
+
+def _raise_disk_full(exc: duckdb.Error) -> None:
+    """DuckDB's error as a DiskFullError when the disk ran full; else nothing (the caller
+    re-raises it as it is)."""
+    full = disk_full(exc)
+    if full is not None:
+        raise full from exc

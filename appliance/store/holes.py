@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from appliance.config import MAX_SAMPLES_PER_HOLE
 from appliance.errors import ValidationError
 from appliance.store.codec import (
     META_COLUMNS,
@@ -58,9 +59,14 @@ def find_by_hash(con: duckdb.DuckDBPyConnection, content_hash: str) -> str | Non
     return row[0] if row else None
 
 
-def check_trace(trace: Trace) -> None:
+def check_trace(trace: Trace, max_samples: int = MAX_SAMPLES_PER_HOLE) -> None:
+    """Refuse a trace the store must not hold, naming its source and the problem."""
     if trace.n_samples == 0:
         raise ValidationError(f"{trace.meta.source}: the trace has no samples")
+    if trace.n_samples > max_samples:
+        raise ValidationError(
+            f"{trace.meta.source}: the trace has {trace.n_samples:,} samples; a hole may have "
+            f"at most {max_samples:,} (max_samples_per_hole in [daemon] of appliance.toml)")
     if len(trace.meta.content_hash or "") < HOLE_ID_LENGTH:
         raise ValidationError(
             f"{trace.meta.source}: the trace has no content hash (sha256 hex) to identify it"

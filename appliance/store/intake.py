@@ -11,13 +11,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import IngestError, ValidationError
+from appliance.errors import DiskFullError, IngestError, ValidationError
 from appliance.ingest.discover import InputResult, iter_inputs
+from appliance.redact import file_name
 from appliance.store.facade import Store
+from appliance.trace import Trace
 
 
 @dataclass
@@ -37,12 +39,16 @@ class IngestReport:
                 + len(self.companions))
 
 
-Outcome = tuple[str, dict[str, Any]]  # ("ingested" | "duplicate" | "rejected" | "companion", entry)
+# ("ingested" | "duplicate" | "rejected" | "companion" | "unstored", entry)
+Outcome = tuple[str, dict[str, Any]]
 
 
 def ingest_result(store: Store, result: InputResult) -> Outcome:
-    """Store one parsed input (or quarantine its error)."""
-    return _outcomes(store, [result])[0]
+    """Store one parsed input (or quarantine its error); DiskFullError when it does not fit."""
+    kind, entry = _outcomes(store, [result])[0]
+    if kind == "unstored":
+        raise entry["error"]
+    return kind, entry
 
 
 def _has_trace(result: InputResult) -> bool:
@@ -50,20 +56,33 @@ def _has_trace(result: InputResult) -> bool:
 
 
 def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
-    """Outcomes of results in order; their traces are stored in one transaction."""
-    traces = [(r.trace, r.group) for r in results if _has_trace(r)]
+    """Outcomes of results in order; their traces are stored in one transaction (in smaller
+    ones when the disk has no room for it all). From the first input that did not fit on the
+    disk on, every input is "unstored" (with the DiskFullError as its error)."""
+    traces = [(_named(r.trace), r.group) for r in results if _has_trace(r)]
     stored = iter(store.add_holes(traces) if traces else [])
     out: list[Outcome] = []
+    full: DiskFullError | None = None
     for result in results:
+        if full is not None:
+            out.append(("unstored", {"source": result.source, "error": full}))
+            continue
         if result.companion:
             out.append(("companion", {"source": result.source}))
             continue
         if not _has_trace(result):
             error = result.error or IngestError(result.source, "the parser returned no trace")
-            out.append(_reject(store, result.source, error))
+            try:
+                out.append(_reject(store, result.source, error))
+            except DiskFullError as exc:  # no room for its quarantine entry either
+                full = exc
+                out.append(("unstored", {"source": result.source, "error": full}))
             continue
         got = next(stored)
-        if isinstance(got, ValidationError):
+        if isinstance(got, DiskFullError):
+            full = got
+            out.append(("unstored", {"source": result.source, "error": full}))
+        elif isinstance(got, ValidationError):
             out.append(_reject(store, result.source, got))
         elif got[1]:
             out.append(("ingested", {"source": result.source, "hole_id": got[0],
@@ -71,6 +90,15 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
         else:
             out.append(("duplicate", {"source": result.source, "hole_id": got[0]}))
     return out
+
+
+def _named(trace: Trace) -> Trace:
+    """The trace under its file name: a hole's source is what the file is called, never
+    where it lay on this box (that is for the messages of the run, which name the path)."""
+    name = file_name(trace.meta.source)
+    if name == trace.meta.source:
+        return trace
+    return replace(trace, meta=replace(trace.meta, source=name))
 
 
 def _reject(store: Store, source: str, error: Exception) -> Outcome:
@@ -105,6 +133,9 @@ def ingest_paths(
     a crash loses at most the uncommitted group, and ingesting again completes it
     (duplicates are recognised). batch=1 commits every hole on its own.
     With prefetch > 0 a helper thread parses up to that many files ahead.
+
+    A group the disk has no room for is committed in halves, down to one hole: what fits is
+    stored and reported, then DiskFullError says how far the run got.
     """
     results = iter_inputs([Path(p) for p in paths])
     if prefetch > 0:
@@ -114,13 +145,24 @@ def ingest_paths(
     started = 0.0
 
     def flush() -> None:
-        for kind, entry in _outcomes(store, pending):
+        outcomes = _outcomes(store, pending)
+        unstored = [entry for kind, entry in outcomes if kind == "unstored"]
+        for kind, entry in outcomes:
+            if kind == "unstored":
+                break
             getattr(report, _REPORT_LIST[kind]).append(
                 entry["source"] if kind == "companion" else entry
             )
             if on_outcome is not None:
                 on_outcome(kind, entry)
         pending.clear()
+        if unstored:
+            full: DiskFullError = unstored[0]["error"]
+            raise DiskFullError(
+                full.problem,
+                f"{len(report.ingested)} hole(s) stored by this run; {unstored[0]['source']} "
+                "and the inputs after it are not: free space on that disk, then run the same "
+                "ingest again (what is stored is recognised)") from full
 
     walk = iter(results)
     try:

@@ -2,7 +2,8 @@
 
 Columns: path, entry_mm, transition_mm, exit_mm, method, confidence, notes (an optional
 hole_id column may be used instead of path). A row names its hole by file name, by path
-relative to an ingest folder, or by hole id; an empty cell is an absent point. Import is
+relative to an ingest folder, or by hole id; an empty cell (or `none`) is an absent point,
+and `nan` is refused. Import is
 row by row: a bad row is reported with its row number and reason, the good rows are
 still imported, and a row identical to the hole's current label is left as it is.
 """
@@ -24,7 +25,9 @@ COLUMNS = ("path", "entry_mm", "transition_mm", "exit_mm", "method", "confidence
 POINT_COLUMNS = tuple(f"{n}_mm" for n in POINT_NAMES)
 DETAIL_COLUMNS = ("method", "confidence", "notes")
 SUFFIXES = (".csv", ".xlsx")
-_NULL_WORDS = {"", "none", "null", "nan", "-"}
+# an absent point; "nan" is not one: a spreadsheet writes it for a failed formula or a lost
+# value as well as for an empty cell, and a lost value stored as "absent" is a wrong label
+_NULL_WORDS = {"", "none", "null", "-"}
 # How an origin is shown in the method column when the label carries no method of its own.
 _METHOD_OF_ORIGIN = {"operator": "manual", "auto": "auto", "import": "import"}
 
@@ -100,7 +103,7 @@ def parse_point(value: Any, column: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise ValueError(f"{column}: {value!r} is not a depth")
+        raise ValueError(f"column {column}: {value!r} is not a depth")
     if isinstance(value, int | float):
         number = float(value)
     else:
@@ -110,9 +113,12 @@ def parse_point(value: Any, column: str) -> float | None:
         try:
             number = float(text.replace(",", "."))
         except ValueError:
-            raise ValueError(f"{column}: {text!r} is not a number") from None
+            raise ValueError(f"column {column}: {text!r} is not a number") from None
+    if math.isnan(number):
+        raise ValueError(f"column {column}: {str(value).strip()!r} is not a depth (leave the "
+                         "cell empty, or write none, for an absent point)")
     if not math.isfinite(number):
-        raise ValueError(f"{column}: {value!r} is not a finite depth")
+        raise ValueError(f"column {column}: {value!r} is not a finite depth")
     return number
 
 

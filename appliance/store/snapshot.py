@@ -77,7 +77,7 @@ def _labelled_rows(store: Store) -> list[dict[str, Any]]:
         return fetch_dicts(con, _LABELLED_HOLES, None, ("program", "meta"))
 
 
-def export_dataset(store: Store, out_dir: Path) -> dict[str, Any]:
+def export_dataset(store: Store, out_dir: Path, rig: str | None = None) -> dict[str, Any]:
     """Write the labelled, non-exam holes to out_dir; returns the manifest.
 
     Written under a temporary name next to out_dir and renamed into place, so a reader
@@ -105,6 +105,8 @@ def export_dataset(store: Store, out_dir: Path) -> dict[str, Any]:
             "n_samples": samples_table.num_rows,
             "n_exam_excluded": len(rows) - len(chosen),
             "exam_share": store.exam_share,
+            # names this rig's holes when snapshots of several rigs train one fleet model
+            "rig": rig,
             "content_hash": _content_hash(tmp),
             "files": files,
         }

@@ -28,6 +28,55 @@ def from_snapshot(snapshot_dir: str | Path) -> list[TrainHole]:
             for h in read_snapshot(Path(snapshot_dir))]
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """Several rigs' snapshots as one training set."""
+
+    holes: list[TrainHole]
+    rigs: dict[str, int]  # rig name -> holes it gave
+    fold_by: str  # "rig": each rig is one group; "group": its own groups, kept per rig
+    duplicates: int  # holes found on more than one rig, kept once (the first rig's)
+
+
+def from_snapshots(snapshot_dirs: list[str | Path], folds: int) -> Fleet:
+    """One snapshot as it is; several (a fleet) with each hole's group named after its rig.
+    With at least as many rigs as folds, a rig is a group: every fold is then judged on rigs
+    its member never saw, the figure that says how a fleet model does on a new rig. With
+    fewer rigs, each rig's groups are kept apart (rig/group) and spread over the folds."""
+    from appliance.store.snapshot import read_manifest
+
+    dirs = [Path(d) for d in snapshot_dirs]
+    if len(dirs) == 1:
+        holes = from_snapshot(dirs[0])
+        return Fleet(holes, {_rig_name(read_manifest(dirs[0]), dirs[0]): len(holes)},
+                     "group", 0)
+    names: list[str] = []
+    for d in dirs:
+        name = _rig_name(read_manifest(d), d)
+        names.append(name if name not in names else f"{name}-{len(names)}")
+    fold_by = "rig" if len(dirs) >= folds else "group"
+    seen: set[str] = set()
+    holes: list[TrainHole] = []
+    rigs: dict[str, int] = {}
+    duplicates = 0
+    for d, rig in zip(dirs, names, strict=True):
+        rigs[rig] = 0
+        for h in from_snapshot(d):
+            key = h.trace.meta.content_hash
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            group = rig if fold_by == "rig" else f"{rig}/{h.group}"
+            holes.append(TrainHole(h.trace, h.label, group, f"{rig}/{h.hole_id}"))
+            rigs[rig] += 1
+    return Fleet(holes, rigs, fold_by, duplicates)
+
+
+def _rig_name(manifest: dict, folder: Path) -> str:
+    return str(manifest.get("rig") or folder.resolve().name)
+
+
 def synthetic(n: int, seed: int) -> list[TrainHole]:
     """Generated holes; each is its own group (they are independent draws)."""
     from appliance.synth import generate

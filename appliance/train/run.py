@@ -12,16 +12,18 @@ import torch
 
 from appliance.engine.answer import Decoding, answer_hole, hole_outputs
 from appliance.engine.review import DEFAULT, ReviewCalibration
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, UsageError
 from appliance.estimators.heuristic import estimate_heuristic, read_trace
 from appliance.features import FeatureSpec, make_batch
 from appliance.home import repo_root
 from appliance.points import DepthEstimate
 from appliance.train import data as train_data
 from appliance.train.card import model_card
+from appliance.train.devices import resolve_device
 from appliance.train.model import ModelConfig, predict
 from appliance.train.progress import Progress
 from appliance.train.train import TrainOptions, point_metrics, train_ensemble, truth_array
+from appliance.train.tune import Search, apply_params, read_best, run_search
 
 EXAM_SEED = 777_001  # never used for training
 
@@ -136,6 +138,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(
         arch=args.arch, folds=args.folds, epochs=args.epochs, head_only=args.head_only,
         seed=args.seed, threads=args.threads, version=getattr(args, "version", None),
+        device=args.device, ray=args.ray,
         lr=args.lr, batch_size=args.batch_size, patience=args.patience,
         placement=getattr(args, "placement", "learn"), augment=getattr(args, "augment", 0),
         augment_strength=getattr(args, "augment_strength", 1.0),
@@ -169,30 +172,63 @@ def ensemble_points(members: list[torch.nn.Module], holes: list[train_data.Train
                     dtype=np.float64).reshape(-1, 3)
 
 
+def preflight(opts: TrainOptions) -> None:
+    """What this box cannot do is said before minutes of reading holes and features."""
+    if opts.ray:
+        from appliance.train.cluster import check_address, import_ray
+
+        opts.ray = check_address(opts.ray)
+        import_ray()
+    else:
+        resolve_device(opts.device)
+
+
 def run_train(args: argparse.Namespace) -> int:
     progress = Progress(json_lines=args.progress_json)
     try:
         opts = options_from_args(args)
-        holes: list[train_data.TrainHole] = []
-        if args.dataset:
-            holes += train_data.from_snapshot(args.dataset)
-        if args.synthetic:
-            holes += train_data.synthetic(args.synthetic, args.seed)
+        if getattr(args, "config", None):
+            opts = apply_params(opts, read_best(args.config))
+        preflight(opts)
+        holes, record = training_holes(args.dataset or [], args.synthetic, opts, progress)
+        if getattr(args, "config", None):
+            record["config"] = read_best(args.config)
         train_ensemble(holes, Path(args.out), opts, parent_dir=args.parent, progress=progress,
-                       card_fn=model_card,
-                       extra_training={"dataset": str(args.dataset) if args.dataset else None,
-                                       "synthetic": args.synthetic})
+                       card_fn=model_card, extra_training=record)
         return 0
     except Exception as exc:  # noqa: BLE001 - the job runner needs an error event, not a crash
         return _fail(progress, exc)
 
 
-def _fail(progress: Progress, exc: BaseException) -> int:
+def training_holes(datasets: list[str], n_synthetic: int, opts: TrainOptions,
+                   progress: Progress) -> tuple[list[train_data.TrainHole], dict]:
+    """The holes of the snapshots (one rig's, or a fleet's) and of the generator, and what
+    the model card records of them (folder names, not paths: a card travels between boxes)."""
+    holes: list[train_data.TrainHole] = []
+    record: dict = {"dataset": None, "synthetic": n_synthetic}
+    if datasets:
+        fleet = train_data.from_snapshots(datasets, opts.folds)
+        holes += fleet.holes
+        record["dataset"] = [Path(d).resolve().name for d in datasets]
+        if len(datasets) > 1:
+            record.update(rigs=fleet.rigs, fold_by=fleet.fold_by,
+                          duplicates_dropped=fleet.duplicates)
+            progress.emit("fleet", rigs=fleet.rigs, fold_by=fleet.fold_by,
+                          duplicates_dropped=fleet.duplicates)
+    if n_synthetic:
+        holes += train_data.synthetic(n_synthetic, opts.seed)
+    return holes, record
+
+
+def _fail(progress: Progress, exc: BaseException, verb: str = "train") -> int:
     message = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ApplianceError) else str(exc)
-    progress.emit("error", message=message)
+    if progress.json_lines:  # the job runner's; a person reads the one line below
+        progress.emit("error", message=message)
     if not isinstance(exc, ApplianceError):
         traceback.print_exc(file=sys.stderr)
-    print(f"appliance train: {message}", file=sys.stderr)
+    print(f"appliance {verb}: {message}", file=sys.stderr)
+    if isinstance(exc, UsageError):
+        return 2
     return 4 if isinstance(exc, ApplianceError) else 1
 
 
@@ -204,6 +240,7 @@ def run_baseline(args: argparse.Namespace) -> int:
     progress = Progress(json_lines=args.progress_json)
     try:
         opts = options_from_args(args)
+        preflight(opts)
         opts.version = args.version or "baseline-2"
         holes = train_data.synthetic(args.synthetic, args.seed)
         real: list[train_data.TrainHole] = []
@@ -226,3 +263,29 @@ def run_baseline(args: argparse.Namespace) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001
         return _fail(progress, exc)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    progress = Progress(json_lines=args.progress_json)
+    try:
+        opts = options_from_args(args)
+        preflight(opts)
+        holes, record = training_holes(args.dataset or [], args.synthetic, opts, progress)
+        train_data.check_holes(holes, opts.folds)
+        search = Search(holes, opts, Path(args.out), args.trials, parent_dir=args.parent,
+                        seed=args.seed, dataset=record)
+        if opts.ray:
+            from appliance.train.tune_ray import run_search_on_ray
+
+            best = run_search_on_ray(search, progress)
+        else:
+            best = run_search(search, progress)
+        if not args.progress_json:
+            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in best["params"].items())
+            print(f"best of {best['trials_finished']} trials: objective "
+                  f"{best['objective']:.4f} ({params}); written to "
+                  f"{Path(args.out) / 'best.json'}")
+        return 0
+    except Exception as exc:  # noqa: BLE001
+        return _fail(progress, exc, "tune")

@@ -37,6 +37,7 @@ from appliance.points import POINT_NAMES, DepthPoints
 from appliance.synth import generate
 from appliance.train.augment import augment
 from appliance.train.data import TrainHole, check_holes, dataset_hash
+from appliance.train.devices import autocast, grad_scaler, resolve_device
 from appliance.train.export import read_manifest, write_model_folder
 from appliance.train.heldout import held_out
 from appliance.train.model import ModelConfig, build_model, shift_placement
@@ -72,6 +73,8 @@ class TrainOptions:
     replay: int = 0
     seed: int = 0
     threads: int = 1
+    device: str = "cpu"  # auto | cpu | cuda (appliance.train.devices)
+    ray: str | None = None  # None: folds in this process; else appliance.train.cluster
     version: str | None = None
     probe_size: int = 8
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -82,7 +85,8 @@ class TrainOptions:
         d = asdict(self)
         d["model"] = self.model.to_dict()
         d["spec"] = self.spec.to_dict()
-        for k in ("threads", "version", "probe_size"):
+        # where a fold trained does not change what it is: a run resumes across them
+        for k in ("threads", "device", "ray", "version", "probe_size"):
             d.pop(k)
         return d
 
@@ -177,8 +181,15 @@ class Tensors:
                    torch.from_numpy(usable).float(), torch.from_numpy(residual).float(),
                    torch.from_numpy(usable * mask[:, None]).float())
 
+    def to(self, device: torch.device) -> Tensors:
+        return Tensors(*(t.to(device) for t in self.arrays()))
+
+    def arrays(self) -> tuple[torch.Tensor, ...]:
+        return (self.x, self.scalars, self.pos, self.present, self.usable, self.residual,
+                self.residual_usable)
+
     def take(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
-        i = torch.as_tensor(idx, dtype=torch.long)
+        i = torch.as_tensor(idx, dtype=torch.long, device=self.x.device)
         return (self.x[i], self.scalars[i], self.pos[i], self.present[i], self.usable[i],
                 self.residual[i], self.residual_usable[i])
 
@@ -186,7 +197,10 @@ class Tensors:
 def batch_loss(model: torch.nn.Module, data: Tensors, idx: np.ndarray,
                opts: TrainOptions) -> torch.Tensor:
     x, s, pos, present, usable, residual, residual_usable = data.take(idx)
-    scores, presence, offset = model(x, s)
+    with autocast(x.device):
+        scores, presence, offset = model(x, s)
+    # the losses in float32: a softmax over 1,088 positions in half precision loses the peak
+    scores, presence, offset = scores.float(), presence.float(), offset.float()
     return (point_loss(scores, presence, pos, present, usable, opts.sigma_cells,
                        opts.logit_penalty)
             + opts.residual_weight * residual_loss(offset, pos, residual, residual_usable))
@@ -220,12 +234,12 @@ def phases(opts: TrainOptions, from_parent: bool) -> list[tuple[str, int, float,
     return out
 
 
-def init_member(opts: TrainOptions, fold: int, parent_states: list[dict]) -> torch.nn.Module:
-    """Member `fold`: seeded fresh weights, or parent member fold (mod the parent's count)."""
+def init_member(opts: TrainOptions, fold: int, parent_state: dict | None) -> torch.nn.Module:
+    """Member `fold`: seeded fresh weights, or its parent member's."""
     torch.manual_seed(opts.seed * 1000 + fold)
     model = build_model(opts.arch, opts.model)
-    if parent_states:
-        model.load_parent_state(parent_states[fold % len(parent_states)])
+    if parent_state is not None:
+        model.load_parent_state(parent_state)
     return model
 
 
@@ -239,7 +253,8 @@ def start_placement(model: torch.nn.Module, data: Tensors, idx: np.ndarray) -> l
     missed: list[list[float]] = [[], [], []]
     for start in range(0, len(idx), 128):
         x, s, pos, _, _, residual, usable = data.take(idx[start:start + 128])
-        offset = model(x, s)[2]
+        with autocast(x.device):
+            offset = model(x, s)[2].float()
         cells = pos.round().long().clamp(0, offset.shape[-1] - 1)
         got = torch.gather(offset, 2, cells[..., None])[..., 0]
         for k in range(3):
@@ -254,6 +269,7 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                val_idx: np.ndarray, opts: TrainOptions, fold: int, from_parent: bool,
                on_epoch) -> list[dict]:
     rng = np.random.default_rng(opts.seed * 1000 + fold)
+    scaler = grad_scaler(data.x.device)
     history: list[dict] = []
     if opts.placement == "learn":
         start_placement(model, data, train_idx)
@@ -281,9 +297,11 @@ def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                 part = order[start:start + batch_size]
                 loss = batch_loss(model, data, part, opts)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 total += loss.item() * len(part)
             train_loss = total / len(order)
@@ -354,12 +372,93 @@ class Fitted:
     dataset_hash: str
 
 
+@dataclass
+class FoldResult:
+    """One trained member: its weights (on the CPU) and its fold's report."""
+
+    fold: int
+    state: dict[str, torch.Tensor]
+    report: dict
+
+
+EpochSink = Callable[[int, int, float, float], None]  # fold, epoch, train loss, val loss
+
+
+def train_fold(data: Tensors, fold_of: np.ndarray, fold: int, opts: TrainOptions,
+               parent_state: dict | None, on_epoch: EpochSink) -> FoldResult:
+    """Member `fold` on opts.device, trained on every other fold and early-stopped on this
+    one. The same function runs in this process or as a Ray task (appliance.train.cluster)."""
+    device = resolve_device(opts.device)
+    torch.set_num_threads(max(1, opts.threads))
+    train_idx = np.flatnonzero(fold_of != fold)
+    val_idx = np.flatnonzero(fold_of == fold)
+    started = time.monotonic()
+    model = init_member(opts, fold, parent_state).to(device)
+    history = fit_member(model, data.to(device), train_idx, val_idx, opts, fold,
+                         parent_state is not None,
+                         lambda epoch, tr, va: on_epoch(fold, epoch, tr, va))
+    report = {"fold": fold, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+              "epochs_run": len(history),
+              "best_val_loss": min(h["val_loss"] for h in history) if history else None,
+              "history": history, "duration_s": round(time.monotonic() - started, 2),
+              "device": device.type}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return FoldResult(fold, state, report)
+
+
+class EpochClock:
+    """Epoch events with the run's progress and ETA, whichever order folds report in (Ray
+    runs several at once)."""
+
+    def __init__(self, progress: Progress, folds: int, epochs: int, done_folds: int) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.total = folds * epochs
+        self.start_done = done_folds * epochs
+        self.seen: dict[int, int] = {}
+        self.started = time.monotonic()
+
+    def done(self) -> int:
+        return self.start_done + sum(self.seen.values())
+
+    def epoch(self, fold: int, epoch: int, train_loss: float, val_loss: float) -> None:
+        self.seen[fold] = min(max(self.seen.get(fold, 0), epoch + 1), self.epochs)
+        done = self.done()
+        rate = (time.monotonic() - self.started) / max(done - self.start_done, 1)
+        self.progress.emit("epoch", fold=fold, epoch=epoch, train_loss=train_loss,
+                           val_loss=val_loss, eta_s=round(rate * max(self.total - done, 0), 1),
+                           epochs_done=done, epochs_total=self.total)
+
+    def fold_done(self, fold: int) -> None:
+        self.seen[fold] = self.epochs  # an early-stopped fold is finished all the same
+
+
+def _load_fold(work: Path, fold: int) -> FoldResult | None:
+    ckpt, meta = work / f"fold{fold}.safetensors", work / f"fold{fold}.json"
+    if not (ckpt.exists() and meta.exists()):
+        return None
+    report = json.loads(meta.read_text())
+    report["resumed"] = True
+    return FoldResult(fold, load_file(str(ckpt)), report)
+
+
+def _save_fold(work: Path, result: FoldResult) -> None:
+    """The weights first, renamed into place, then the report: a fold counts as finished only
+    once both are there."""
+    ckpt = work / f"fold{result.fold}.safetensors"
+    tmp = ckpt.with_suffix(".tmp")
+    save_file(result.state, str(tmp))
+    os.replace(tmp, ckpt)
+    (work / f"fold{result.fold}.json").write_text(json.dumps(result.report))
+
+
 def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None = None,
                  parent_dir: str | Path | None = None, progress: Progress | None = None,
                  ) -> Fitted:
     """Train opts.folds members on `holes` (plus opts.augment augmented copies of each).
     With `work`, each finished fold is checkpointed there and a rerun resumes from it."""
     progress = progress or Progress()
+    if not opts.ray:  # a missing GPU is said before minutes of feature building (a Ray
+        resolve_device(opts.device)  # cluster's GPUs are checked where they are)
     torch.set_num_threads(max(1, opts.threads))
     check_holes(holes, opts.folds)
     parent_manifest, parent_states = (None, [])
@@ -399,51 +498,43 @@ def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None =
         work.mkdir(parents=True, exist_ok=True)
         key_file.write_text(json.dumps(run_key, sort_keys=True))
 
-    epoch_times: list[float] = []
-    total_epochs = opts.folds * opts.epochs
-    members: list[torch.nn.Module] = []
-    fold_reports: list[dict] = []
+    def parent_for(fold: int) -> dict | None:
+        """Member i starts from parent member i (mod the parent's count)."""
+        return parent_states[fold % len(parent_states)] if parent_states else None
+
+    results: dict[int, FoldResult] = {}
     for fold in range(opts.folds):
-        train_idx = np.flatnonzero(fold_of != fold)
-        val_idx = np.flatnonzero(fold_of == fold)
-        ckpt = work / f"fold{fold}.safetensors" if work is not None else None
-        meta_file = work / f"fold{fold}.json" if work is not None else None
-        if ckpt is not None and meta_file is not None and ckpt.exists() and meta_file.exists():
-            model = build_model(opts.arch, opts.model)
-            model.load_state_dict(load_file(str(ckpt)))
-            report = json.loads(meta_file.read_text())
-            report["resumed"] = True
-        else:
-            model = init_member(opts, fold, parent_states)
-            fold_start = time.monotonic()
-            last = [time.monotonic()]
+        resumed = _load_fold(work, fold) if work is not None else None
+        if resumed is not None:
+            results[fold] = resumed
+            progress.emit("fold_done", fold=fold, best_val_loss=resumed.report["best_val_loss"],
+                          epochs_run=resumed.report["epochs_run"], resumed=True,
+                          folds_done=len(results), folds_total=opts.folds)
+    todo = [f for f in range(opts.folds) if f not in results]
+    clock = EpochClock(progress, opts.folds, opts.epochs, done_folds=len(results))
+    if opts.ray and todo:
+        from appliance.train.cluster import train_folds_on_ray
 
-            def on_epoch(epoch: int, tr: float, va: float, fold: int = fold,
-                         last: list = last) -> None:
-                now = time.monotonic()
-                epoch_times.append(now - last[0])
-                last[0] = now
-                done = fold * opts.epochs + epoch + 1
-                eta = float(np.mean(epoch_times)) * max(total_epochs - done, 0)
-                progress.emit("epoch", fold=fold, epoch=epoch, train_loss=tr, val_loss=va,
-                              eta_s=round(eta, 1), epochs_done=done, epochs_total=total_epochs)
-
-            history = fit_member(model, data, train_idx, val_idx, opts, fold,
-                                 bool(parent_states), on_epoch)
-            report = {"fold": fold, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                      "epochs_run": len(history),
-                      "best_val_loss": min(h["val_loss"] for h in history) if history else None,
-                      "history": history, "duration_s": round(time.monotonic() - fold_start, 2)}
-            if ckpt is not None and meta_file is not None:
-                tmp = ckpt.with_suffix(".tmp")
-                save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-                os.replace(tmp, ckpt)
-                meta_file.write_text(json.dumps(report))
-            report["resumed"] = False
+        finished = train_folds_on_ray(data, fold_of, todo, opts, parent_for, clock.epoch)
+    else:
+        finished = (train_fold(data, fold_of, f, opts, parent_for(f), clock.epoch)
+                    for f in todo)
+    for result in finished:
+        if work is not None:
+            _save_fold(work, result)
+        result.report["resumed"] = False
+        results[result.fold] = result
+        clock.fold_done(result.fold)
+        progress.emit("fold_done", fold=result.fold,
+                      best_val_loss=result.report["best_val_loss"],
+                      epochs_run=result.report["epochs_run"], resumed=False,
+                      folds_done=len(results), folds_total=opts.folds)
+    members: list[torch.nn.Module] = []
+    for fold in range(opts.folds):
+        model = build_model(opts.arch, opts.model)
+        model.load_state_dict(results[fold].state)
         members.append(model)
-        fold_reports.append(report)
-        progress.emit("fold_done", fold=fold, best_val_loss=report["best_val_loss"],
-                      epochs_run=report["epochs_run"], resumed=report["resumed"])
+    fold_reports = [results[f].report for f in range(opts.folds)]
     return Fitted(members, holes, n_original, batch, fold_of, readings, rules, anchored,
                   fold_reports, parent_manifest["version"] if parent_manifest else None,
                   ds_hash)
@@ -490,6 +581,7 @@ def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptio
         "fold_reports": [{k: v for k, v in r.items() if k != "history"} for r in reports],
         "histories": [r.get("history", []) for r in reports],
         "duration_s": round(time.monotonic() - t0, 1),
+        "device": opts.device, "ray": opts.ray,  # where it trained (each fold: fold_reports)
         **(extra_training or {}),
     }
     created = datetime.now(UTC)

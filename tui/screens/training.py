@@ -1,4 +1,5 @@
-"""The training screen: start a fine-tune, follow its progress and log, cancel it."""
+"""The training screen: start a fine-tune or a hyperparameter search, follow its progress
+and log (and a search's trials), cancel it."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from tui.client import ApiError, DaemonUnreachable
 from tui.fields import job_id, job_is_running
 from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.status import StatusLine
+from tui.widgets.training import TrialTable
 
 if TYPE_CHECKING:
     from tui.app import ApplianceApp
 
+SEARCH_KIND = "tune"  # the daemon's kind of a hyperparameter search job
 FINISHED = {"succeeded", "success", "done", "completed", "failed", "error", "cancelled",
             "canceled", "rejected"}
 
@@ -44,6 +47,15 @@ def progress_fraction(event: dict[str, Any], folds: int, epochs: int) -> float |
     return None
 
 
+def search_text(progress: dict[str, Any]) -> str:
+    """`search: 3/20 trials, best objective 0.412 mm` from a search job's progress."""
+    done, total = progress.get("trials_done"), progress.get("trials_total")
+    best = progress.get("best_objective")
+    best_text = f"{best:.3f} mm" if isinstance(best, (int, float)) else "-"
+    return (f"search: {done if isinstance(done, int) else 0}/"
+            f"{total if isinstance(total, int) else '?'} trials, best objective {best_text}")
+
+
 def describe_event(event: dict[str, Any]) -> str:
     kind = event.get("event") or event.get("status") or "event"
     parts = [str(kind)]
@@ -60,15 +72,18 @@ class TrainingScreen(Screen[None]):
     DEFAULT_CSS = """
     TrainingScreen #form { height: 3; }
     TrainingScreen #form Label { padding: 1 1 0 1; }
-    TrainingScreen #form Input { width: 10; }
+    TrainingScreen #form Input { width: 8; }
     TrainingScreen #job { height: auto; max-height: 3; padding: 0 1; margin-top: 1;
                        text-style: bold; }
     TrainingScreen #detail { height: 1; padding: 0 1; }
     TrainingScreen ProgressBar { padding: 0 1; }
+    TrainingScreen #trial_table { height: auto; max-height: 12; display: none; }
+    TrainingScreen #trial_table.search { display: block; }
     TrainingScreen Log { height: 1fr; border: round $panel-lighten-2; }
     """
     BINDINGS = [
         Binding("ctrl+g", "start", "Start fine-tune"),
+        Binding("ctrl+t", "search", "Start search"),
         Binding("ctrl+k", "cancel", "Cancel job"),
     ]
 
@@ -77,6 +92,7 @@ class TrainingScreen(Screen[None]):
         self.job: dict[str, Any] | None = None
         self.folds = 2
         self.epochs = 1
+        self.trials = 20
         self._last_log: str | None = None
         self.events_seen = 0  # server-sent events received for the followed job
 
@@ -92,10 +108,14 @@ class TrainingScreen(Screen[None]):
             yield Input(str(self.epochs), type="integer", id="epochs")
             yield Checkbox("head only", value=False, id="head_only")
             yield Button("Start (ctrl+g)", variant="primary", id="start")
+            yield Label("trials")
+            yield Input(str(self.trials), type="integer", id="trials")
+            yield Button("Search (ctrl+t)", variant="primary", id="search")
             yield Button("Cancel job (ctrl+k)", variant="error", id="cancel")
         yield Static("no job running", id="job")
         yield ProgressBar(total=100, show_eta=False, id="progress")
         yield Label("", id="detail")
+        yield TrialTable(id="trial_table")
         yield Log(id="log", max_lines=500)
         yield StatusLine()
         yield Footer()
@@ -121,6 +141,8 @@ class TrainingScreen(Screen[None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "start":
             self.action_start()
+        elif event.button.id == "search":
+            self.action_search()
         elif event.button.id == "cancel":
             self.action_cancel()
 
@@ -153,9 +175,31 @@ class TrainingScreen(Screen[None]):
         except ApiError as exc:
             self.query_one("#detail", Label).update(f"[red]{exc.message}[/]")
             return
+        self.started(job, "fine-tune")
+
+    def action_search(self) -> None:
+        trials = self._int("trials", 1, 500)
+        folds, epochs = self._int("folds", 2, 24), self._int("epochs", 1, 1000)
+        if trials is None or folds is None or epochs is None:
+            return
+        self.run_worker(partial(self.start_search, trials, folds, epochs), group="start",
+                        exclusive=True)
+
+    @drop_if_torn_down
+    async def start_search(self, trials: int, folds: int, epochs: int) -> None:
+        self.folds, self.epochs = folds, epochs
+        try:
+            job = await self.appliance.client.start_tune(trials, folds, epochs)
+        except ApiError as exc:
+            self.query_one("#detail", Label).update(f"[red]{exc.message}[/]")
+            return
+        self.started(job, "search")
+
+    def started(self, job: dict[str, Any], what: str) -> None:
         self.query_one(Log).clear()
         self._last_log = None
-        self.appliance.notify(f"fine-tune job {job_id(job)} started")
+        self.query_one(TrialTable).show([])  # a new job: nothing of the last search
+        self.appliance.notify(f"{what} job {job_id(job)} started")
         self.follow(job)
 
     def follow(self, job: dict[str, Any]) -> None:
@@ -234,7 +278,15 @@ class TrainingScreen(Screen[None]):
                                    "FAILED " + ", ".join(progress.get("failing_gates") or []))
         if progress.get("activated"):
             text += " · activated"
+        search = job.get("kind") == SEARCH_KIND
+        if search:
+            text += " · " + search_text(progress)
         self.query_one("#job", Static).update(text)
+        self.query_one(TrialTable).set_class(search, "search")
+        if search:
+            # each change of a search's job is a trial ended (or the end): read them again
+            self.run_worker(partial(self.load_trials, job_id(job)), group="trials",
+                            exclusive=True)
         fraction = progress_fraction(job, self.folds, self.epochs)
         if status.lower() in {"succeeded", "success", "done", "completed"}:
             fraction = 1.0
@@ -255,6 +307,19 @@ class TrainingScreen(Screen[None]):
         if detail:
             self.query_one("#detail", Label).update(" · ".join(detail))
         self.write_tail(job.get("log_tail") or [])
+
+    @drop_if_torn_down
+    async def load_trials(self, jid: Any) -> None:
+        try:
+            trials = await self.appliance.client.list_trials(jid)
+        except ApiError as exc:
+            self.query_one("#detail", Label).update(f"[red]{exc.message}[/]")
+            return
+        if self.job is None or job_id(self.job) != jid:
+            return  # another job is followed by now
+        progress = self.job.get("progress") if isinstance(self.job.get("progress"), dict) else {}
+        best = progress.get("best_trial")
+        self.query_one(TrialTable).show(trials, best if isinstance(best, int) else None)
 
     def write_tail(self, tail: list[Any] | str) -> None:
         """Append the lines of a sliding log tail that are not on screen yet."""
