@@ -56,6 +56,9 @@ def test_activation_refused_by_gate_then_forced_then_rolled_back(api, tmp_path: 
     assert daemon.models.active_version() == "fixture-base"
     no_reason = client.post(f"/models/{version}/activate", headers=h, json={"force": True})
     assert no_reason.status_code == 422
+    # the rule and its words are the registry service's, as for `appliance models activate`
+    assert no_reason.json()["detail"] == (f"forcing activation of {version} needs a reason "
+                                          "(it is written to the audit log)")
     assert client.post(f"/models/{version}/activate", headers=h,
                        json={"force": True, "reason": ""}).status_code == 400
     forced = client.post(f"/models/{version}/activate", headers=h,

@@ -13,7 +13,9 @@ import pytest
 from model_fixtures import build_model_folder, ramp_trace
 
 from appliance.cli import main
+from appliance.commands._common import cli_actor
 from appliance.ingest.setitec_writer import write_setitec
+from appliance.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = {"source", "entry_mm", "transition_mm", "exit_mm", "spread_mm", "presence",
@@ -99,7 +101,7 @@ def test_models_cli_flow(env, capsys) -> None:
     log = json.loads(out)
     assert [(a["action"], a["version"]) for a in log] == [
         ("rollback", "base"), ("activate", "worse"), ("activate", "base")]
-    assert log[1]["actor"] == "ana" and log[1]["reason"] == "pilot"
+    assert log[1]["actor"] == "cli:ana" and log[1]["reason"] == "pilot"
     code, out, _ = run(capsys, "models", "show", "worse", "--home", home)
     assert code == 0 and "retired" in out and "accuracy" in out
 
@@ -117,3 +119,32 @@ def test_predict_as_a_real_subprocess(env) -> None:
     row = json.loads(proc.stdout)[0]
     assert row["estimator"] == "ensemble" and row["model_version"] == "sub"
     assert not (tmp / "none").exists()
+
+
+def test_model_verbs_are_audited_as_the_api_audits_them(env, capsys) -> None:
+    """The verbs call the registry service the API calls: the same audit entries, under
+    `cli:<login name>` where the API writes its key's name."""
+    tmp, cands, _ = env
+    home = str(tmp / "home")
+    code, _, _ = run(capsys, "models", "register", str(build_model_folder(cands, "cand", shift=2)),
+                     "--home", home)
+    assert code == 0
+    run(capsys, "models", "gate", "cand", "--home", home)
+    code, _, err = run(capsys, "models", "activate", "cand", "--force", "--home", home)
+    assert code == 4 and "forcing activation of cand needs a reason" in err
+    code, _, _ = run(capsys, "models", "activate", "cand", "--force", "--reason", "pilot",
+                     "--home", home)
+    assert code == 0
+    code, _, _ = run(capsys, "models", "rollback", "--reason", "back", "--home", home)
+    assert code == 0
+    with Store.open(Path(home)) as store:
+        log = store.audit_log()
+    me = cli_actor()
+    assert [(e["actor"], e["action"], e["subject"]) for e in reversed(log)
+            if e["actor"] == me] == [
+        (me, "model-register", "cand"), (me, "model-gate", "cand"),
+        (me, "model-force-activate", "cand"), (me, "model-activate", "cand"),
+        (me, "model-rollback", "base")]
+    by_action = {e["action"]: e["detail"] for e in log if e["actor"] == me}
+    assert by_action["model-activate"] == {"force": True, "reason": "pilot", "previous": "base"}
+    assert by_action["model-rollback"] == {"reason": "back", "previous": "cand"}

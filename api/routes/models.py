@@ -22,7 +22,6 @@ from api.schemas import (
     ShadowOut,
     to_struct,
 )
-from appliance.errors import ValidationError
 
 VersionParam = Annotated[str, Parameter(description="model version", max_length=200)]
 
@@ -93,7 +92,5 @@ class ModelController(Controller):
             raise PermissionDeniedException(
                 detail=f"forcing {version} past a gate needs a key with the 'admin' role; key "
                        f"{actor_of(request)!r} has {role_of(request)!r}")
-        if data.force and not data.reason:
-            raise ValidationError("force needs a reason (it is written to the audit log)")
         model = daemon.models.activate(version, actor_of(request), data.force, data.reason)
         return to_struct(ModelOut, model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from typing import Any
@@ -18,6 +19,17 @@ def add_home(parser: argparse.ArgumentParser) -> None:
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def cli_actor(name: str | None = None) -> str:
+    """Who a verb's changes are audited as: `cli:<login name>` (or `cli:<name>` when given),
+    as the API audits a change under its key's name, so the log tells both doors apart."""
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (KeyError, OSError):  # no login name for this uid (some containers)
+            name = "unknown"
+    return f"cli:{name}"
 
 
 def print_json(obj: Any) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 from typing import Any
 
 from appliance.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from appliance.commands._common import add_home, add_json, print_json
+from appliance.commands._common import add_home, add_json, cli_actor, print_json
 from appliance.home import resolve_home
 from appliance.store import Store
 
@@ -53,7 +52,7 @@ def handle(args: argparse.Namespace) -> int:
     with Store.open(resolve_home(args.home), max_samples=limit) as store:
         report = ingest_paths(store, paths, on_outcome)
         store.audit(
-            f"cli:{getpass.getuser()}", "ingest", ", ".join(str(p) for p in paths),
+            cli_actor(), "ingest", ", ".join(str(p) for p in paths),
             {"ingested": len(report.ingested), "duplicates": len(report.duplicates),
              "rejected": len(report.rejected), "companions": len(report.companions)},
         )

@@ -1,17 +1,24 @@
 """`appliance models list|show|register|gate|activate|rollback|history`: the model registry.
 
 These open the store directly, so they work when no daemon runs (with `appliance serve`
-running, use its API). Activation of a candidate that failed a gate is refused (exit 4)
-naming the gate, unless --force with a --reason, which is audited.
+running, use its API). They call the same registry service as the API, so activation,
+rollback, registration and gating are audited alike, as `cli:<login name>`. Activation of a
+candidate that failed a gate is refused (exit 4) naming the gate, unless --force with a
+--reason, which is audited.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 from typing import Any
 
-from appliance.commands._common import add_home, add_json, print_json, print_table
+from appliance.commands._common import (
+    add_home,
+    add_json,
+    cli_actor,
+    print_json,
+    print_table,
+)
 from appliance.config import load_config
 from appliance.estimators.placement import placement_table
 from appliance.registry import ServingService
@@ -28,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         a = sub.add_parser(name, help=help_text)
         add_home(a)
         add_json(a)
-        a.add_argument("--actor", default=None, help="who does this (default: login name)")
+        a.add_argument("--actor", default=None,
+                       help="who does this, audited as cli:NAME (default: the login name)")
         return a
 
     action("list", "every registered version").set_defaults(func=handle_list)
@@ -59,12 +67,7 @@ def _open(args: argparse.Namespace) -> ServingService:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    if args.actor:
-        return args.actor
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "operator"
+    return cli_actor(args.actor)
 
 
 _LIST_COLUMNS = ["version", "status", "architecture", "parent", "created_at", "gates"]

@@ -180,6 +180,12 @@ class ServingService:
         self, version: str, actor: str = "operator", force: bool = False,
         reason: str | None = None,
     ) -> dict[str, Any]:
+        """Serve `version`. Every front door comes through here, so the rules (a failed gate
+        refuses unless forced, a force needs a reason) and the audit entry are the same for
+        the CLI, the API and the daemon's own promotions."""
+        if force and (not reason or not reason.strip()):
+            raise ValidationError(f"forcing activation of {version} needs a reason (it is "
+                                  "written to the audit log)")
         with self._lock:
             row = self.registry.get(version)
             if version == self.holder.version and row["status"] == "active":
@@ -199,13 +205,13 @@ class ServingService:
                     names,
                 )
             if force and blocking:
-                if not reason or not reason.strip():
-                    raise ValidationError(f"forcing activation of {version} past the "
-                                          f"{', '.join(g for g, _ in blocking)} gate(s) needs "
-                                          "a reason")
                 self.store.audit(actor, "model-force-activate", version,
                                  {"reason": reason, "overridden": dict(blocking)})
-            return self._switch(version, "activate", actor, reason) | {"forced": bool(blocking)}
+            done = self._switch(version, "activate", actor, reason) | {"forced": bool(blocking)}
+            self.store.audit(actor, "model-activate", version,
+                             {"force": force, "reason": reason,
+                              "previous": done["previous_version"]})
+            return done
 
     def rollback(
         self, version: str | None = None, actor: str = "operator", reason: str | None = None,
@@ -227,7 +233,10 @@ class ServingService:
             if row["status"] == "rejected":
                 raise ValidationError(f"model {target} is rejected "
                                       f"({(row.get('gate_report') or {}).get('recovery', '')})")
-            return self._switch(target, action, actor, reason)
+            done = self._switch(target, action, actor, reason)
+            self.store.audit(actor, f"model-{action}", target,
+                             {"reason": reason, "previous": done["previous_version"]})
+            return done
 
     def _switch(self, version: str, action: str, actor: str, reason: str | None
                 ) -> dict[str, Any]:

@@ -112,16 +112,11 @@ class ModelService:
     # -- changes -------------------------------------------------------------------------------
     def activate(self, version: str, actor: str, force: bool, reason: str | None
                  ) -> dict[str, Any]:
-        done = self.serving.activate(version, actor=actor, force=force, reason=reason)
-        self.serving.store.audit(actor, "model-activate", version,
-                                 {"force": force, "reason": reason,
-                                  "previous": done.get("previous_version")})
+        self.serving.activate(version, actor=actor, force=force, reason=reason)
         return self.view(self.serving.show(version), self.active_version())
 
     def rollback(self, version: str | None, actor: str, reason: str | None) -> dict[str, Any]:
-        done = self.serving.rollback(version, actor=actor, reason=reason)
-        self.serving.store.audit(actor, "model-rollback", done.get("version"),
-                                 {"reason": reason, "previous": done.get("previous_version")})
+        self.serving.rollback(version, actor=actor, reason=reason)
         active = self.active_version()
         assert active is not None
         return self.view(self.serving.show(active), active)
