@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import (
@@ -84,7 +85,8 @@ def bearer_key(header: str | None) -> str | None:
     return key.strip()
 
 
-def require_key(connection: ASGIConnection, route_handler: BaseRouteHandler) -> None:
+def require_key(connection: ASGIConnection[Any, Any, Any, Any],
+                route_handler: BaseRouteHandler) -> None:
     daemon = connection.app.state.daemon
     logins: FailedLogins = connection.app.state.logins
     client = connection.client.host if connection.client else "unknown"
@@ -120,11 +122,11 @@ def require_key(connection: ASGIConnection, route_handler: BaseRouteHandler) -> 
     state["role"] = who.role
 
 
-def role_of(connection: ASGIConnection) -> Role:
+def role_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Role:
     return connection.scope.get("state", {}).get("role", "integration")
 
 
-def actor_of(connection: ASGIConnection) -> str:
+def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return str(connection.scope.get("state", {}).get("actor", "anonymous"))
 
 

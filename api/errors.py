@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -30,22 +31,22 @@ log = logging.getLogger("appliance.api")
 _TOO_DEEP = ("while deserializing", "while decoding a JSON")
 
 
-def _home(request: Request) -> Path | None:
+def _home(request: Request[Any, Any, Any]) -> Path | None:
     daemon = getattr(request.app.state, "daemon", None)
     return daemon.config.home if daemon is not None else None
 
 
-def _answer(request: Request, status: int, detail: str) -> Response:
+def _answer(request: Request[Any, Any, Any], status: int, detail: str) -> Response[Any]:
     text = without_paths(detail, _home(request))
     return Response(content={"status_code": status, "detail": text}, status_code=status,
                     media_type=MediaType.JSON)
 
 
-def _where(request: Request) -> str:
+def _where(request: Request[Any, Any, Any]) -> str:
     return f"{request.method} {request.url.path}"
 
 
-def domain_error(request: Request, exc: Exception) -> Response:
+def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, NotFoundError):
         return _answer(request, 404, str(exc))
     if isinstance(exc, IngestError | ValidationError):
@@ -60,12 +61,12 @@ def domain_error(request: Request, exc: Exception) -> Response:
     return _answer(request, 409, str(exc))
 
 
-def _disk_full(request: Request, exc: DiskFullError) -> Response:
+def _disk_full(request: Request[Any, Any, Any], exc: DiskFullError) -> Response[Any]:
     log.error("%s: 507: %s", _where(request), exc)
     return _answer(request, 507, str(exc))
 
 
-def internal_error(request: Request, exc: Exception) -> Response:
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Whatever no other handler took: a full disk (507), a body nested too deeply for the
     decoder (400), or a bug (500, logged with its traceback)."""
     full = disk_full(exc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import UploadFile
@@ -25,7 +26,7 @@ class Upload:
     source: str | None  # None: the service names it by its content hash
 
 
-async def read_upload(request: Request, source: str | None) -> Upload:
+async def read_upload(request: Request[Any, Any, Any], source: str | None) -> Upload:
     """The uploaded bytes; source: the `source` query parameter, which wins over a form's
     `source` field, which wins over the file part's file name."""
     media_type, _ = request.content_type

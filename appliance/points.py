@@ -6,6 +6,7 @@ See ../shared/docs/depth-points.md. A point is a depth in mm, or None when absen
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 POINT_NAMES: tuple[str, str, str] = ("entry", "transition", "exit")
 
@@ -17,7 +18,8 @@ class DepthPoints:
     exit_mm: float | None
 
     def get(self, name: str) -> float | None:
-        return getattr(self, f"{name}_mm")
+        value: float | None = getattr(self, f"{name}_mm")
+        return value
 
     def as_dict(self) -> dict[str, float | None]:
         return {f"{n}_mm": self.get(n) for n in POINT_NAMES}
@@ -36,7 +38,7 @@ class DepthPoints:
 
     def order_problem(self) -> str | None:
         """Why the points are out of order (entry < transition < exit), or None."""
-        present = [(n, self.get(n)) for n in POINT_NAMES if self.get(n) is not None]
+        present = [(n, v) for n in POINT_NAMES if (v := self.get(n)) is not None]
         for (n1, v1), (n2, v2) in zip(present, present[1:], strict=False):
             if not v1 < v2:
                 return f"{n1} ({v1} mm) must be shallower than {n2} ({v2} mm)"
@@ -69,5 +71,5 @@ class DepthEstimate:
     def points(self) -> DepthPoints:
         return DepthPoints(self.entry_mm, self.transition_mm, self.exit_mm)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from appliance.errors import IngestError
 from appliance.ingest import parse_file
+from appliance.services.intake import ingest_paths
 from appliance.store import Store
-from appliance.store.intake import ingest_paths
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "setitec"

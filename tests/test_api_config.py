@@ -9,6 +9,7 @@ import pytest
 from test_api_support import REPO, free_port
 
 from appliance.cli import main
+from appliance.commands._common import cli_actor
 from appliance.config import DaemonConfig, GateConfig, NightlyConfig, load_config
 from appliance.errors import ValidationError
 from appliance.store import Store
@@ -100,6 +101,11 @@ def test_keys_create_list_delete(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert store.api_key_name(created["key"]) is None  # stored hashed, not as given
     assert main(["keys", "delete", "tui-rig3", "--home", home]) == 0
     assert main(["keys", "delete", "tui-rig3", "--home", home]) == 4
+    with Store.open(Path(home)) as store:  # audited as POST/DELETE /keys audit, by cli:<user>
+        audit = [(e["actor"], e["action"], e["subject"]) for e in reversed(store.audit_log())]
+    me = cli_actor()
+    assert audit == [(me, "key-create", "tui-rig3"), (me, "key-create", "scada"),
+                     (me, "key-revoke", "tui-rig3")]
 
 
 def test_nightly_command_without_daemon_or_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -15,7 +15,10 @@ from test_api_support import (  # noqa: F401  (fixture)
     synth_json_body,
 )
 
+from appliance.cli import main
+from appliance.commands._common import cli_actor
 from appliance.services.downsample import minmax_indices
+from appliance.store import Store
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -446,3 +449,42 @@ def test_deep_json_is_a_logged_400_and_a_bug_a_logged_500(api, monkeypatch) -> N
         assert bug[0].exc_info is not None and bug[0].exc_info[0] is ZeroDivisionError
     finally:
         logging.getLogger("appliance.api").removeHandler(logged)
+
+
+def test_the_label_verb_is_held_to_the_api_s_rules_and_words(
+        tmp_path: Path, fixture_baseline: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    """`appliance label` and PUT /holes/{id}/label call the same service: the same refusals
+    word for word, the same stored estimate and the same audit entry."""
+    home = tmp_path / "home"
+    with running_daemon(home, fixture_baseline) as (daemon, client, h):
+        [hid] = ingest(client, h, synth_files(1, seed=21))
+        hole = client.get(f"/holes/{hid}", headers=h).json()
+        lo, hi = hole["depth_min_mm"], hole["depth_max_mm"]
+        good = {"entry_mm": lo + 1.0, "transition_mm": None, "exit_mm": hi - 1.0, "by": "ann"}
+        refused = [{**good, "entry_mm": hi - 1.0, "exit_mm": lo + 1.0},  # out of order
+                   {**good, "by": "ann\x1b[2J"}]  # a terminal escape in who set it
+        details = []
+        for body in refused:
+            r = client.put(f"/holes/{hid}/label", headers=h, json=body)
+            assert r.status_code == 422, r.text
+            details.append(r.json()["detail"])
+        estimate = daemon.holes.latest_estimate(hid)
+    assert "shallower" in details[0] and "control characters" in details[1]
+    capsys.readouterr()  # the daemon's log
+
+    def label(body: dict) -> tuple[int, str]:  # no daemon now: the verb opens the store
+        code = main(["label", hid, "--entry", str(body["entry_mm"]), "--transition", "none",
+                     "--exit", str(body["exit_mm"]), "--by", body["by"], "--home", str(home)])
+        return code, capsys.readouterr().err
+
+    for body, detail in zip(refused, details, strict=True):
+        assert label(body) == (2, f"appliance label: {detail}\n")
+    assert label(good) == (0, "")
+    with Store.open(home) as store:
+        [stored] = store.label_history(hid)
+        assert stored["from_estimate"] == estimate is not None
+        [entry] = store.audit_log(action="label")
+    assert (entry["actor"], entry["subject"]) == (cli_actor(), hid)
+    assert entry["detail"] == {"label_id": stored["label_id"], "by": "ann",
+                               "entry_mm": good["entry_mm"], "transition_mm": None,
+                               "exit_mm": good["exit_mm"]}

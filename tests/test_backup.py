@@ -29,6 +29,7 @@ from test_api_support import (  # noqa: F401  (fixture)
 
 from api.app import create_app
 from appliance.cli import main
+from appliance.commands._common import cli_actor
 from appliance.config import load_config
 from appliance.ingest import parse_bytes
 from appliance.points import DepthPoints
@@ -305,3 +306,15 @@ def test_a_backup_that_would_fill_the_disk_is_refused_before_writing(
     assert main(["backup", str(tmp_path / "b"), "--home", str(small_home)]) == 4
     assert "MB free where the backup goes" in _one_line_error(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_the_cli_backup_and_restore_are_audited_as_its_user(
+        small_home: Path, small_backup: Path, tmp_path: Path) -> None:
+    me = cli_actor()  # as POST /backups audits its key's name
+    with Store.open(small_home) as store:
+        assert [(e["actor"], e["subject"]) for e in store.audit_log(action="backup")] == [
+            (me, small_backup.name)]
+    target = tmp_path / "restored"
+    assert main(["restore", str(small_backup), "--home", str(target)]) == 0
+    with Store.open(target) as store:
+        assert [e["actor"] for e in store.audit_log(action="restore")] == [me]

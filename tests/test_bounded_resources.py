@@ -275,6 +275,11 @@ def test_holes_over_the_samples_limit_are_refused_at_every_ingest(
         with pytest.raises(ValidationError, match=f"{hole.meta.source}: {counted}"):
             daemon.store.check_trace(hole)  # what the bus and the watched folders go through
         assert daemon.store.count_holes() == 0
+        # one ingest for both doors: the refused upload is quarantined as the CLI's file was
+        quarantined = daemon.store.quarantined()
+        assert [Path(q["source"]).name for q in quarantined] == ["long.xls"] * 2
+        assert quarantined[0]["error"] == quarantined[1]["error"]
+        assert quarantined[0]["error"].startswith(expected)
     with Store.open(tmp_path / "other") as store:  # without settings: the 1,000,000 default
         assert store.max_samples == 1_000_000
         store.add_hole(hole, "g")

@@ -17,6 +17,7 @@ import openpyxl
 import pytest
 
 from appliance.cli import main
+from appliance.commands._common import cli_actor
 from appliance.ingest.fixtures import sample_trace
 from appliance.ingest.setitec_writer import write_setitec
 from appliance.points import DepthPoints
@@ -203,6 +204,14 @@ def test_labels_import_export_cli(capsys, inbox, home, tmp_path):
     assert [r["row"] for r in rep["imported"]] == [2, 4]
     assert rep["rejected"] == [{"row": 3, "key": "rig-a/H_999.xls",
                                 "error": "unknown hole 'rig-a/H_999.xls' (not ingested?)"}]
+    with Store.open(home) as store:
+        [entry] = store.audit_log(action="labels-import")
+        assert (entry["actor"], entry["detail"]["by"]) == (cli_actor(), "lab")
+    # who set the labels is held to the rule of every label (PUT /holes/{id}/label too),
+    # said once for the file rather than once per row
+    code, _, err = run(capsys, "labels", "import", str(sheet), "--home", str(home),
+                       "--by", "lab\x1b[2J")
+    assert code == 2 and "control characters" in err and "\x1b" not in err
     out_csv = tmp_path / "out.csv"
     code, res = run_json(capsys, "labels", "export", str(out_csv), "--home", str(home))
     assert code == 0 and res["rows"] == 2

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import signal
 import time
@@ -271,23 +269,3 @@ def test_a_search_job_lists_its_trials_and_registers_no_model(
         client.delete(f"/jobs/{other['id']}", headers=h)
         not_a_search = client.get(f"/jobs/{other['id']}/trials", headers=h)
         assert not_a_search.status_code in (400, 422) and "not a search" in not_a_search.text
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                    reason="the cluster extra is not installed")
-def test_a_daemon_job_trains_its_folds_on_ray(
-        tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
-    with running_daemon(tmp_path / "home", trained_baseline,
-                        train=TrainConfig(device="cpu", ray="local")) as (daemon, client, h):
-        _labelled_home(client, h, n=8, seed=54)
-        job = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE).json()
-        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
-        assert done["status"] == "succeeded", done
-        assert done["progress"]["fraction"] == 1.0
-        log = (daemon.config.home / "jobs" / job["id"] / "train.log").read_text()
-        assert '"folds_done": 2' in log
-        folder = daemon.models.folder(done["candidate_version"])
-        training = json.loads((folder / "manifest.json").read_text())["training"]
-        assert training["ray"] == "local" and training["device"] == "cpu"
-        model = client.get(f"/models/{done['candidate_version']}", headers=h).json()
-        assert {g["gate"] for g in model["gate_report"]["gates"]} >= {"integrity", "parity"}

@@ -12,7 +12,8 @@ from appliance.errors import ValidationError
 from appliance.ingest.discover import InputResult
 from appliance.ingest.fixtures import sample_trace
 from appliance.ingest.setitec_writer import write_setitec
-from appliance.store import Store, holes, intake
+from appliance.services import intake
+from appliance.store import Store, holes
 from appliance.trace import Trace
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -11,8 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_api_support import running_daemon, trained_baseline  # noqa: F401 (fixture)
+from test_jobs import FINE_TUNE, _labelled_home, _wait
 from test_store_support import make_trace
 
+from appliance.config import TrainConfig
 from appliance.gates.integrity import check_integrity
 from appliance.gates.parity import check_parity
 from appliance.jobs.search import read_trials
@@ -21,6 +25,8 @@ from appliance.store import Store
 from appliance.store.snapshot import export_dataset
 
 torch = pytest.importorskip("torch")
+needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                               reason="the cluster extra is not installed")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--synthetic", "12", "--folds", "2", "--epochs", "1", "--arch", "cnn",
@@ -74,9 +80,7 @@ def test_a_bad_ray_address_is_refused_before_any_work(
     assert rc == 4 and "--ray 'nowhere'" in err, err
 
 
-ray = pytest.importorskip("ray", reason="the cluster extra is not installed")
-
-
+@needs_ray
 def test_ray_folds_resume_after_a_kill_into_a_folder_that_passes_the_gates(
         tmp_path: Path) -> None:
     out = tmp_path / "cand"
@@ -208,3 +212,39 @@ def test_fleet_snapshots_are_grouped_by_rig(tmp_path: Path) -> None:
     assert five.fold_by == "group"
     assert all(h.group.split("/")[0] in ("rig-a", "rig-b") for h in five.holes)
     assert len({h.group for h in five.holes}) >= 5  # each rig's groups kept apart
+
+
+def test_train_on_two_rigs_snapshots_records_the_fleet(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _snapshot(tmp_path / "ha", tmp_path / "snap-a", "rig-a", range(0, 10))
+    b = _snapshot(tmp_path / "hb", tmp_path / "snap-b", "rig-b", range(10, 20))
+    out = tmp_path / "fleet"
+    rc, err = _in_process(capsys, "train", "--dataset", str(a), "--dataset", str(b),
+                          "--folds", "2", "--epochs", "1", "--arch", "cnn", "--augment", "0",
+                          "--replay", "0", "--device", "cpu", "--out", str(out))
+    assert rc == 0, err[-2000:]
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    # each snapshot holds its rig's labelled holes outside that rig's exam set
+    assert set(training["rigs"]) == {"rig-a", "rig-b"}
+    assert sum(training["rigs"].values()) == training["n_holes"]
+    assert training["fold_by"] == "rig" and training["n_groups"] == 2
+    assert training["dataset"] == ["snap-a", "snap-b"]
+
+
+@needs_ray
+def test_a_daemon_job_trains_its_folds_on_ray(
+        tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
+    with running_daemon(tmp_path / "home", trained_baseline,
+                        train=TrainConfig(device="cpu", ray="local")) as (daemon, client, h):
+        _labelled_home(client, h, n=8, seed=54)
+        job = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE).json()
+        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "succeeded", done
+        assert done["progress"]["fraction"] == 1.0
+        log = (daemon.config.home / "jobs" / job["id"] / "train.log").read_text()
+        assert '"folds_done": 2' in log
+        folder = daemon.models.folder(done["candidate_version"])
+        training = json.loads((folder / "manifest.json").read_text())["training"]
+        assert training["ray"] == "local" and training["device"] == "cpu"
+        model = client.get(f"/models/{done['candidate_version']}", headers=h).json()
+        assert {g["gate"] for g in model["gate_report"]["gates"]} >= {"integrity", "parity"}

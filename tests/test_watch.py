@@ -118,6 +118,24 @@ def test_a_malformed_file_is_quarantined_and_watching_goes_on(
         assert daemon.store.list_holes()[0]["n_samples"] == n_samples
 
 
+def test_a_file_the_store_refuses_is_quarantined_with_its_reason(
+        tmp_path: Path, home: Path, fixture_baseline: Path) -> None:  # noqa: F811
+    """Watched files go through the one ingest `appliance ingest` and POST /holes use: a
+    trace the store refuses (here: too many samples) is quarantined, bytes and reason."""
+    data, n_samples = _log(3)
+    write_config(home, f"[daemon]\nmax_samples_per_hole = {n_samples - 1}\n")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    with _daemon(home, fixture_baseline, [folder]) as daemon:
+        (folder / "long.xls").write_bytes(data)
+        status = _until(daemon, lambda s: s.quarantined + s.failed > 0)
+        assert (status.ingested, status.quarantined, status.failed) == (0, 1, 0)
+        [entry] = daemon.store.quarantined()
+        assert entry["source"] == "long.xls" and entry["size"] == len(data)
+        assert entry["error"].startswith(f"long.xls: the trace has {n_samples:,} samples")
+        assert daemon.store.count_holes() == 0
+
+
 def test_a_byte_identical_copy_is_a_duplicate(
         tmp_path: Path, home: Path, fixture_baseline: Path) -> None:  # noqa: F811
     folder = tmp_path / "drop"

@@ -11,6 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tui.client import DEFAULT_URL
 
@@ -32,7 +33,7 @@ class Settings:
     @classmethod
     def load(cls, path: Path | None = None) -> Settings:
         path = path or settings_path()
-        data: dict = {}
+        data: dict[str, Any] = {}
         if path.is_file():
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))

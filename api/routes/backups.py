@@ -7,6 +7,8 @@ the same box, moves the folder on to DIR.
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Request, post
 
 from api.auth import actor_of, needs
@@ -22,7 +24,7 @@ class BackupController(Controller):
           summary="Take a consistent backup of the home (store, model versions, keys, "
                   "settings) into <home>/backups/<name>/ while serving",
           responses=errors(401, 403, 409), opt=needs("admin"))
-    def create(self, request: Request, daemon: DaemonDep) -> BackupOut:
+    def create(self, request: Request[Any, Any, Any], daemon: DaemonDep) -> BackupOut:
         name, m = daemon.backup(actor_of(request))
         return BackupOut(name=name, created_at=m.created_at,
                          appliance_version=m.appliance_version,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
@@ -40,5 +40,6 @@ class DriftController(Controller):
           summary="Acknowledge a drill's state: its reference restarts from the next hole "
                   "(audited)", responses=errors(401, 403, 404),
           opt=needs("operator"))
-    def reset(self, request: Request, daemon: DaemonDep, drill: DrillParam) -> DrillDriftOut:
+    def reset(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+              drill: DrillParam) -> DrillDriftOut:
         return drill_out(daemon.drift.reset(drill, actor_of(request)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
@@ -44,8 +44,8 @@ class HoleController(Controller):
           summary="Store a hole and estimate its depth points",
           responses={200: ResponseSpec(IngestOut, description="already stored (duplicate)"),
                      **errors(400, 401, 413, 422, 507)})
-    async def ingest(self, request: Request, daemon: DaemonDep, source: SourceParam = None,
-                     group: GroupParam = None) -> Response[IngestOut]:
+    async def ingest(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+                     source: SourceParam = None, group: GroupParam = None) -> Response[IngestOut]:
         upload = await read_upload(request, source)
         hole, estimate, created = await asyncio.to_thread(
             daemon.holes.ingest, upload.data, upload.source, group)
@@ -56,7 +56,7 @@ class HoleController(Controller):
           operation_class=UploadOperation,
           summary="Estimate a hole's depth points without storing anything",
           responses=errors(400, 401, 413, 422))
-    async def estimate_upload(self, request: Request, daemon: DaemonDep,
+    async def estimate_upload(self, request: Request[Any, Any, Any], daemon: DaemonDep,
                               source: SourceParam = None) -> DepthEstimateOut:
         upload = await read_upload(request, source)
         # parsing runs in a worker thread; the model call is awaited, not waited for in a
@@ -118,7 +118,7 @@ class HoleController(Controller):
          summary="Append an operator's label (entry < transition < exit, inside the trace)",
          responses=errors(401, 403, 404, 422),
           opt=needs("operator"))
-    def put_label(self, request: Request, daemon: DaemonDep, hole_id: HoleId,
+    def put_label(self, request: Request[Any, Any, Any], daemon: DaemonDep, hole_id: HoleId,
                   data: JSONBody[LabelIn]) -> LabelOut:
         points = DepthPoints(data.entry_mm, data.transition_mm, data.exit_mm)
         label = daemon.holes.add_label(hole_id, points, data.by, actor_of(request))

@@ -47,7 +47,8 @@ class JobController(Controller):
           summary="Fine-tune the active model on the confirmed labels (one job at a time)",
           responses=errors(401, 403, 409, 422, 507),
           opt=needs("operator"))
-    def fine_tune(self, request: Request, daemon: DaemonDep, data: JSONBody[FineTuneIn]) -> JobOut:
+    def fine_tune(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+                  data: JSONBody[FineTuneIn]) -> JobOut:
         params = msgspec.structs.asdict(data)
         return job_out(daemon.start_fine_tune(params, actor_of(request)),
                        daemon.config.home)
@@ -57,7 +58,8 @@ class JobController(Controller):
                   "active model (one job at a time); its trials at /jobs/{id}/trials",
           responses=errors(401, 403, 409, 422),
           opt=needs("operator"))
-    def tune(self, request: Request, daemon: DaemonDep, data: JSONBody[TuneIn]) -> JobOut:
+    def tune(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+             data: JSONBody[TuneIn]) -> JobOut:
         params = msgspec.structs.asdict(data)
         return job_out(daemon.start_search(params, actor_of(request)), daemon.config.home)
 
@@ -65,7 +67,8 @@ class JobController(Controller):
           summary="Run the nightly routine now: fine-tune if enough new labels, gate, promote",
           responses=errors(401, 403, 409),
           opt=needs("operator"))
-    def nightly(self, request: Request, daemon: DaemonDep, data: JSONBody[NightlyIn]) -> NightlyOut:
+    def nightly(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+                data: JSONBody[NightlyIn]) -> NightlyOut:
         outcome = daemon.nightly(actor_of(request), force=data.force)
         job = outcome.pop("job", None)
         return to_struct(NightlyOut, {**outcome,
@@ -92,7 +95,8 @@ class JobController(Controller):
             summary="Cancel a running job (its child process is stopped)",
             responses=errors(401, 403, 404, 409),
           opt=needs("operator"))
-    def cancel_job(self, request: Request, daemon: DaemonDep, job_id: JobId) -> JobOut:
+    def cancel_job(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+                   job_id: JobId) -> JobOut:
         return job_out(daemon.cancel_job(job_id, actor_of(request)), daemon.config.home)
 
     @get("/{job_id:str}/events", operation_id="streamJobEvents",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.params import JSONBody, Parameter
@@ -21,7 +21,8 @@ class KeyController(Controller):
     @post("/", operation_id="createKey", status_code=201, sync_to_thread=True,
           summary="Create a key with a role; the answer holds the key, this once",
           responses=errors(401, 403, 409, 422), opt=needs("admin"))
-    def create(self, request: Request, daemon: DaemonDep, data: JSONBody[KeyIn]) -> NewKeyOut:
+    def create(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+               data: JSONBody[KeyIn]) -> NewKeyOut:
         key = daemon.create_key(data.name, data.role, actor_of(request))
         return NewKeyOut(name=data.name, role=data.role, key=key)
 
@@ -34,7 +35,7 @@ class KeyController(Controller):
     @delete("/{name:str}", operation_id="revokeKey", status_code=200, sync_to_thread=True,
             summary="Revoke a key: it stops working at once", responses=errors(401, 403, 404),
             opt=needs("admin"))
-    def revoke(self, request: Request, daemon: DaemonDep, name: NameParam) -> KeyOut:
+    def revoke(self, request: Request[Any, Any, Any], daemon: DaemonDep, name: NameParam) -> KeyOut:
         found = next((k for k in daemon.list_keys() if k["name"] == name), None)
         daemon.revoke_key(name, actor_of(request))
         return to_struct(KeyOut, found or {"name": name, "role": "", "created_at": None})

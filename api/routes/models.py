@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
 from litestar.exceptions import PermissionDeniedException
@@ -56,7 +56,8 @@ class ModelController(Controller):
           summary="Re-activate the previous version (or a named earlier one)",
           responses=errors(401, 403, 404, 409),
           opt=needs("operator"))
-    def rollback(self, request: Request, daemon: DaemonDep, data: JSONBody[RollbackIn]) -> ModelOut:
+    def rollback(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+                 data: JSONBody[RollbackIn]) -> ModelOut:
         model = daemon.models.rollback(data.version, actor_of(request), data.reason)
         return to_struct(ModelOut, model)
 
@@ -71,7 +72,7 @@ class ModelController(Controller):
                  "(version null stops it)",
          responses=errors(401, 403, 404, 422),
           opt=needs("admin"))
-    def set_shadow(self, request: Request, daemon: DaemonDep,
+    def set_shadow(self, request: Request[Any, Any, Any], daemon: DaemonDep,
                    data: JSONBody[ShadowIn]) -> ShadowOut:
         return to_struct(ShadowOut, daemon.models.shadow(data.version, actor_of(request)))
 
@@ -86,7 +87,7 @@ class ModelController(Controller):
                   "reason",
           responses=errors(401, 403, 404, 409, 422),
           opt=needs("operator"))
-    def activate(self, request: Request, daemon: DaemonDep, version: VersionParam,
+    def activate(self, request: Request[Any, Any, Any], daemon: DaemonDep, version: VersionParam,
                  data: JSONBody[ActivateIn]) -> ModelOut:
         if data.force and role_of(request) != "admin":
             raise PermissionDeniedException(

@@ -7,8 +7,8 @@ too: a log written while the daemon was down must not be missed, and the store r
 what it already holds by content hash.
 
 The watcher stores nothing itself: `ingest(data, source, group)` does (the daemon hands it its
-hole service), returns whether a new hole was created, and raises IngestError after it has
-quarantined a malformed file.
+hole service), returns whether a new hole was created, and raises IngestError (a malformed
+file) or ValidationError (a trace the store refuses) after it has quarantined the file.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ class FolderWatcher:
         source = path.name
         try:
             created = self._ingest(data, source, self.group)
-        except IngestError as exc:
+        except (IngestError, ValidationError) as exc:  # quarantined by ingest
             log.warning("quarantined watched file %s: %s", path, exc)
             self._count(path, "quarantined")
         except DiskFullError as exc:  # the file stays; a restart's first scan takes it again

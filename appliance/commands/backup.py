@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.commands._common import add_home, add_json, print_json
+from appliance.commands._common import add_home, add_json, cli_actor, print_json
 from appliance.commands._daemon import add_daemon_options, via_daemon
 from appliance.errors import NotFoundError, StoreLockedError
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 BACKUP_TIMEOUT_S = 3600.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "backup", help="copy the home (store, model versions, keys, settings) into DIR; "
                        "consistent also while the daemon runs")
@@ -50,9 +50,7 @@ def handle(args: argparse.Namespace) -> int:
         by = "the running daemon"
     else:
         with store:
-            manifest = take_backup(store, home, dest)
-            store.audit("cli", "backup", None, {"dir": str(dest), "files": len(manifest.files),
-                                                "bytes": manifest.total_bytes})
+            manifest = take_backup(store, home, dest, cli_actor())
         by = "this command (no daemon running)"
     if args.json:
         print_json({"dir": str(dest), **manifest.as_dict()})

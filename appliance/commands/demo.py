@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from appliance.commands._common import add_home, print_table
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo", help="ingest the bundled example holes into the home, list them, then serve",
         description="Seed the home with the bundled synthetic example holes (re-running it "
@@ -26,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def seed_examples(home: str | None) -> list[dict]:
+def seed_examples(home: str | None) -> list[dict[str, Any]]:
     """Ingest the bundled examples; returns the home's holes."""
     from appliance.home import resolve_home
+    from appliance.services.intake import ingest_paths
     from appliance.store import Store
-    from appliance.store.intake import ingest_paths
 
     with Store.open(resolve_home(home)) as store:
         report = ingest_paths(store, [EXAMPLES_DIR])

@@ -12,7 +12,7 @@ from appliance.commands._common import add_json, print_json, print_table
 from appliance.points import POINT_NAMES
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score an estimator on a labels.csv (MAE, within 0.25/0.5 mm, presence)",

@@ -14,7 +14,7 @@ from appliance.home import resolve_home
 from appliance.store import Store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "export-dataset",
         help="write a dataset snapshot (Parquet + manifest) for training",

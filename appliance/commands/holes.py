@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from appliance.cli import EXIT_OK
 from appliance.commands._common import add_home, add_json, print_json, print_table
@@ -12,7 +13,7 @@ from appliance.services.holes import review_key, review_priority
 from appliance.store import Store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("holes", help="list stored holes and their label status")
     add_home(p)
     add_json(p)
@@ -59,7 +60,7 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _by_priority(store: Store, labelled: bool | None, limit: int | None) -> list[dict]:
+def _by_priority(store: Store, labelled: bool | None, limit: int | None) -> list[dict[str, Any]]:
     """The holes in the review queue's order (appliance.services.holes.review_key), each with
     its latest estimate's review_priority; the limit cuts after sorting."""
     estimates = {p["hole_id"]: estimate_of(p) for p in store.latest_predictions()}
@@ -74,7 +75,7 @@ def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value * 100:.0f}%"
 
 
-def _label(row: dict) -> str:
+def _label(row: dict[str, Any]) -> str:
     if row["label_status"] != "labelled":
         return "unlabelled"
     pts = [row["entry_mm"], row["transition_mm"], row["exit_mm"]]

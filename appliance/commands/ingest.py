@@ -13,7 +13,7 @@ from appliance.home import resolve_home
 from appliance.store import Store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "ingest",
         help="ingest Setitec logs / JSON traces (files or folders)",
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     # Imported here: the parsers are only needed by this verb.
     from appliance.config import load_config
-    from appliance.store.intake import ingest_paths
+    from appliance.services.intake import ingest_paths
 
     paths = [Path(p) for p in args.paths]
     missing = [p for p in paths if not p.exists()]

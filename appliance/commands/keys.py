@@ -2,7 +2,8 @@
 
 With no daemon running the verbs open the store; when a daemon holds it they go through its
 API (POST/GET/DELETE /keys), with an admin key from --key, $APPLIANCE_KEY or the daemon's
-first key in <home>/admin.key, so a revoked key stops working at once.
+first key in <home>/admin.key, so a revoked key stops working at once. Either way the same
+service functions make, audit and revoke a key (appliance.services.keys).
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-import duckdb
-
-from appliance.commands._common import add_home, add_json, print_json, print_table
+from appliance.commands._common import (
+    add_home,
+    add_json,
+    cli_actor,
+    print_json,
+    print_table,
+)
 from appliance.commands._daemon import add_daemon_options, via_daemon
-from appliance.errors import ConflictError, NotFoundError, StoreLockedError, ValidationError
+from appliance.errors import StoreLockedError, ValidationError
 
 DEFAULT_ROLE = "operator"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("keys", help="API keys (with roles) for the daemon's REST API")
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     c = sub.add_parser("create", help="create a key and print it (once)")
@@ -59,21 +64,15 @@ def _local_or_daemon(args: argparse.Namespace, local: Callable[[], Any],
 
 
 def create(args: argparse.Namespace) -> int:
-    from appliance.services.keys import hash_key, name_problem, new_key
+    from appliance.services.keys import create_key, name_problem
 
     problem = name_problem(args.name)
-    if problem:
+    if problem:  # before asking a daemon for anything
         raise ValidationError(problem)
 
     def local() -> dict[str, Any]:
-        key = new_key()
         with _store(args.home) as store:
-            try:
-                store.add_api_key(args.name, hash_key(key), role=args.role)
-            except duckdb.ConstraintException:
-                raise ConflictError(f"a key named {args.name!r} exists already; delete it "
-                                    "first or choose another name") from None
-            store.audit("cli", "key-create", args.name, {"role": args.role})
+            key = create_key(store, args.name, args.role, cli_actor())
         return {"name": args.name, "role": args.role, "key": key}
 
     made = _local_or_daemon(args, local, "POST", "/keys",
@@ -101,11 +100,11 @@ def list_keys(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
+    from appliance.services.keys import revoke_key
+
     def local() -> None:
         with _store(args.home) as store:
-            if not store.delete_api_key(args.name):
-                raise NotFoundError(f"no key named {args.name!r}")
-            store.audit("cli", "key-delete", args.name, None)
+            revoke_key(store, args.name, cli_actor())
 
     _local_or_daemon(args, local, "DELETE", f"/keys/{args.name}")
     if not args.json:

@@ -7,7 +7,7 @@ import math
 import sys
 
 from appliance.cli import EXIT_OK, EXIT_USAGE
-from appliance.commands._common import add_home, add_json, print_json
+from appliance.commands._common import add_home, add_json, cli_actor, print_json
 from appliance.errors import NotFoundError, ValidationError
 from appliance.home import resolve_home
 from appliance.points import DepthPoints
@@ -27,7 +27,7 @@ def point_value(text: str) -> float | None:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "label",
         help="confirm a hole's entry/transition/exit depths",
@@ -45,15 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from appliance.services.labels import add_label, stored_estimate
+
     points = DepthPoints(args.entry, args.transition, args.exit)
     with Store.open(resolve_home(args.home)) as store:
         try:
             hole_id = _resolve(store, args.hole_id)
-            label_id = store.add_label(hole_id, points, by=args.by, origin="operator")
+            # the same checks, stored estimate and audit entry as PUT /holes/{id}/label
+            label_id = add_label(store, hole_id, points, args.by, cli_actor(),
+                                 stored_estimate(store, hole_id))
         except (NotFoundError, ValidationError) as exc:
             print(f"appliance label: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        store.audit(args.by, "label", hole_id, {"label_id": label_id, **points.as_dict()})
     if args.json:
         print_json({"label_id": label_id, "hole_id": hole_id, **points.as_dict(), "by": args.by})
     else:

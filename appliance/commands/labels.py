@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 from appliance.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from appliance.commands._common import add_home, add_json, print_json
+from appliance.commands._common import add_home, add_json, cli_actor, print_json
 from appliance.errors import ValidationError
 from appliance.home import resolve_home
 from appliance.store import Store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("labels", help="import or export label spreadsheets (CSV/XLSX)")
     sub = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
 
@@ -44,16 +44,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle_import(args: argparse.Namespace) -> int:
     from appliance.store.label_files import import_labels, read_rows
+    from appliance.store.labels import by_problem
 
     try:
+        problem = by_problem(args.by)  # the rule every label is held to, said once, not per row
+        if problem:
+            raise ValidationError(problem)
         read_rows(args.file)  # an unusable file is a usage error, before opening the store
     except ValidationError as exc:
         print(f"appliance labels import: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with Store.open(resolve_home(args.home)) as store:
         report = import_labels(store, args.file, by=args.by)
-        store.audit(args.by, "labels-import", str(args.file),
-                    {k: len(v) for k, v in report.as_json().items()})
+        store.audit(cli_actor(), "labels-import", str(args.file),
+                    {"by": args.by, **{k: len(v) for k, v in report.as_json().items()}})
     if args.json:
         print_json(report.as_json())
     else:

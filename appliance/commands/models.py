@@ -26,7 +26,7 @@ from appliance.registry import ServingService
 EXIT_REFUSED = 4
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("models", help="list, register, gate, activate, roll back models",
                               description=__doc__)
     sub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)

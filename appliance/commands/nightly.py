@@ -10,14 +10,19 @@ import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Any
 
 from appliance.commands._common import add_home, add_json, print_json
+
+if TYPE_CHECKING:
+    # imported inside run(): the CLI starts without loading an HTTP client
+    import httpx
 
 EXIT_OK, EXIT_REFUSED = 0, 4
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "nightly", help="ask the running daemon to fine-tune now if enough new labels exist")
     add_home(p)
@@ -79,16 +84,16 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _wait(client, job_id: str, timeout: float) -> dict:  # noqa: ANN001 - httpx.Client
+def _wait(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/jobs/{job_id}").raise_for_status().json()
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}").raise_for_status().json()
         if job["status"] in TERMINAL or time.monotonic() > deadline:
             return job
         time.sleep(2.0)
 
 
-def _detail(response) -> str:  # noqa: ANN001 - httpx.Response
+def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail"))
     except ValueError:

@@ -23,7 +23,7 @@ from appliance.store import Store, db_path
 EXIT_REJECTED = 3
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("predict", help="estimate entry/transition/exit of log files",
                               description=__doc__)
     p.add_argument("files", nargs="+", metavar="FILE", help="Setitec logs or JSON traces")

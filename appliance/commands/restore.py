@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from appliance.commands._common import add_home, add_json, print_json
+from appliance.commands._common import add_home, add_json, cli_actor, print_json
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "restore", help="restore a backup made by `appliance backup` as the home (the daemon "
                         "stopped)")
@@ -30,7 +30,7 @@ def handle(args: argparse.Namespace) -> int:
     from appliance.services.backup import restore_backup
 
     done = restore_backup(Path(args.dir).expanduser().resolve(), resolve_home(args.home),
-                          force=args.force)
+                          cli_actor(), force=args.force)
     m = done.manifest
     if args.json:
         print_json({"home": str(done.home),

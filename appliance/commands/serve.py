@@ -13,7 +13,7 @@ from appliance.config import DaemonConfig
 from appliance.errors import ValidationError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "serve", help="run the daemon: REST API, active model, training jobs, nightly schedule",
         description="Run the appliance daemon. It owns the store: other verbs that need the "

@@ -12,7 +12,7 @@ from appliance.commands._common import add_json, print_json
 VARIANTS = ("v4", "v7", "v8", "v9", "v11")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "synth",
         help="write synthetic Setitec logs with exact truth and a labels.csv",

@@ -9,7 +9,7 @@ from appliance.commands._train_common import add_training_options, load_train_mo
 FINETUNE_REPLAY = 64  # synthetic holes beside a rig's own (see TrainOptions.replay)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train", help="train (or fine-tune) an ensemble and write a candidate model folder",
         description="Train one member per cross-validation fold on a dataset snapshot "

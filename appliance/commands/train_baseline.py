@@ -15,7 +15,7 @@ BASELINE_ARCH = "patchtsmixer"
 BASELINE_AUGMENT = 1  # one augmented copy of each hole: gain, offset steps, noise
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train-baseline", help="reproduce the shipped baseline model folder",
         description="Train the baseline on synthetic holes plus, when ../shared is present, "

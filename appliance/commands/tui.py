@@ -8,7 +8,7 @@ import os
 from tui.client import DEFAULT_URL
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "tui",
         help="the operator's terminal UI (talks to `appliance serve` over HTTP)",

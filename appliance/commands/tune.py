@@ -8,7 +8,7 @@ from appliance.commands._train_common import add_training_options, load_train_mo
 from appliance.commands.train import FINETUNE_REPLAY
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "tune", help="search hyperparameters: write DIR/best.json and DIR/trials.csv",
         description="Each trial trains the K folds with its parameters (learning rate, width, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -56,7 +57,7 @@ def make_session(model_bytes: bytes, threads: int | None = None) -> ort.Inferenc
     return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def io_signature(session: ort.InferenceSession) -> dict[str, dict[str, list]]:
+def io_signature(session: ort.InferenceSession) -> dict[str, dict[str, list[Any]]]:
     """Input and output names -> declared shapes (dims as int or symbolic name)."""
     return {
         "inputs": {i.name: list(i.shape) for i in session.get_inputs()},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _nearest_delta(v: float, cands: np.ndarray) -> float | None:
     return best if abs(best) <= REACH_MM else None
 
 
-def placement_table(placement: dict | None) -> str:
+def placement_table(placement: dict[str, Any] | None) -> str:
     """The learnt placement of a model folder's manifest ("placement") as a markdown table:
     per point, how far the training labels sit from the convention's crossing and how far
     the model's held-out answers do. A folder from before learnt placement: one line."""

@@ -13,8 +13,8 @@ from appliance.features.decode import (
     refine_positions,
     target_positions,
 )
-from appliance.features.grid import advancing_mask
 from appliance.features.spec import CHANNELS, SCALARS, FeatureSpec
+from appliance.trace import advancing_mask
 
 __all__ = [
     "CHANNELS", "SCALARS", "DecodedPoints", "FeatureBatch", "FeatureSpec", "advancing_mask",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from appliance.errors import ValidationError
 
@@ -103,14 +104,14 @@ class FeatureSpec:
     def end_mm(self) -> float:
         return self.start_mm + self.length * self.grid_mm
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["channels"] = list(self.channels)
         d["scalars"] = list(self.scalars)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> FeatureSpec:
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         unknown = sorted(set(d) - set(known))
         if unknown:

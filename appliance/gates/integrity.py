@@ -79,7 +79,7 @@ def check_integrity(folder: str | Path) -> tuple[GateResult, Engine | None, Prob
                        details), engine, probe)
 
 
-def _signature_problems(sig: dict[str, dict[str, list]], spec: FeatureSpec) -> list[str]:
+def _signature_problems(sig: dict[str, dict[str, list[Any]]], spec: FeatureSpec) -> list[str]:
     expected = {
         "inputs": {"x": [None, spec.n_channels, spec.length], "scalars": [None, spec.n_scalars]},
         "outputs": {"scores": [None, 3, spec.length], "presence": [None, 3],
@@ -136,7 +136,7 @@ def _fail(summary: str, problems: list[str], details: dict[str, Any]) -> GateRes
     return GateResult(GATE, FAIL, summary, details)
 
 
-def _fmt(shape: list) -> str:
+def _fmt(shape: list[Any]) -> str:
     return "[" + ", ".join("batch" if d is None else str(d) for d in shape) + "]"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def check_latency(
     return GateResult(GATE, PASS if ratio <= factor else FAIL, summary, details)
 
 
-def _tasks(traces: Sequence[Trace]) -> list:
+def _tasks(traces: Sequence[Trace]) -> list[Any]:
     if traces:
         return [lambda e, t=t: e.estimate_many([t]) for t in list(traces)[:MAX_HOLES]]
     # No traces: each model on an input of its own feature spec's shape (features excluded).

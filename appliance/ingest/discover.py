@@ -27,6 +27,7 @@ class InputResult:
     trace: Trace | None
     error: IngestError | None
     companion: bool = False  # a metadata message used by a trace, not rejected
+    raw: bytes | None = None  # the input's bytes when it came as bytes, not as a file
 
 
 def iter_inputs(paths: list[Path]) -> Iterator[InputResult]:

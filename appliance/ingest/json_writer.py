@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def write_json_messages(trace: Trace) -> dict[str, bytes]:
     interval = int(meta.sample_rate_hz) if float(meta.sample_rate_hz).is_integer() \
         else meta.sample_rate_hz
 
-    channels: dict[str, list | None] = {
+    channels: dict[str, list[Any] | None] = {
         "Position": _values(-trace.depth_mm), "IntensityTorque": _values(trace.torque_a),
         "IntensityThrust": _values(trace.thrust_a), "StepNumber": trace.step.tolist(),
         "Power": None if trace.power_w is None else _values(trace.power_w),
@@ -96,7 +97,7 @@ def _values(values: np.ndarray) -> list[float]:
     return np.round(values.astype(np.float64), 3).tolist()
 
 
-def _scalar_or_list(values: list) -> object:
+def _scalar_or_list(values: list[Any]) -> object:
     return values[0] if len(values) == 1 else values
 
 

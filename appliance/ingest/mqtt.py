@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -564,7 +565,7 @@ def _steps_from_empties(arrays: dict[str, np.ndarray | None], n: int, n_steps: i
     return step
 
 
-def parse_xls_dump(obj: dict, raw: bytes, source: str) -> Trace:
+def parse_xls_dump(obj: dict[str, Any], raw: bytes, source: str) -> Trace:
     """raw.json: an XLS dumped as JSON (section -> key -> value or column array)."""
     sections = LogSections()
     for name, section in obj.items():

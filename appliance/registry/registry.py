@@ -115,7 +115,7 @@ class Registry:
         except NotFoundError:
             return None
 
-    def _add_row(self, final: Path, status: str, gate_report: dict | None) -> None:
+    def _add_row(self, final: Path, status: str, gate_report: dict[str, Any] | None) -> None:
         manifest = read_manifest(final)
         self.store.add_model(
             manifest.version,
@@ -199,5 +199,5 @@ class Registry:
         return manifest.version == path.name and not verify_files(manifest)
 
 
-def _same_files(a: dict | None, b: dict | None) -> bool:
+def _same_files(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     return bool(a) and a == b

@@ -107,16 +107,17 @@ class Restored:
 # -- taking a backup -------------------------------------------------------------------------
 
 
-def take_backup(store: Store, home: Path, dest: Path) -> BackupManifest:
-    """Write a backup of the home (whose store is `store`) into dest, a new or empty folder.
+def take_backup(store: Store, home: Path, dest: Path, actor: str) -> BackupManifest:
+    """Write a backup of the home (whose store is `store`) into dest, a new or empty folder,
+    audited as actor's.
 
     The folder appears complete or not at all: written as a temp folder next to dest, then
     renamed. One backup at a time per process (ConflictError otherwise)."""
     with _one_at_a_time():
-        return _take(store, Path(home), Path(dest))
+        return _take(store, Path(home), Path(dest), actor)
 
 
-def backup_into_home(store: Store, home: Path) -> tuple[str, BackupManifest]:
+def backup_into_home(store: Store, home: Path, actor: str) -> tuple[str, BackupManifest]:
     """The daemon's backup: into <home>/backups/<name>/, under a name it makes. (name, manifest)
 
     What a backup cut short by a crash left there is removed first."""
@@ -127,7 +128,7 @@ def backup_into_home(store: Store, home: Path) -> tuple[str, BackupManifest]:
         backups = home / BACKUPS_DIR
         for stale in backups.glob(f".*{PARTIAL}*") if backups.is_dir() else ():
             folders.remove_tree(stale)
-        return name, _take(store, home, backups / name)
+        return name, _take(store, home, backups / name, actor)
 
 
 @contextmanager
@@ -140,7 +141,7 @@ def _one_at_a_time() -> Iterator[None]:
         _running.release()
 
 
-def _take(store: Store, home: Path, dest: Path) -> BackupManifest:
+def _take(store: Store, home: Path, dest: Path, actor: str) -> BackupManifest:
     check_destination(dest)
     with _plainly("writing the backup"):
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +156,9 @@ def _take(store: Store, home: Path, dest: Path) -> BackupManifest:
         except BaseException:
             folders.remove_tree(tmp)
             raise
+    # after the copy: a backup holds the audit log as it was when it was taken
+    store.audit(actor, "backup", dest.name, {"files": len(manifest.files),
+                                             "bytes": manifest.total_bytes})
     return manifest
 
 
@@ -359,9 +363,10 @@ def daemon_owns(home: Path) -> bool:
     return False
 
 
-def restore_backup(source: Path, home: Path, force: bool = False) -> Restored:
-    """Restore the backup in source as the home. Refused while a daemon owns the home, and
-    for a home that holds anything unless force (then it is moved aside, never deleted)."""
+def restore_backup(source: Path, home: Path, actor: str, force: bool = False) -> Restored:
+    """Restore the backup in source as the home (audited in it as actor's). Refused while a
+    daemon owns the home, and for a home that holds anything unless force (then it is moved
+    aside, never deleted)."""
     source, home = Path(source), Path(home)
     if daemon_owns(home):
         raise StoreLockedError(f"a daemon owns {home} (its store is locked): stop `appliance "
@@ -380,7 +385,7 @@ def restore_backup(source: Path, home: Path, force: bool = False) -> Restored:
         try:
             for entry in manifest.files:
                 _copy_checked(source, entry, tmp)
-            _settle(tmp, home, manifest)
+            _settle(tmp, home, manifest, actor)
             aside = None
             if occupied:
                 aside = _aside_name(home)
@@ -413,12 +418,12 @@ def _copy_checked(source: Path, entry: BackupFile, out: Path) -> None:
     _check(source, entry, digest.hexdigest(), size)
 
 
-def _settle(tmp: Path, home: Path, manifest: BackupManifest) -> None:
+def _settle(tmp: Path, home: Path, manifest: BackupManifest, actor: str) -> None:
     """Make the restored folder a home: the store migrated (a backup of an older release) and
     its model rows pointing into the new home, model folders sealed, the key owner-only."""
     with Store.open(tmp) as store:
         rehome_models(store, folders.models_dir(home))
-        store.audit("cli", "restore", None, {"backup_created_at": manifest.created_at,
+        store.audit(actor, "restore", None, {"backup_created_at": manifest.created_at,
                                              "appliance_version": manifest.appliance_version})
     for version in manifest.models:
         folder = folders.models_dir(tmp) / version

@@ -25,9 +25,7 @@ from appliance.config import DaemonConfig
 from appliance.engine.sessions import set_default_threads
 from appliance.errors import (
     ApplianceError,
-    ConflictError,
     DiskFullError,
-    IngestError,
     NotFoundError,
     ValidationError,
 )
@@ -44,10 +42,10 @@ from appliance.services.holes import HoleService
 from appliance.services.keys import (
     KeyIdentity,
     as_role,
+    create_key,
     hash_key,
-    name_problem,
     new_key,
-    role_problem,
+    revoke_key,
 )
 from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
@@ -138,14 +136,9 @@ class Daemon:
         return daemon
 
     def _ingest_watched(self, data: bytes, source: str, group: str | None) -> bool:
-        """A watched folder's file in: True when it made a new hole. A hole the store refuses
-        is quarantined as `appliance ingest` does (the hole service only quarantines what
-        does not parse)."""
-        try:
-            return self.holes.ingest(data, source, group)[2]
-        except ValidationError as exc:
-            self.db.quarantine(source, str(exc), data)
-            raise IngestError(source, str(exc)) from exc
+        """A watched folder's file in, as POST /holes takes an upload: True when it made a
+        new hole."""
+        return self.holes.ingest(data, source, group)[2]
 
     def _run_backfill(self) -> None:
         try:
@@ -211,35 +204,22 @@ class Daemon:
 
     def create_key(self, name: str, role: str, actor: str) -> str:
         """A new key (returned once, stored hashed)."""
-        problem = name_problem(name) or role_problem(role)
-        if problem:
-            raise ValidationError(problem)
-        if any(k["name"] == name for k in self.store.api_keys()):
-            raise ConflictError(f"a key named {name!r} exists already; revoke it first or "
-                                   "choose another name")
-        key = new_key()
-        self.store.add_api_key(name, hash_key(key), role=role)
-        self.store.audit(actor, "key-create", name, {"role": role})
-        return key
+        return create_key(self.store, name, role, actor)
 
     def list_keys(self) -> list[dict[str, Any]]:
         return self.store.api_keys()
 
     def revoke_key(self, name: str, actor: str) -> None:
-        if not self.store.delete_api_key(name):
-            raise NotFoundError(f"no key named {name!r}")
+        revoke_key(self.store, name, actor)
         with self._keys_lock:
             for digest in [d for d, who in self._keys.items() if who.name == name]:
                 del self._keys[digest]
-        self.store.audit(actor, "key-revoke", name, None)
 
     # -- backup --------------------------------------------------------------------------------
     def backup(self, actor: str) -> tuple[str, BackupManifest]:
         """A consistent backup of the home, taken while serving, into <home>/backups/<name>/
         (appliance.services.backup): (name, manifest)."""
-        name, manifest = backup_into_home(self.store, self.config.home)
-        self.store.audit(actor, "backup", name, {"files": len(manifest.files),
-                                                 "bytes": manifest.total_bytes})
+        name, manifest = backup_into_home(self.store, self.config.home, actor)
         log.info("backup %s taken: %d files, %.1f MB", name, len(manifest.files),
                  manifest.total_bytes / 1e6)
         return name, manifest

@@ -1,14 +1,14 @@
 """The daemon's view of the store: store rows shaped as the API's hole, label and estimate.
 
 appliance.store.Store serialises its own connection (one lock), so threads share it safely;
-this adapter only reshapes rows and records audit entries for what clients change.
+this adapter only reshapes rows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from appliance.points import DepthEstimate, DepthPoints
+from appliance.points import DepthEstimate
 from appliance.store import Store
 from appliance.trace import Trace
 
@@ -44,17 +44,11 @@ class Db:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def add_hole(self, trace: Trace, group: str) -> tuple[str, bool]:
-        return self.store.add_hole(trace, group)
-
     def get_hole(self, hole_id: str) -> dict[str, Any]:
         return self.store.get_hole(hole_id)
 
     def get_trace(self, hole_id: str) -> Trace:
         return self.store.get_trace(hole_id)
-
-    def quarantine(self, source: str, error: str, data: bytes) -> None:
-        self.store.quarantine(source, error, data)
 
     def list_holes(self, labelled: bool | None, since: str | None, limit: int | None = None,
                    offset: int = 0, ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -79,15 +73,6 @@ class Db:
 
     def label_history(self, hole_id: str) -> list[dict[str, Any]]:
         return self.store.label_history(hole_id)
-
-    def add_label(self, hole_id: str, points: DepthPoints, by: str,
-                  from_estimate: dict[str, Any] | None, actor: str) -> int:
-        label_id = self.store.add_label(hole_id, points, by, origin="operator",
-                                        from_estimate=from_estimate,
-                                        detail={"api_key": actor})
-        self.store.audit(actor, "label", hole_id, {"label_id": label_id, "by": by,
-                                                   **points.as_dict()})
-        return label_id
 
     def latest_predictions(self) -> dict[str, dict[str, Any]]:
         return {p["hole_id"]: estimate_of(p) for p in self.store.latest_predictions()}

@@ -18,12 +18,14 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
-from appliance.errors import IngestError, NotFoundError, ValidationError
+from appliance.errors import NotFoundError, ValidationError
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.redact import shown_source
 from appliance.services.db import Db
 from appliance.services.downsample import minmax_indices
 from appliance.services.drift import DriftService, NewHole
+from appliance.services.intake import ingest_upload
+from appliance.services.labels import add_label
 from appliance.services.metrics import Metrics
 from appliance.services.models import ModelService
 from appliance.services.trace_cache import DEFAULT_MAX_BYTES, TraceCache
@@ -116,16 +118,12 @@ class HoleService:
 
     def ingest(self, data: bytes, source: str | None, group: str | None
                ) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        """(hole view, estimate, created). A parse failure is quarantined, then re-raised."""
+        """(hole view, estimate, created). Stored as `appliance ingest` stores a file
+        (appliance.services.intake): a rejected upload is quarantined, then its error raised.
+        The group keeps related holes on one side of a cross-validation split: the client
+        knows best (rig, part, batch); else the drilling unit the log came from."""
         name = check_source(source) if source is not None else default_source(data)
-        try:
-            trace = self.parse(data, name)
-        except IngestError as exc:
-            self._db.quarantine(name, str(exc), data)
-            raise
-        # the group keeps related holes on one side of a cross-validation split: the client
-        # knows best (rig, part, batch); else the drilling unit the log came from
-        hole_id, created = self._db.add_hole(trace, group or trace.meta.drill_serial or "api")
+        hole_id, created, trace = ingest_upload(self._db.store, data, name, group)
         stored = None if created else self.latest_estimate(hole_id)
         if stored is not None:
             estimate = stored
@@ -328,7 +326,7 @@ class HoleService:
     def add_label(self, hole_id: str, points: DepthPoints, by: str, actor: str
                   ) -> dict[str, Any]:
         estimate = self.latest_estimate(hole_id)
-        label_id = self._db.add_label(hole_id, points, by, estimate, actor)
+        label_id = add_label(self._db.store, hole_id, points, by, actor, estimate)
         if self._drift is not None:
             try:
                 self._drift.observe_label(hole_id,

@@ -12,7 +12,12 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
+
+from appliance.errors import ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from appliance.store import Store
 
 KEY_PREFIX = "apk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -61,3 +66,31 @@ def as_role(role: str) -> Role:
     if problem:
         raise ValueError(problem)
     return cast(Role, role)
+
+
+def create_key(store: Store, name: str, role: str, actor: str) -> str:
+    """A new key with a role, stored hashed and audited; returned once. What `POST /keys` and
+    `appliance keys create` (no daemon running) both do."""
+    import duckdb  # only writers of keys need it
+
+    problem = name_problem(name) or role_problem(role)
+    if problem:
+        raise ValidationError(problem)
+    taken = ConflictError(f"a key named {name!r} exists already; revoke it first or choose "
+                          "another name")
+    if any(k["name"] == name for k in store.api_keys()):
+        raise taken
+    key = new_key()
+    try:
+        store.add_api_key(name, hash_key(key), role=role)
+    except duckdb.ConstraintException:  # made meanwhile by another thread
+        raise taken from None
+    store.audit(actor, "key-create", name, {"role": role})
+    return key
+
+
+def revoke_key(store: Store, name: str, actor: str) -> None:
+    """Delete a key and audit it (a daemon also forgets it in memory: see Daemon.revoke_key)."""
+    if not store.delete_api_key(name):
+        raise NotFoundError(f"no key named {name!r}")
+    store.audit(actor, "key-revoke", name, None)

@@ -339,10 +339,10 @@ class Store:
         architecture: str | None = None,
         parent: str | None = None,
         status: str = "candidate",
-        gate_report: dict | None = None,
-        metrics: dict | None = None,
+        gate_report: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
         dataset_hash: str | None = None,
-        manifest: dict | None = None,
+        manifest: dict[str, Any] | None = None,
         created_at: datetime | None = None,
     ) -> None:
         with self.transaction() as con:
@@ -395,7 +395,7 @@ class Store:
     # -- jobs --
 
     def create_job(
-        self, kind: str, params: dict | None = None, status: str = "queued",
+        self, kind: str, params: dict[str, Any] | None = None, status: str = "queued",
         job_id: str | None = None,
     ) -> str:
         with self.transaction() as con:
@@ -412,7 +412,8 @@ class Store:
             raise NotFoundError(f"job {job_id!r} does not exist")
         return row
 
-    def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[dict]:
+    def list_jobs(self, status: str | None = None,
+                  limit: int | None = None) -> list[dict[str, Any]]:
         with self.cursor() as con:
             return jobs.list_all(con, status, limit)
 
@@ -425,7 +426,8 @@ class Store:
         with self.cursor() as con:
             return audit_sql.record(con, actor, action, subject, detail)
 
-    def audit_log(self, action: str | None = None, limit: int | None = None) -> list[dict]:
+    def audit_log(self, action: str | None = None,
+                  limit: int | None = None) -> list[dict[str, Any]]:
         with self.cursor() as con:
             return audit_sql.entries(con, action, limit)
 

@@ -19,7 +19,7 @@ _UPDATABLE = {"status", "params", "progress", "started_at", "finished_at", "erro
 
 
 def insert(
-    con: duckdb.DuckDBPyConnection, kind: str, params: dict | None, status: str,
+    con: duckdb.DuckDBPyConnection, kind: str, params: dict[str, Any] | None, status: str,
     job_id: str | None,
 ) -> str:
     job_id = job_id or uuid.uuid4().hex[:12]

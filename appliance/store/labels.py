@@ -14,6 +14,7 @@ from appliance.store.codec import dumps, utcnow
 from appliance.store.rows import fetch_dicts
 
 ORIGINS = ("operator", "import", "auto")
+MAX_BY_LEN = 100  # as the API's LabelIn.by
 
 # One row per labelled hole: its latest label. Used by hole listings, exports and snapshots.
 LATEST_LABELS = """
@@ -49,6 +50,19 @@ def check_points(
         raise ValidationError(f"hole {hole_id}: {problem}")
 
 
+def by_problem(by: str) -> str | None:
+    """What is wrong with the name of who set a label, or None. Every label, from any door,
+    is held to it: the name is printed in tables, logs and the TUI, where a control character
+    would rewrite the operator's screen."""
+    text = by.strip()
+    if not text:
+        return "a label needs the name of who set it (by)"
+    if len(text) > MAX_BY_LEN or not text.isprintable():
+        return (f"a label's by {text[:MAX_BY_LEN]!r} must be 1-{MAX_BY_LEN} printable "
+                "characters (no control characters)")
+    return None
+
+
 def insert_label(
     con: duckdb.DuckDBPyConnection,
     hole_id: str,
@@ -60,8 +74,9 @@ def insert_label(
 ) -> int:
     if origin not in ORIGINS:
         raise ValidationError(f"label origin must be one of {', '.join(ORIGINS)}, got {origin!r}")
-    if not by or not by.strip():
-        raise ValidationError("a label needs the name of who set it (by)")
+    problem = by_problem(by)
+    if problem:
+        raise ValidationError(problem)
     row = con.execute(
         """INSERT INTO labels (hole_id, entry_mm, transition_mm, exit_mm, "by", "at", origin,
                                from_estimate, detail)

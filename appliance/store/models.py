@@ -28,10 +28,10 @@ def insert(
     architecture: str | None,
     parent: str | None,
     status: str,
-    gate_report: dict | None,
-    metrics: dict | None,
+    gate_report: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
     dataset_hash: str | None,
-    manifest: dict | None,
+    manifest: dict[str, Any] | None,
     created_at: datetime | None,
 ) -> None:
     _check_status(status)

@@ -21,7 +21,7 @@ _ARROW = pa.schema([("hole_id", pa.string()), ("model_version", pa.string()),
                     ("shadow", pa.bool_())])
 
 
-def _points(estimate: DepthEstimate) -> dict:
+def _points(estimate: DepthEstimate) -> dict[str, Any]:
     points = estimate.points.as_dict()
     if estimate.confidence:
         points["confidence"] = dict(estimate.confidence)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from appliance.engine.manifest import sha256_file
 from appliance.estimators.placement import placement_table
@@ -15,7 +16,7 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def metrics_table(m: dict) -> str:
+def metrics_table(m: dict[str, Any]) -> str:
     rows = ["| point | MAE mm | within 0.25 mm | within 0.5 mm | n | presence right |",
             "|---|---|---|---|---|---|"]
     for name in POINT_NAMES:
@@ -28,7 +29,7 @@ def metrics_table(m: dict) -> str:
     return "\n".join(rows)
 
 
-def review_text(review: dict | None) -> str:
+def review_text(review: dict[str, Any] | None) -> str:
     """The review-priority calibration: what it was fitted on and how well it fits."""
     if not review:
         return "No review calibration (the hand-set default weighting ranks the queue)."
@@ -42,7 +43,7 @@ def review_text(review: dict | None) -> str:
             f"|---|---|---|\n{rel}")
 
 
-def model_card(manifest: dict, notes: str = "") -> str:
+def model_card(manifest: dict[str, Any], notes: str = "") -> str:
     t, metrics = manifest["training"], manifest["metrics"]
     opts = t.get("options", {})
     by_source = metrics.get("cv", {}).get("groups", {}).get("source", {})

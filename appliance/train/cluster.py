@@ -79,6 +79,26 @@ def connected(address: str) -> Iterator[ModuleType]:
         ray.shutdown()
 
 
+@contextmanager
+def session(opts: TrainOptions) -> Iterator[None]:
+    """Ray for a whole run, started before the driver builds its features: meanwhile each
+    worker imports torch and the trainer (seconds per process), so the folds start at once."""
+    with connected(check_address(opts.ray or "local")) as ray:
+        per_task = max(1, opts.threads)
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // per_task))
+        warm = ray.remote(_warm).options(num_cpus=per_task)
+        pending = [warm.remote() for _ in range(min(opts.folds, slots))]
+        try:
+            yield
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+
+def _warm() -> None:
+    import appliance.train.train  # noqa: F401 - loads torch, transformers and the trainer
+
+
 def gpu_share(cluster_gpus: float, n_folds: int) -> float:
     """The GPU fraction each fold's task asks for: the cluster's GPUs spread over the folds,
     at most one each, in hundredths (Ray's resolution), never rounded up past what exists."""

@@ -7,6 +7,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from appliance.errors import ValidationError
 from appliance.points import POINT_NAMES, DepthPoints
@@ -73,7 +74,7 @@ def from_snapshots(snapshot_dirs: list[str | Path], folds: int) -> Fleet:
     return Fleet(holes, rigs, fold_by, duplicates)
 
 
-def _rig_name(manifest: dict, folder: Path) -> str:
+def _rig_name(manifest: dict[str, Any], folder: Path) -> str:
     return str(manifest.get("rig") or folder.resolve().name)
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -168,7 +169,7 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, x: np.ndarray,
     return diff
 
 
-def read_manifest(model_dir: str | Path) -> dict:
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     """A model folder's manifest (checked by the serving side's reader, files hash-verified),
     as the raw dict; a parent for fine-tuning must also carry its torch weights and config."""
     manifest = engine_manifest.read_manifest(model_dir)
@@ -193,11 +194,12 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 
 
 def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, arch: str,
-                       config: dict, spec: FeatureSpec, probe: FeatureBatch, version: str,
-                       parent: str | None, dataset_hash: str | None, training: dict,
-                       metrics: dict, created_at: datetime,
-                       card_fn: Callable[[dict], str] | None = None,
-                       placement: dict | None = None, review: dict | None = None) -> dict:
+                       config: dict[str, Any], spec: FeatureSpec, probe: FeatureBatch, version: str,
+                       parent: str | None, dataset_hash: str | None, training: dict[str, Any],
+                       metrics: dict[str, Any], created_at: datetime,
+                       card_fn: Callable[[dict[str, Any]], str] | None = None,
+                       placement: dict[str, Any] | None = None,
+                       review: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export every member, check its parity on the probe and on a batch of another size and
     other values than the export example, and write the folder. Returns the manifest."""
     out_dir = Path(out_dir)

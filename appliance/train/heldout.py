@@ -5,7 +5,7 @@ priority and say what placement it learnt."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class HeldOut:
 
     answers: list[DepthEstimate]  # per hole of Fitted.holes
     review: ReviewCalibration
-    placement: dict
+    placement: dict[str, Any]
 
 
 def held_out(fit: Fitted, opts: TrainOptions) -> HeldOut:
@@ -77,7 +77,7 @@ def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: n
     return [a for a in answers if a is not None], feats
 
 
-def _model_residuals(answers: list[DepthEstimate], anchored: Anchored, n: int) -> dict:
+def _model_residuals(answers: list[DepthEstimate], anchored: Anchored, n: int) -> dict[str, Any]:
     """Per point: the median of (held-out answer - the label's anchor crossing) where both
     exist and the answer is on that ramp (within 0.5 mm of the label): what the model
     learnt to add to the convention."""

@@ -12,6 +12,7 @@ convolution of the raw input (sub-patch precision) and the per-hole scalars.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,14 +44,14 @@ class ModelConfig:
     cnn_dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     cnn_kernel: int = 5
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["cnn_dilations"] = list(self.cnn_dilations)
         d["stem_dilations"] = list(self.stem_dilations)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> ModelConfig:
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if "cnn_kernel" in d and "stem_dilations" not in d:  # saved before the stem existed
             d["stem_dilations"], d["mixer_on_stem"] = (), False
@@ -211,7 +212,7 @@ class DepthPointModel(nn.Module):
                              f"unexpected {list(unexpected)[:5]}")
 
 
-def build_model(arch: str, config: ModelConfig | dict) -> DepthPointModel:
+def build_model(arch: str, config: ModelConfig | dict[str, Any]) -> DepthPointModel:
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
     return DepthPointModel(arch, cfg)
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -201,11 +202,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def training_holes(datasets: list[str], n_synthetic: int, opts: TrainOptions,
-                   progress: Progress) -> tuple[list[train_data.TrainHole], dict]:
+                   progress: Progress) -> tuple[list[train_data.TrainHole], dict[str, Any]]:
     """The holes of the snapshots (one rig's, or a fleet's) and of the generator, and what
     the model card records of them (folder names, not paths: a card travels between boxes)."""
     holes: list[train_data.TrainHole] = []
-    record: dict = {"dataset": None, "synthetic": n_synthetic}
+    record: dict[str, Any] = {"dataset": None, "synthetic": n_synthetic}
     if datasets:
         fleet = train_data.from_snapshots(datasets, opts.folds)
         holes += fleet.holes
@@ -250,7 +251,7 @@ def run_baseline(args: argparse.Namespace) -> int:
             real, problems = train_data.real_labelled(labels, labels.parent / "MANIFEST.csv")
         exam = train_data.synthetic(args.exam, EXAM_SEED)
 
-        def evaluate(members: list[torch.nn.Module], spec: FeatureSpec) -> dict:
+        def evaluate(members: list[torch.nn.Module], spec: FeatureSpec) -> dict[str, Any]:
             pts = ensemble_points(members, exam, spec)
             return {"exam_synthetic": {"seed": EXAM_SEED,
                                        **point_metrics(pts, truth_array(exam))}}

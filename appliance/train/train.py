@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ class TrainOptions:
     model: ModelConfig = field(default_factory=ModelConfig)
     spec: FeatureSpec = field(default_factory=FeatureSpec)
 
-    def key_dict(self) -> dict:
+    def key_dict(self) -> dict[str, Any]:
         """What must match for a killed run's fold checkpoints to be reused."""
         d = asdict(self)
         d["model"] = self.model.to_dict()
@@ -234,7 +235,8 @@ def phases(opts: TrainOptions, from_parent: bool) -> list[tuple[str, int, float,
     return out
 
 
-def init_member(opts: TrainOptions, fold: int, parent_state: dict | None) -> torch.nn.Module:
+def init_member(opts: TrainOptions, fold: int,
+                parent_state: dict[str, Any] | None) -> torch.nn.Module:
     """Member `fold`: seeded fresh weights, or its parent member's."""
     torch.manual_seed(opts.seed * 1000 + fold)
     model = build_model(opts.arch, opts.model)
@@ -267,10 +269,10 @@ def start_placement(model: torch.nn.Module, data: Tensors, idx: np.ndarray) -> l
 
 def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                val_idx: np.ndarray, opts: TrainOptions, fold: int, from_parent: bool,
-               on_epoch) -> list[dict]:
+               on_epoch) -> list[dict[str, Any]]:
     rng = np.random.default_rng(opts.seed * 1000 + fold)
     scaler = grad_scaler(data.x.device)
-    history: list[dict] = []
+    history: list[dict[str, Any]] = []
     if opts.placement == "learn":
         start_placement(model, data, train_idx)
     # A rig's few confirmed holes must still give the optimiser steps to take: smaller
@@ -329,7 +331,7 @@ def _as_points(row: np.ndarray) -> DepthPoints:
 
 
 def point_metrics(pred: np.ndarray, truth: np.ndarray,
-                  groups: list[dict[str, str]] | None = None) -> dict:
+                  groups: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """pred/truth [N, 3] in mm, NaN for absent, scored by the evaluation harness."""
     return evaluate([_as_points(r) for r in pred], [_as_points(r) for r in truth],
                     groups).as_dict()
@@ -346,7 +348,8 @@ def work_dir_for(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.work"
 
 
-def _load_parent(parent_dir: Path, opts: TrainOptions) -> tuple[dict, list[dict]]:
+def _load_parent(parent_dir: Path,
+                 opts: TrainOptions) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     manifest = read_manifest(parent_dir)
     opts.arch = manifest["architecture"]
     opts.model = ModelConfig.from_dict(manifest["config"])
@@ -367,7 +370,7 @@ class Fitted:
     readings: list[Reading | None]
     rules: list[DepthPoints]
     anchored: Anchored
-    fold_reports: list[dict]
+    fold_reports: list[dict[str, Any]]
     parent_version: str | None
     dataset_hash: str
 
@@ -378,14 +381,14 @@ class FoldResult:
 
     fold: int
     state: dict[str, torch.Tensor]
-    report: dict
+    report: dict[str, Any]
 
 
 EpochSink = Callable[[int, int, float, float], None]  # fold, epoch, train loss, val loss
 
 
 def train_fold(data: Tensors, fold_of: np.ndarray, fold: int, opts: TrainOptions,
-               parent_state: dict | None, on_epoch: EpochSink) -> FoldResult:
+               parent_state: dict[str, Any] | None, on_epoch: EpochSink) -> FoldResult:
     """Member `fold` on opts.device, trained on every other fold and early-stopped on this
     one. The same function runs in this process or as a Ray task (appliance.train.cluster)."""
     device = resolve_device(opts.device)
@@ -456,6 +459,16 @@ def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None =
                  ) -> Fitted:
     """Train opts.folds members on `holes` (plus opts.augment augmented copies of each).
     With `work`, each finished fold is checkpointed there and a rerun resumes from it."""
+    if not opts.ray:
+        return _fit_ensemble(holes, opts, work, parent_dir, progress)
+    from appliance.train.cluster import session
+
+    with session(opts):
+        return _fit_ensemble(holes, opts, work, parent_dir, progress)
+
+
+def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
+                  parent_dir: str | Path | None, progress: Progress | None) -> Fitted:
     progress = progress or Progress()
     if not opts.ray:  # a missing GPU is said before minutes of feature building (a Ray
         resolve_device(opts.device)  # cluster's GPUs are checked where they are)
@@ -498,7 +511,7 @@ def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None =
         work.mkdir(parents=True, exist_ok=True)
         key_file.write_text(json.dumps(run_key, sort_keys=True))
 
-    def parent_for(fold: int) -> dict | None:
+    def parent_for(fold: int) -> dict[str, Any] | None:
         """Member i starts from parent member i (mod the parent's count)."""
         return parent_states[fold % len(parent_states)] if parent_states else None
 
@@ -542,9 +555,9 @@ def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None =
 
 def train_ensemble(holes: list[TrainHole], out_dir: str | Path, opts: TrainOptions,
                    parent_dir: str | Path | None = None, progress: Progress | None = None,
-                   card_fn: Callable[[dict], str] | None = None,
-                   evaluate_fn: Callable[[list, FeatureSpec], dict] | None = None,
-                   extra_training: dict | None = None) -> dict:
+                   card_fn: Callable[[dict[str, Any]], str] | None = None,
+                   evaluate_fn: Callable[[list[Any], FeatureSpec], dict[str, Any]] | None = None,
+                   extra_training: dict[str, Any] | None = None) -> dict[str, Any]:
     """fit_ensemble, held_out, then export the members and write the model folder at
     out_dir. A finished fold is checkpointed next to out_dir (resumable). Returns the
     manifest."""

@@ -32,10 +32,10 @@ class FinalValueSearch(OptunaSearch):
     the epochs' validation loss is the scheduler's (so it is not reported to
     Optuna, which would read it as the objective)."""
 
-    def on_trial_result(self, trial_id: str, result: dict) -> None:
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         return None
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         trial = self._ot_trials.get(trial_id)
         if trial is not None and result and "objective" in result:

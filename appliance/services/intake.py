@@ -1,8 +1,11 @@
-"""Inputs into the store: every file is ingested, recognised as a duplicate, or rejected.
+"""Inputs into the store: every input is ingested, recognised as a duplicate, or rejected.
 
-Nothing is skipped silently: a rejected input is quarantined with its reason, a JSON
-companion message (asset data used for metadata) is counted as used. The CLI verb
-`appliance ingest` and the REST API both come through here.
+The one ingest orchestration: `appliance ingest` (files and folders, ingest_paths), POST /holes
+and the daemon's watched folders (one upload's bytes, ingest_upload) all come through here.
+Nothing is skipped silently: a duplicate is recognised by content hash and not stored twice, a
+rejected input (it does not parse, or the store refuses its trace) is quarantined with its
+reason, a JSON companion message (asset data used for metadata) is counted as used. Holes are
+committed in groups, in halves down to one hole when the disk is short of room.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from appliance.errors import DiskFullError, IngestError, ValidationError
+from appliance.ingest import parse_bytes
 from appliance.ingest.discover import InputResult, iter_inputs
 from appliance.redact import file_name
-from appliance.store.facade import Store
+from appliance.store import Store
 from appliance.trace import Trace
 
 
@@ -43,12 +47,33 @@ class IngestReport:
 Outcome = tuple[str, dict[str, Any]]
 
 
-def ingest_result(store: Store, result: InputResult) -> Outcome:
-    """Store one parsed input (or quarantine its error); DiskFullError when it does not fit."""
+class Upload(NamedTuple):
+    hole_id: str
+    created: bool  # False: the content was stored before (a duplicate)
+    trace: Trace
+
+
+def ingest_upload(store: Store, data: bytes, source: str, group: str | None) -> Upload:
+    """One input's bytes, named source (a name, never read as a path), stored.
+
+    A rejected input is quarantined with its bytes, then its error raised: IngestError when it
+    does not parse, ValidationError when the store refuses its trace. DiskFullError when it
+    does not fit. group: the source group for grouped cross-validation; by default the
+    drilling unit the log came from."""
+    try:
+        trace = parse_bytes(data, source)
+    except IngestError as exc:
+        result = InputResult(source, group or "api", None, exc, raw=data)
+    else:
+        result = InputResult(source, group or trace.meta.drill_serial or "api", trace, None,
+                             raw=data)
     kind, entry = _outcomes(store, [result])[0]
     if kind == "unstored":
         raise entry["error"]
-    return kind, entry
+    if kind == "rejected":
+        raise result.error or ValidationError(entry["error"])
+    assert result.trace is not None  # stored, so it parsed
+    return Upload(entry["hole_id"], kind == "ingested", result.trace)
 
 
 def _has_trace(result: InputResult) -> bool:
@@ -59,7 +84,7 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
     """Outcomes of results in order; their traces are stored in one transaction (in smaller
     ones when the disk has no room for it all). From the first input that did not fit on the
     disk on, every input is "unstored" (with the DiskFullError as its error)."""
-    traces = [(_named(r.trace), r.group) for r in results if _has_trace(r)]
+    traces = [(r.trace, r.group) for r in results if _has_trace(r)]
     stored = iter(store.add_holes(traces) if traces else [])
     out: list[Outcome] = []
     full: DiskFullError | None = None
@@ -73,7 +98,7 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
         if not _has_trace(result):
             error = result.error or IngestError(result.source, "the parser returned no trace")
             try:
-                out.append(_reject(store, result.source, error))
+                out.append(_reject(store, result, error))
             except DiskFullError as exc:  # no room for its quarantine entry either
                 full = exc
                 out.append(("unstored", {"source": result.source, "error": full}))
@@ -83,7 +108,7 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
             full = got
             out.append(("unstored", {"source": result.source, "error": full}))
         elif isinstance(got, ValidationError):
-            out.append(_reject(store, result.source, got))
+            out.append(_reject(store, result, got))
         elif got[1]:
             out.append(("ingested", {"source": result.source, "hole_id": got[0],
                                      "samples": result.trace.n_samples}))
@@ -92,20 +117,21 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
     return out
 
 
-def _named(trace: Trace) -> Trace:
-    """The trace under its file name: a hole's source is what the file is called, never
+def _named(result: InputResult) -> InputResult:
+    """A file's trace under its file name: a hole's source is what the file is called, never
     where it lay on this box (that is for the messages of the run, which name the path)."""
-    name = file_name(trace.meta.source)
-    if name == trace.meta.source:
-        return trace
-    return replace(trace, meta=replace(trace.meta, source=name))
+    trace = result.trace
+    if trace is None or file_name(trace.meta.source) == trace.meta.source:
+        return result
+    meta = replace(trace.meta, source=file_name(trace.meta.source))
+    return replace(result, trace=replace(trace, meta=meta))
 
 
-def _reject(store: Store, source: str, error: Exception) -> Outcome:
+def _reject(store: Store, result: InputResult, error: Exception) -> Outcome:
     message = str(error)
-    data = _read_if_file(source)
-    store.quarantine(source, message, data)
-    return "rejected", {"source": source, "error": message}
+    data = result.raw if result.raw is not None else _read_if_file(result.source)
+    store.quarantine(result.source, message, data)
+    return "rejected", {"source": result.source, "error": message}
 
 
 def _read_if_file(source: str) -> bytes | None:
@@ -137,7 +163,7 @@ def ingest_paths(
     A group the disk has no room for is committed in halves, down to one hole: what fits is
     stored and reported, then DiskFullError says how far the run got.
     """
-    results = iter_inputs([Path(p) for p in paths])
+    results: Iterator[InputResult] = (_named(r) for r in iter_inputs([Path(p) for p in paths]))
     if prefetch > 0:
         results = _prefetched(results, prefetch)
     report = IngestReport()
