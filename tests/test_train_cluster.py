@@ -80,6 +80,16 @@ def test_a_bad_ray_address_is_refused_before_any_work(
     assert rc == 4 and "--ray 'nowhere'" in err, err
 
 
+def test_ray_without_the_cluster_extra_says_how_to_install_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on a box without the extra
+    rc, err = _in_process(capsys, "train", *TINY, "--ray", "local",
+                          "--out", str(tmp_path / "c"))
+    assert rc == 2
+    assert "pip install -e '.[cluster]'" in err and len(err.strip().splitlines()) == 1, err
+
+
 @needs_ray
 def test_ray_folds_resume_after_a_kill_into_a_folder_that_passes_the_gates(
         tmp_path: Path) -> None:
@@ -248,3 +258,18 @@ def test_a_daemon_job_trains_its_folds_on_ray(
         assert training["ray"] == "local" and training["device"] == "cpu"
         model = client.get(f"/models/{done['candidate_version']}", headers=h).json()
         assert {g["gate"] for g in model["gate_report"]["gates"]} >= {"integrity", "parity"}
+
+
+def test_a_trial_a_killed_search_left_running_is_tried_again(tmp_path: Path) -> None:
+    optuna = pytest.importorskip("optuna")
+    from appliance.train.train import TrainOptions
+    from appliance.train.tune import Search, open_study
+
+    search = Search([], TrainOptions(), tmp_path / "search", trials=3)
+    abandoned = open_study(search).ask()  # as a search killed in the middle of a trial
+    lr = abandoned.suggest_float("lr", 3e-4, 1e-2, log=True)
+    reopened = open_study(search)
+    states = [t.state for t in reopened.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    retried = reopened.ask()
+    assert retried.suggest_float("lr", 3e-4, 1e-2, log=True) == lr

@@ -183,21 +183,26 @@ def open_study(search: Search) -> Any:
     """The search's Optuna study in DIR, created or reopened. A trial a killed search left
     RUNNING is failed and its parameters queued again, so the search resumes exactly."""
     optuna = import_optuna()
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    search.out_dir.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(search.out_dir / JOURNAL_FILE)))
     study = optuna.create_study(
-        study_name=STUDY_NAME, storage=storage, direction="minimize", load_if_exists=True,
+        study_name=STUDY_NAME, storage=journal(search.out_dir), direction="minimize",
+        load_if_exists=True,
         # a resumed search must not replay the random start of the one it resumes
         sampler=optuna.samplers.TPESampler(seed=search.seed + _trial_count(search.out_dir)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1))
-    for t in study.get_trials(deepcopy=False):
-        if t.state == optuna.trial.TrialState.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(t.params, skip_if_exists=True)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params)  # the same parameters, tried again
     return study
+
+
+def journal(out_dir: Path) -> Any:
+    """The search's Optuna storage: an append-only journal file in DIR, safe against a kill
+    mid-write (a torn last line is ignored on reading)."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(out_dir / JOURNAL_FILE)))
 
 
 def _trial_count(out_dir: Path) -> int:

@@ -20,6 +20,7 @@ from appliance.train.tune import (
     Search,
     apply_params,
     finished_trials,
+    journal,
     open_study,
     run_trial,
     suggest,
@@ -86,7 +87,7 @@ def run_search_on_ray(search: Search, progress: Progress) -> dict[str, Any]:
             searcher = FinalValueSearch(
                 space=functools.partial(_space, epochs=epochs, structure=structure),
                 metric="objective", mode="min", study_name=STUDY_NAME,
-                storage=study._storage, seed=search.seed)
+                storage=journal(search.out_dir), seed=search.seed)
             scheduler = MedianStoppingRule(time_attr="step", metric="val_loss", mode="min",
                                            grace_period=1, min_samples_required=2)
             gpus = float(ray.cluster_resources().get("GPU", 0))
