@@ -1,40 +1,27 @@
 """The API's request and response bodies (msgspec Structs: validated in, documented in OpenAPI).
 
 Field names follow the domain: depth points are `entry_mm`, `transition_mm`, `exit_mm` in every
-body, exactly as in appliance.points.DepthEstimate.
+body, exactly as in appliance.points.DepthEstimate. A record the domain already declares
+(appliance.records: Job, AuditEntry, Hole, Label, Estimate) is served as it is, not copied
+into a body of its own.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
+
+from appliance.records import Estimate, Hole, Job, ModelSummary
+
+_Body = TypeVar("_Body", bound=Struct)
 
 Depth = Annotated[float, Meta(ge=-100_000.0, le=100_000.0, description="depth in mm")]
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
 Reason = Annotated[str, Meta(min_length=1, max_length=1000)]
 Version = Annotated[str, Meta(min_length=1, max_length=200)]
-# documented, not enforced: an answer is never refused for what the engine computed
-Priority = Annotated[float, Meta(description=(
-    "calibrated chance (0..1) that the estimate is wrong; null where the estimate carries "
-    "none (an older stored estimate, an estimator that cannot judge)"))]
-
-
-class DepthEstimateOut(Struct):
-    """What an estimator says of one hole (appliance.points.DepthEstimate)."""
-
-    entry_mm: float | None
-    transition_mm: float | None
-    exit_mm: float | None
-    spread_mm: dict[str, float | None]
-    presence: dict[str, float]
-    confidence: dict[str, float | None]
-    model_version: str | None
-    estimator: str
-    note: str | None = None
-    review_priority: Priority | None = None
 
 
 class LabelIn(Struct, forbid_unknown_fields=True):
@@ -46,49 +33,16 @@ class LabelIn(Struct, forbid_unknown_fields=True):
     by: Name
 
 
-class LabelOut(Struct):
-    label_id: int
-    hole_id: str
-    entry_mm: float | None
-    transition_mm: float | None
-    exit_mm: float | None
-    by: str
-    at: str
-    origin: str
-
-
-class HoleOut(Struct, kw_only=True):
-    id: str
-    source: str
-    variant: str
-    n_samples: int
-    depth_min_mm: float | None
-    depth_max_mm: float | None
-    ingested_at: str
-    labelled: bool
-    label: LabelOut | None
-    estimate: DepthEstimateOut | None
-    uncertainty_mm: float | None = None  # largest ensemble spread of the stored estimate
-    review_priority: Priority | None = None  # the latest estimate's; orders needs-review
-    source_group: str | None = None
-    file_version: int | None = None
-    cycle_date: str | None = None
-    drill_serial: str | None = None
-    head_name: str | None = None
-    head_local_counter: int | None = None
-    exam: bool | None = None  # in the frozen exam set (never trained on); detail view only
-
-
 class HolePage(Struct):
-    items: list[HoleOut]
+    items: list[Hole]
     total: int
     limit: int
     offset: int
 
 
 class IngestOut(Struct):
-    hole: HoleOut
-    estimate: DepthEstimateOut
+    hole: Hole
+    estimate: Estimate
     created: bool
 
 
@@ -133,47 +87,6 @@ class TrialOut(Struct):
     params: dict[str, float | int | str]
 
 
-class JobProgress(Struct):
-    fraction: float | None = None  # 0..1
-    fold: int | None = None
-    folds: int | None = None
-    epoch: int | None = None
-    epochs: int | None = None
-    train_loss: float | None = None
-    val_loss: float | None = None
-    eta_s: float | None = None
-    last_event: str | None = None
-    dataset_holes: int | None = None
-    dataset_hash: str | None = None
-    parent: str | None = None
-    gate_passed: bool | None = None
-    failing_gates: list[str] | None = None
-    activated: bool | None = None
-    pid: int | None = None  # the training child's process id while it runs
-    resumed_at: str | None = None  # when a daemon restart picked the job up again
-    # a search (kind tune)
-    trials_done: int | None = None
-    trials_total: int | None = None
-    best_objective: float | None = None
-    best_params: dict[str, float | int | str] | None = None
-    best_trial: int | None = None
-    trials_finished: int | None = None
-
-
-class JobOut(Struct):
-    id: str
-    kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    params: dict[str, Any]
-    progress: JobProgress
-    created_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    error: str | None
-    candidate_version: str | None
-    log_tail: list[str]
-
-
 class NightlyIn(Struct, forbid_unknown_fields=True):
     force: bool = False  # start even with fewer new labels than the configured minimum
 
@@ -183,7 +96,7 @@ class NightlyOut(Struct):
     reason: str
     new_labels: int
     min_new_labels: int
-    job: JobOut | None
+    job: Job | None
 
 
 class WindowAccuracyOut(Struct):
@@ -203,17 +116,10 @@ class LiveAccuracyOut(Struct):
     windows: list[WindowAccuracyOut]
 
 
-class ModelOut(Struct):
-    version: str
-    parent: str | None
-    architecture: str | None
-    created_at: str | None
-    status: str
-    active: bool
-    dataset_hash: str | None
-    gate_passed: bool | None
-    metrics: dict[str, Any]
-    live_accuracy: LiveAccuracyOut | None = None  # GET /models/active only
+class ActiveModelOut(ModelSummary, frozen=True, kw_only=True):
+    """GET /models/active: the serving version, and how it has done since it was activated."""
+
+    live_accuracy: LiveAccuracyOut | None = None  # None: no confirmed hole since
 
 
 class DriftSignalOut(Struct):
@@ -234,13 +140,6 @@ class DrillDriftOut(Struct):
 
 class DriftOut(Struct):
     drills: list[DrillDriftOut]
-
-
-class ModelDetail(Struct):
-    model: ModelOut
-    card: str | None  # the model folder's README.md
-    gate_report: dict[str, Any] | None
-    manifest: dict[str, Any]
 
 
 class ActivateIn(Struct, forbid_unknown_fields=True):
@@ -265,23 +164,6 @@ class ShadowOut(Struct):
     shadow_versions: list[str]
     served: dict[str, Any] | None = None  # metrics of the served estimates on labelled holes
     shadow: dict[str, Any] | None = None  # metrics of the shadow estimates on the same holes
-
-
-class ActivationOut(Struct):
-    at: str
-    version: str
-    previous_version: str | None
-    action: str
-    actor: str
-    reason: str | None
-
-
-class AuditOut(Struct):
-    at: str
-    actor: str
-    action: str
-    subject: str | None
-    detail: dict[str, Any] | None
 
 
 class StoreHealth(Struct):
@@ -313,7 +195,7 @@ class HealthDetailsOut(Struct):
     store: StoreHealth
     active_model: str | None
     estimator: str
-    running_job: JobOut | None
+    running_job: Job | None
     disk: DiskHealth
     nightly_next: str | None
     open_reads: bool
@@ -380,6 +262,6 @@ def utc_text(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
-def to_struct(cls: type[Struct], obj: dict[str, Any]) -> Any:
+def to_struct(cls: type[_Body], obj: dict[str, Any]) -> _Body:
     """A Struct from a domain dict, ignoring extra keys (the domain may know more)."""
     return msgspec.convert(obj, cls, strict=False)

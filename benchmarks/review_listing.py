@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.points import DepthEstimate, DepthPoints
+from appliance.records import Estimate, Hole
 from appliance.services.db import Db
-from appliance.services.holes import HoleService, uncertainty
+from appliance.services.holes import HoleService
 from appliance.services.metrics import Metrics
 from appliance.store import Store
 from appliance.synth import generate
@@ -69,21 +70,17 @@ def build_store(home: Path, n: int) -> Store:
 
 
 def old_list(service: HoleService, db: Db, limit: int, offset: int
-             ) -> tuple[list[dict[str, Any]], int]:
+             ) -> tuple[list[Hole], int]:
     """The listing as it was: a view of every unlabelled hole, then a sort in Python (by
     spread, then confidence; there was no review priority)."""
-    rows = db.list_holes(False, None)
-    views = [service._view(r, r.get("label"), service.latest_estimate(r["hole_id"]))
-             for r in rows]
-    for v in views:  # the old view's own per-row work
-        v["uncertainty_mm"] = uncertainty(v["estimate"])
-    views.sort(key=lambda v: (-(v["uncertainty_mm"] if v["uncertainty_mm"] is not None
-                                else float("inf")), _old_confidence(v["estimate"])))
+    views = [service._view(r) for r in db.list_holes(False, None)]
+    views.sort(key=lambda v: (-(v.uncertainty_mm if v.uncertainty_mm is not None
+                                else float("inf")), _old_confidence(v.estimate)))
     return views[offset:offset + limit], len(views)
 
 
-def _old_confidence(estimate: dict[str, Any] | None) -> float:
-    values = [c for c in ((estimate or {}).get("confidence") or {}).values() if c is not None]
+def _old_confidence(estimate: Estimate | None) -> float:
+    values = [c for c in (estimate.confidence if estimate else {}).values() if c is not None]
     return float(min(values)) if values else 0.0
 
 

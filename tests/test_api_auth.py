@@ -155,7 +155,7 @@ def test_a_revoked_key_stops_working_at_once(api) -> None:
     assert client.delete("/keys/scada", headers=admin).status_code == 200
     assert client.get("/holes", headers=scada).status_code == 401
     assert client.delete("/keys/scada", headers=admin).status_code == 404
-    actions = [(a["action"], a["subject"]) for a in daemon.store.audit_log()]
+    actions = [(a.action, a.subject) for a in daemon.store.audit_log()]
     assert ("key-create", "scada") in actions and ("key-revoke", "scada") in actions
 
 

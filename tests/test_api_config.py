@@ -102,7 +102,7 @@ def test_keys_create_list_delete(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["keys", "delete", "tui-rig3", "--home", home]) == 0
     assert main(["keys", "delete", "tui-rig3", "--home", home]) == 4
     with Store.open(Path(home)) as store:  # audited as POST/DELETE /keys audit, by cli:<user>
-        audit = [(e["actor"], e["action"], e["subject"]) for e in reversed(store.audit_log())]
+        audit = [(e.actor, e.action, e.subject) for e in reversed(store.audit_log())]
     me = cli_actor()
     assert audit == [(me, "key-create", "tui-rig3"), (me, "key-create", "scada"),
                      (me, "key-revoke", "tui-rig3")]

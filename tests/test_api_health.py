@@ -19,6 +19,7 @@ from test_api_support import (  # noqa: F401  (fixture)
 
 from appliance.cli import main
 from appliance.jobs.records import StoreJobRecords
+from appliance.records import JobParams
 from appliance.synth import generate
 
 
@@ -59,17 +60,17 @@ def test_no_answer_names_an_absolute_path(tmp_path: Path, fixture_baseline: Path
         daemon.models.serving.gate("cand-paths", actor="test")
         # a job that failed with a training child's traceback in its log
         records = StoreJobRecords(daemon.store)
-        job = records.create("fine-tune", {"folds": 2})
-        records.update(job["job_id"], status="failed", error=(
+        job = records.create("fine-tune", JobParams(folds=2))
+        records.update(job.job_id, status="failed", error=(
             f"training finished but wrote no candidate manifest in {home}/jobs/x/candidate"),
-            log_tail=['File "/usr/lib/python3/dist-packages/torch/nn/x.py", line 9',
-                      f"OSError: cannot write {tmp_path}/elsewhere/ckpt.pt"])
+            log_tail=('File "/usr/lib/python3/dist-packages/torch/nn/x.py", line 9',
+                      f"OSError: cannot write {tmp_path}/elsewhere/ckpt.pt"))
 
         holes = client.get("/holes", headers=h).json()["items"]
         assert sorted(hole["source"] for hole in holes) == sorted([name, "older.xls", up_name])
         urls = ["/health", "/health/details", "/holes", "/models", "/models/cand-paths",
                 "/models/fixture-base", "/models/activations", "/jobs",
-                f"/jobs/{job['job_id']}", "/audit", "/keys", "/drift", "/mqtt"]
+                f"/jobs/{job.job_id}", "/audit", "/keys", "/drift", "/mqtt"]
         urls += [f"/holes/{hole['id']}" for hole in holes]
         found = []
         for url in urls:
@@ -78,7 +79,7 @@ def test_no_answer_names_an_absolute_path(tmp_path: Path, fixture_baseline: Path
             found += [(where, text) for where, text in _strings(answer.json(), url)
                       if text.startswith("/") or str(tmp_path) in text]
         assert found == []
-        failed = client.get(f"/jobs/{job['job_id']}", headers=h).json()
+        failed = client.get(f"/jobs/{job.job_id}", headers=h).json()
         assert failed["error"].endswith("in jobs/x/candidate")  # relative to the home
         assert failed["log_tail"] == ['File "x.py", line 9', "OSError: cannot write ckpt.pt"]
         gate = client.get("/models/cand-paths", headers=h).json()["gate_report"]["gates"][0]

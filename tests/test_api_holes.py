@@ -41,7 +41,8 @@ def test_ingest_creates_then_recognises_duplicate(api) -> None:
     assert body["estimate"]["model_version"] == "fixture-base"
     assert body["estimate"]["estimator"] == "ensemble"
     # the estimate was stored with the hole
-    assert daemon.store.predictions(body["hole"]["id"])[0]["model_version"] == "fixture-base"
+    [stored] = daemon.store.predictions(body["hole"]["id"])
+    assert stored.estimate.model_version == "fixture-base"
     again = client.post("/holes", params={"source": "copy.xls"}, content=data,
                         headers={**h, **OCTET})
     assert again.status_code == 200
@@ -306,7 +307,7 @@ def test_label_history_and_validation(api) -> None:
                       json=first).status_code == 404
     assert client.get("/holes/0123456789abcdef/labels", headers=h).status_code == 404
     audit = daemon.store.audit_log(action="label")
-    assert len(audit) == 2 and audit[0]["actor"] == "tester"
+    assert len(audit) == 2 and audit[0].actor == "tester"
 
 
 def test_needs_review_orders_by_spread_then_confidence(tmp_path: Path,
@@ -407,7 +408,7 @@ def test_holes_stored_without_estimate_are_estimated_at_start(
             time.sleep(0.1)
         for hid in ids:
             [pred] = daemon.store.predictions(hid)
-            assert pred["model_version"] == "fixture-base"
+            assert pred.estimate.model_version == "fixture-base"
         items = client.get("/holes", headers=h).json()["items"]
         assert all(i["estimate"]["model_version"] == "fixture-base" for i in items)
 
@@ -482,9 +483,9 @@ def test_the_label_verb_is_held_to_the_api_s_rules_and_words(
     assert label(good) == (0, "")
     with Store.open(home) as store:
         [stored] = store.label_history(hid)
-        assert stored["from_estimate"] == estimate is not None
+        assert stored.from_estimate == estimate is not None
         [entry] = store.audit_log(action="label")
-    assert (entry["actor"], entry["subject"]) == (cli_actor(), hid)
-    assert entry["detail"] == {"label_id": stored["label_id"], "by": "ann",
+    assert (entry.actor, entry.subject) == (cli_actor(), hid)
+    assert entry.detail == {"label_id": stored.label_id, "by": "ann",
                                "entry_mm": good["entry_mm"], "transition_mm": None,
                                "exit_mm": good["exit_mm"]}

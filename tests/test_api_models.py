@@ -24,8 +24,8 @@ def api(tmp_path: Path, fixture_baseline: Path):  # noqa: F811
 def _candidate(daemon, tmp_path: Path, version: str) -> str:  # noqa: ANN001
     folder = build_model_folder(tmp_path / "cands", version, shift=3, parent="fixture-base")
     row = daemon.models.serving.register(folder, actor="test")
-    daemon.models.serving.gate(row["version"], actor="test")
-    return row["version"]
+    daemon.models.serving.gate(row.version, actor="test")
+    return row.version
 
 
 def test_models_list_show_active(api) -> None:

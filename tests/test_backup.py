@@ -68,15 +68,15 @@ def _post_hole(c: httpx.Client, name: str, data: bytes) -> str:
 
 def _contents(store: Store) -> dict:
     """What a restore must give back, read through the store's own interface."""
-    holes = {h["hole_id"]: h for h in store.list_holes()}
+    holes = {h.hole_id: h for h in store.list_holes()}
     return {
-        "holes": {i: (h["n_samples"], h["source"]) for i, h in holes.items()},
-        "labels": {i: [(lab["label_id"], lab["entry_mm"], lab["exit_mm"], lab["by"])
+        "holes": {i: (h.n_samples, h.source) for i, h in holes.items()},
+        "labels": {i: [(lab.label_id, lab.entry_mm, lab.exit_mm, lab.by)
                        for lab in store.label_history(i)] for i in holes},
-        "models": {m["version"]: m["status"] for m in store.list_models()},
+        "models": {m.version: m.status for m in store.list_models()},
         "active": store.active_version(),
         "keys": {k["name"]: k["role"] for k in store.api_keys()},
-        "audit": {a["audit_id"]: (a["action"], a["subject"]) for a in store.audit_log()},
+        "audit": {a.audit_id: (a.action, a.subject) for a in store.audit_log()},
     }
 
 
@@ -158,7 +158,7 @@ def test_backup_while_the_daemon_serves_restores_into_a_fresh_home(
         restored = _contents(store)
         for hole_id in restored["holes"]:  # each hole whole: samples as counted at ingest
             assert store.get_trace(hole_id).n_samples == restored["holes"][hole_id][0]
-        paths = {m["version"]: m["path"] for m in store.list_models()}
+        paths = {m.version: m.path for m in store.list_models()}
     assert set(ids) <= set(restored["holes"]) <= set(live["holes"])
     assert {i: live["holes"][i] for i in restored["holes"]} == restored["holes"]
     assert restored["labels"][ids[0]] == live["labels"][ids[0]]
@@ -280,7 +280,7 @@ def test_the_store_copy_holds_what_was_committed_and_no_write_in_flight(
 
     (tmp_path / "copied").mkdir()
     with Store.open(small_home) as store:
-        hole_id = store.list_holes()[0]["hole_id"]
+        hole_id = store.list_holes()[0].hole_id
         with store.cursor() as con:
             writer = con.cursor()  # another connection of the daemon, mid-transaction
         writer.begin()
@@ -290,11 +290,11 @@ def test_the_store_copy_holds_what_was_committed_and_no_write_in_flight(
         writer.commit()
         writer.close()
         assert copy.counts["holes"] == 1 and copy.counts["labels"] == 1
-        assert "late" in [a["action"] for a in store.audit_log()]
+        assert "late" in [a.action for a in store.audit_log()]
     with Store.open(tmp_path / "copied") as copied:
-        assert "late" not in [a["action"] for a in copied.audit_log()]
-        assert [lab["by"] for lab in copied.label_history(hole_id)] == ["ana"]
-        assert copied.get_trace(hole_id).n_samples == copied.get_hole(hole_id)["n_samples"]
+        assert "late" not in [a.action for a in copied.audit_log()]
+        assert [lab.by for lab in copied.label_history(hole_id)] == ["ana"]
+        assert copied.get_trace(hole_id).n_samples == copied.get_hole(hole_id).n_samples
 
 
 def test_a_backup_that_would_fill_the_disk_is_refused_before_writing(
@@ -312,9 +312,9 @@ def test_the_cli_backup_and_restore_are_audited_as_its_user(
         small_home: Path, small_backup: Path, tmp_path: Path) -> None:
     me = cli_actor()  # as POST /backups audits its key's name
     with Store.open(small_home) as store:
-        assert [(e["actor"], e["subject"]) for e in store.audit_log(action="backup")] == [
+        assert [(e.actor, e.subject) for e in store.audit_log(action="backup")] == [
             (me, small_backup.name)]
     target = tmp_path / "restored"
     assert main(["restore", str(small_backup), "--home", str(target)]) == 0
     with Store.open(target) as store:
-        assert [e["actor"] for e in store.audit_log(action="restore")] == [me]
+        assert [e.actor for e in store.audit_log(action="restore")] == [me]

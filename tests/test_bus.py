@@ -192,7 +192,7 @@ def test_holes_of_one_tool_seconds_apart_are_not_mixed_up(
         for rid, trace in (("200", short), ("201", long_)):
             (owed,) = daemon.store.bus_holes_for("tb", "t1", rid)
             assert owed.hole_id is not None
-            assert daemon.store.get_hole(owed.hole_id)["n_samples"] == len(trace)
+            assert daemon.store.get_hole(owed.hole_id).n_samples == len(trace)
     finally:
         daemon.close()
 

@@ -52,7 +52,7 @@ def inbox(tmp_path) -> Path:
 
 def _labels_inside(store: Store, hole_id: str) -> tuple[float, float, float]:
     h = store.get_hole(hole_id)
-    lo, hi = h["depth_min"], h["depth_max"]
+    lo, hi = h.depth_min_mm, h.depth_max_mm
     return round(lo + 0.3 * (hi - lo), 3), round(lo + 0.5 * (hi - lo), 3), round(
         lo + 0.7 * (hi - lo), 3)
 
@@ -77,8 +77,9 @@ def test_ingest_json_shape_exit_codes_and_quarantine(capsys, inbox, home):
         assert store.count_holes() == 2
         q = store.quarantined()
         assert len(q) == 1 and q[0]["source"] == rejected["source"] and q[0]["size"] > 0
-        assert store.get_hole(by_name["H_001.xls"]["hole_id"])["source_group"] == "rig-a"
-        assert store.audit_log(action="ingest")[0]["detail"]["rejected"] == 1
+        assert store.get_hole(by_name["H_001.xls"]["hole_id"]).source_group == "rig-a"
+        [entry] = store.audit_log(action="ingest")
+        assert entry.detail is not None and entry.detail["rejected"] == 1
 
     # everything again, minus the broken file: all duplicates, exit 0
     (inbox / "rig-b" / "broken.xls").unlink()
@@ -122,7 +123,7 @@ def test_holes_sorted_by_review_priority(capsys, home):
                     estimator="ensemble", review_priority=prio))
     code, rows = run_json(capsys, "holes", "--sort", "priority", "--home", str(home))
     assert code == 0
-    assert [names[r["hole_id"]] for r in rows] == ["never", "high", "mid", "low", "old"]
+    assert [names[r["id"]] for r in rows] == ["never", "high", "mid", "low", "old"]
     assert [r["review_priority"] for r in rows] == [None, 0.8, 0.4, 0.1, None]
     code, out, _ = run(capsys, "holes", "--sort", "priority", "--limit", "2", "--home",
                        str(home))
@@ -140,8 +141,8 @@ def test_holes_label_and_listing(capsys, inbox, home):
     run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
     code, rows = run_json(capsys, "holes", "--home", str(home))
     assert code == 0 and len(rows) == 2
-    assert {r["label_status"] for r in rows} == {"unlabelled"}
-    target = rows[0]["hole_id"]
+    assert {r["labelled"] for r in rows} == {False}
+    target = rows[0]["id"]
     with Store.open(home) as store:
         e, t, x = _labels_inside(store, target)
 
@@ -149,11 +150,11 @@ def test_holes_label_and_listing(capsys, inbox, home):
                        "--exit", str(x), "--by", "ann", "--home", str(home))
     assert code == 0 and f"stored for hole {target}" in out
     code, lab = run_json(capsys, "holes", "--labelled", "--home", str(home))
-    assert [r["hole_id"] for r in lab] == [target]
-    assert lab[0]["entry_mm"] == e and lab[0]["transition_mm"] is None
-    assert lab[0]["label_by"] == "ann"
+    assert [r["id"] for r in lab] == [target]
+    assert lab[0]["label"]["entry_mm"] == e and lab[0]["label"]["transition_mm"] is None
+    assert lab[0]["label"]["by"] == "ann"
     code, unl = run_json(capsys, "holes", "--unlabelled", "--home", str(home))
-    assert [r["hole_id"] for r in unl] == [rows[1]["hole_id"]]
+    assert [r["id"] for r in unl] == [rows[1]["id"]]
 
     code, out, _ = run(capsys, "holes", "--home", str(home))
     assert code == 0 and "labelled" in out and target in out and "unlabelled" in out
@@ -164,13 +165,13 @@ def test_holes_label_and_listing(capsys, inbox, home):
     with Store.open(home) as store:
         hole = store.find_hole_by_source("H_001.xls")
         assert res["hole_id"] == hole
-        assert store.latest_label(hole)["by"] == "bob"
+        assert store.latest_label(hole).by == "bob"
 
 
 def test_label_refusals(capsys, inbox, home):
     run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
     with Store.open(home) as store:
-        hole = store.list_holes()[0]["hole_id"]
+        hole = store.list_holes()[0].hole_id
         e, t, x = _labels_inside(store, hole)
     code, _, err = run(capsys, "label", hole, "--entry", str(x), "--transition", "none",
                        "--exit", str(e), "--by", "ann", "--home", str(home))
@@ -189,7 +190,7 @@ def test_label_refusals(capsys, inbox, home):
 def test_labels_import_export_cli(capsys, inbox, home, tmp_path):
     run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
     with Store.open(home) as store:
-        ids = {Path(r["source"]).name: r["hole_id"] for r in store.list_holes()}
+        ids = {Path(r.source).name: r.hole_id for r in store.list_holes()}
         e, t, x = _labels_inside(store, ids["H_001.xls"])
     sheet = tmp_path / "labels.csv"
     sheet.write_text(
@@ -206,7 +207,8 @@ def test_labels_import_export_cli(capsys, inbox, home, tmp_path):
                                 "error": "unknown hole 'rig-a/H_999.xls' (not ingested?)"}]
     with Store.open(home) as store:
         [entry] = store.audit_log(action="labels-import")
-        assert (entry["actor"], entry["detail"]["by"]) == (cli_actor(), "lab")
+        assert entry.detail is not None
+        assert (entry.actor, entry.detail["by"]) == (cli_actor(), "lab")
     # who set the labels is held to the rule of every label (PUT /holes/{id}/label too),
     # said once for the file rather than once per row
     code, _, err = run(capsys, "labels", "import", str(sheet), "--home", str(home),
@@ -230,7 +232,7 @@ def test_labels_import_export_cli(capsys, inbox, home, tmp_path):
 def test_labels_import_refuses_nan_naming_file_row_and_column(capsys, inbox, home, tmp_path):
     run(capsys, "ingest", str(inbox / "rig-a"), "--home", str(home))
     with Store.open(home) as store:
-        ids = {Path(r["source"]).name: r["hole_id"] for r in store.list_holes()}
+        ids = {Path(r.source).name: r.hole_id for r in store.list_holes()}
         e, t, x = _labels_inside(store, ids["H_001.xls"])
     sheet = tmp_path / "checked.csv"
     sheet.write_text(
@@ -253,16 +255,16 @@ def test_labels_import_refuses_nan_naming_file_row_and_column(capsys, inbox, hom
     with Store.open(home) as store:
         assert store.label_history(ids["H_001.xls"]) == []  # never stored as "absent"
         absent = store.latest_label(ids["H_002.xls"])
-        assert absent["transition_mm"] is None and absent["exit_mm"] is None
+        assert absent.transition_mm is None and absent.exit_mm is None
 
 
 def test_export_dataset_cli(capsys, inbox, home, tmp_path):
     run(capsys, "ingest", str(inbox), "--home", str(home))
     with Store.open(home) as store:
         for row in store.list_holes():
-            e, t, x = _labels_inside(store, row["hole_id"])
-            store.add_label(row["hole_id"], DepthPoints(e, t, x), by="ann")
-        exam = sum(store.is_exam(r["hole_id"]) for r in store.list_holes())
+            e, t, x = _labels_inside(store, row.hole_id)
+            store.add_label(row.hole_id, DepthPoints(e, t, x), by="ann")
+        exam = sum(store.is_exam(r.hole_id) for r in store.list_holes())
     code, manifest = run_json(capsys, "export-dataset", str(tmp_path / "snap"), "--home",
                               str(home))
     assert code == 0

@@ -257,7 +257,7 @@ def test_daemon_killed_and_stopped_mid_job(tmp_path: Path, trained_baseline: Pat
         serve.stop()
     with Store.open(home) as store:
         job = store.get_job(job2)
-        assert job["status"] == "running" and "pid" not in job["progress"]
+        assert job.status == "running" and job.progress.pid is None
         assert (home / "jobs" / job2 / "dataset" / "manifest.json").is_file()
         assert store.active_version() == "tiny-base"
         assert store.count_holes() == 9

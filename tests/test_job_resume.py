@@ -15,6 +15,7 @@ from api.app import create_app
 from appliance.config import TrainConfig, load_config
 from appliance.errors import ValidationError
 from appliance.jobs.events import parse_event
+from appliance.records import JobParams, JobProgress
 from appliance.services.daemon import Daemon
 
 
@@ -31,7 +32,8 @@ def test_a_job_stopped_with_the_daemon_resumes_from_its_finished_fold(
     assert (work / ".candidate.work" / "fold0.safetensors").is_file()
     again = Daemon.open(load_config(home), schedule=False)
     try:
-        assert (again.jobs.running() or {}).get("job_id") == job["id"]
+        running = again.jobs.running()
+        assert running is not None and running.job_id == job["id"]
         with TestClient(create_app(again)) as client:
             busy = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE)
             assert busy.status_code == 409 and job["id"] in busy.text
@@ -56,19 +58,20 @@ def test_a_failed_jobs_candidate_is_set_aside_then_removed(tmp_path: Path) -> No
     cand = build_model_folder(tmp_path / "made", "cand-half-gated", shift=1)
     daemon.models.serving.register(cand, actor="job j1")
     # the daemon died gating it, and the job cannot resume (its snapshot is gone)
-    daemon.store.create_job("fine-tune", {"folds": 2}, status="running", job_id="j1")
+    daemon.store.create_job("fine-tune", JobParams(folds=2), status="running", job_id="j1")
     daemon.store.update_job("j1", candidate_version="cand-half-gated",
-                            progress={"parent": "fixture-base"})
+                            progress=JobProgress(parent="fixture-base"))
     # a failed job that named the active model: never touched
-    daemon.store.create_job("nightly", {}, status="failed", job_id="j0")
+    daemon.store.create_job("nightly", JobParams(), status="failed", job_id="j0")
     daemon.store.update_job("j0", candidate_version="fixture-base")
     daemon.store.close()
 
     kept = Daemon.open(load_config(home), schedule=False)
     try:
-        assert "cannot resume" in kept.job("j1")["error"]
+        assert "cannot resume" in (kept.job("j1").error or "")
         row = kept.store.get_model("cand-half-gated")
-        assert row["status"] == "rejected" and "job j1" in row["gate_report"]["rejected"]["why"]
+        assert row.status == "rejected" and row.gate_report and row.gate_report.rejected
+        assert "job j1" in row.gate_report.rejected.why
         assert (home / "models" / "cand-half-gated" / "manifest.json").is_file()  # 24 h kept
     finally:
         kept.close()
@@ -78,9 +81,10 @@ def test_a_failed_jobs_candidate_is_set_aside_then_removed(tmp_path: Path) -> No
     try:
         assert not (home / "models" / "cand-half-gated").exists()
         row = gone.store.get_model("cand-half-gated")
-        assert row["status"] == "rejected" and "job j1" in row["gate_report"]["removed"]["why"]
-        assert [a["subject"] for a in gone.store.audit_log()
-                if a["action"] == "model-remove"] == ["cand-half-gated"]
+        assert row.status == "rejected" and row.gate_report and row.gate_report.removed
+        assert "job j1" in row.gate_report.removed.why
+        assert [a.subject for a in gone.store.audit_log()
+                if a.action == "model-remove"] == ["cand-half-gated"]
         with pytest.raises(ValidationError, match="was removed"):
             gone.models.activate("cand-half-gated", "tester", force=True, reason="try")
         assert gone.models.active_version() == "fixture-base"

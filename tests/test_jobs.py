@@ -19,6 +19,7 @@ from test_api_support import (  # noqa: F401  (fixture)
 from appliance.config import TrainConfig, load_config
 from appliance.jobs.events import fold_progress, parse_event
 from appliance.jobs.schedule import next_run
+from appliance.records import JobParams, JobProgress
 from appliance.services.daemon import Daemon
 
 FINE_TUNE = {"folds": 2, "epochs": 1, "architecture": "cnn"}
@@ -120,17 +121,17 @@ def test_cancel_stops_the_child(tmp_path: Path, trained_baseline: Path) -> None:
         assert not _pid_alive(pid)
         assert client.delete(f"/jobs/{job['id']}", headers=h).status_code == 409
         assert daemon.store.list_models(status="candidate") == []
-        assert "job-cancel" in [a["action"] for a in daemon.store.audit_log()]
+        assert "job-cancel" in [a.action for a in daemon.store.audit_log()]
 
 
 def test_restart_fails_unresumable_jobs_and_clears_ended_ones(
         tmp_path: Path, trained_baseline: Path) -> None:  # noqa: F811
     home = tmp_path / "home"
     daemon = Daemon.open(load_config(home), schedule=False, baseline_dir=trained_baseline)
-    ghost = daemon.store.create_job("fine-tune", {"folds": 2}, status="running")
-    queued = daemon.store.create_job("nightly", {}, status="queued")
+    ghost = daemon.store.create_job("fine-tune", JobParams(folds=2), status="running")
+    queued = daemon.store.create_job("nightly", JobParams(), status="queued")
     # what a crash under two ended jobs left: snapshots, checkpoints, a candidate
-    ended = {daemon.store.create_job(kind, {}, status="failed"): kind
+    ended = {daemon.store.create_job(kind, JobParams(), status="failed"): kind
              for kind in ("fine-tune", "tune")}
     for job_id, kind in ended.items():
         work = home / "jobs" / job_id
@@ -144,10 +145,10 @@ def test_restart_fails_unresumable_jobs_and_clears_ended_ones(
     try:
         for job_id in (ghost, queued):
             job = again.job(job_id)
-            assert job["status"] == "failed"
-            assert "daemon restarted" in job["error"] and "cannot resume" in job["error"]
-            assert "dataset snapshot is gone" in job["error"]
-            assert job["finished_at"] is not None
+            assert job.status == "failed" and job.error is not None
+            assert "daemon restarted" in job.error and "cannot resume" in job.error
+            assert "dataset snapshot is gone" in job.error
+            assert job.finished_at is not None
         assert again.jobs.running() is None
         assert again.models.active_version() == "tiny-base"
         for job_id, kind in ended.items():
@@ -166,7 +167,7 @@ def test_nightly_needs_enough_new_labels(
     with running_daemon(home, trained_baseline) as (daemon, client, h):
         _labelled_home(client, h, n=4, seed=54)
         n_train = sum(1 for lab in daemon.store.latest_labels()
-                      if not daemon.store.is_exam(lab["hole_id"]))
+                      if not daemon.store.is_exam(lab.hole_id))
         out = client.post("/jobs/nightly", headers=h, json={}).json()
         assert out["started"] is False and out["new_labels"] == n_train
         assert out["min_new_labels"] == 6 and "6 needed" in out["reason"]
@@ -190,18 +191,27 @@ def test_parse_event_only_takes_progress_events() -> None:
 
 
 def test_fold_progress_fraction_and_eta() -> None:
-    p: dict = {}
+    p = JobProgress()
     p = fold_progress(p, {"event": "epoch", "fold": 0, "epoch": 0, "train_loss": 1.0,
                           "val_loss": 2.0, "eta_s": 30.0, "epochs_done": 1,
                           "epochs_total": 4}, folds=2, epochs=2)
-    assert p["fraction"] == 0.25 and p["eta_s"] == 30.0 and p["val_loss"] == 2.0
+    assert p.fraction == 0.25 and p.eta_s == 30.0 and p.val_loss == 2.0
     p = fold_progress(p, {"event": "fold_done", "fold": 0}, folds=2, epochs=2)
-    assert p["fraction"] == 0.5
+    assert p.fraction == 0.5
     p = fold_progress(p, {"event": "epoch", "fold": 1, "epoch": 0, "val_loss": float("nan")},
                       folds=2, epochs=2)
-    assert p["fraction"] == 0.75 and p["val_loss"] is None
+    assert p.fraction == 0.75 and p.val_loss is None
     p = fold_progress(p, {"event": "done"}, folds=2, epochs=2)
-    assert p["fraction"] == 1.0 and p["eta_s"] == 0.0
+    assert p.fraction == 1.0 and p.eta_s == 0.0 and p.last_event == "done"
+
+
+def test_fold_progress_takes_only_what_fits_the_record() -> None:
+    # the child's numbers are free JSON: a whole float is a count, a fractional one is not
+    p = fold_progress(JobProgress(fold=1), {"event": "epoch", "fold": 1.5, "epoch": 2.0,
+                                            "train_loss": 3, "eta_s": "soon"},
+                      folds=2, epochs=4)
+    assert (p.fold, p.epoch, p.train_loss, p.eta_s) == (1, 2, 3.0, None)
+    assert isinstance(p.epoch, int) and isinstance(p.train_loss, float)
 
 
 def test_next_run_is_the_next_occurrence() -> None:

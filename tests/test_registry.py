@@ -54,12 +54,12 @@ def test_first_start_registers_and_activates_the_shipped_baseline(home, cands) -
     service = open_service(home, baseline)
     assert service.active_version == "base-1"
     row = service.show("base-1")
-    assert row["status"] == "active" and row["serving"]
+    assert row.status == "active"
     folder = home / "models" / "base-1"
-    assert Path(row["path"]) == folder
+    assert Path(row.path) == folder
     assert not os.access(folder / "members/m0.onnx", os.W_OK) or os.geteuid() == 0
     assert (folder / "members/m0.onnx").stat().st_mode & 0o222 == 0  # sealed read-only
-    assert [(a["version"], a["actor"], a["action"]) for a in service.history()] == [
+    assert [(a.version, a.actor, a.action) for a in service.history()] == [
         ("base-1", "system", "activate")]
     assert service.estimate(ramp_trace()).model_version == "base-1"
     service.close()
@@ -78,32 +78,32 @@ def test_without_any_model_the_heuristic_serves(home) -> None:
 
 def test_register_gate_activate_and_roll_back(served: ServingService, cands: Path) -> None:
     row = served.register(build_model_folder(cands, "v2", parent="v1", seed=5))
-    assert row["status"] == "candidate" and row["parent"] == "v1"
+    assert row.status == "candidate" and row.parent == "v1"
     with pytest.raises(GateRefusedError, match="not run: run `appliance models gate v2`"):
         served.activate("v2")
     report = served.gate("v2")
     assert report.passed, report.describe_blocking()
-    assert served.show("v2")["gate_report"]["passed"] is True
+    assert served.show("v2").gate_passed is True
     done = served.activate("v2", actor="ana", reason="nightly")
     assert done["previous_version"] == "v1" and served.active_version == "v2"
-    assert served.show("v1")["status"] == "retired"
+    assert served.show("v1").status == "retired"
     assert served.estimate(ramp_trace()).model_version == "v2"
     back = served.rollback(actor="ana", reason="operator asked")
     assert back["version"] == "v1" and served.active_version == "v1"
-    assert served.show("v2")["status"] == "retired"
+    assert served.show("v2").status == "retired"
     by_name = served.rollback("v2", actor="ana")
     assert by_name["version"] == "v2" and served.store.active_version() == "v2"
     log = served.history()
-    assert [(a["version"], a["previous_version"], a["action"], a["actor"]) for a in log][:3] == [
+    assert [(a.version, a.previous_version, a.action, a.actor) for a in log][:3] == [
         ("v2", "v1", "rollback", "ana"), ("v1", "v2", "rollback", "ana"),
         ("v2", "v1", "activate", "ana")]
-    assert log[2]["reason"] == "nightly"
+    assert log[2].reason == "nightly"
 
 
 def test_register_is_idempotent_and_refuses_a_reused_version(served, cands) -> None:
     folder = build_model_folder(cands, "v3")
     first = served.register(folder)
-    assert served.register(folder)["version"] == first["version"]
+    assert served.register(folder).version == first.version
     other = build_model_folder(cands / "..", "v3", shift=2)
     with pytest.raises(ValidationError, match="already registered with different files"):
         served.register(other)
@@ -133,10 +133,10 @@ def test_broken_candidates_are_rejected_and_the_active_model_stays(
             (folder / "members/m1.onnx").write_bytes(b"\x08\x07garbage")
             rewrite_manifest(folder)
     row = served.register(folder)
-    assert row["status"] == "rejected"
-    integrity = row["gate_report"]["gates"][0]
-    assert integrity["gate"] == "integrity" and integrity["status"] == "fail"
-    assert gate_text in integrity["summary"]
+    assert row.status == "rejected" and row.gate_report is not None
+    integrity = row.gate_report.gates[0]
+    assert integrity.gate == "integrity" and integrity.status == "fail"
+    assert gate_text in integrity.summary
     report = served.gate("bad")  # the full run agrees and skips the rest
     assert report.result("integrity").status == "fail" and not report.passed
     with pytest.raises(GateRefusedError, match="integrity gate fail") as refused:
@@ -151,7 +151,7 @@ def test_worse_candidate_is_rejected_by_accuracy_and_force_is_audited(served, ca
     report = served.gate("worse")
     assert report.result("accuracy").status == "fail"
     assert {r.gate for r in report.blocking} == {"accuracy"}
-    assert served.show("worse")["status"] == "rejected"
+    assert served.show("worse").status == "rejected"
     with pytest.raises(GateRefusedError, match="accuracy gate fail: entry MAE"):
         served.activate("worse")
     with pytest.raises(ValidationError, match="needs a reason"):
@@ -160,8 +160,9 @@ def test_worse_candidate_is_rejected_by_accuracy_and_force_is_audited(served, ca
     done = served.activate("worse", actor="ana", force=True, reason="field test on rig 3")
     assert done["forced"] and served.active_version == "worse"
     audit = served.store.audit_log(action="model-force-activate")
-    assert audit[0]["actor"] == "ana" and audit[0]["detail"]["reason"] == "field test on rig 3"
-    assert "accuracy" in audit[0]["detail"]["overridden"]
+    detail = audit[0].detail or {}
+    assert audit[0].actor == "ana" and detail["reason"] == "field test on rig 3"
+    assert "accuracy" in detail["overridden"]
 
 
 def test_insufficient_evidence_needs_an_override(served, cands) -> None:
@@ -169,7 +170,7 @@ def test_insufficient_evidence_needs_an_override(served, cands) -> None:
     served.register(build_model_folder(cands, "v2", seed=9))
     report = served.gate("v2")
     assert report.result("accuracy").status == "insufficient evidence"
-    assert served.show("v2")["status"] == "candidate"  # not rejected: merely unproven
+    assert served.show("v2").status == "candidate"  # not rejected: merely unproven
     with pytest.raises(GateRefusedError, match="accuracy gate insufficient evidence"):
         served.activate("v2")
     assert served.activate("v2", force=True, reason="first rig, no exam set yet")["forced"]
@@ -185,7 +186,7 @@ def test_a_model_that_fails_to_load_leaves_the_active_one(served, cands) -> None
     with pytest.raises(ModelFolderError, match="m0.onnx"):
         served.activate("v2")
     assert served.active_version == "v1" and served.store.active_version() == "v1"
-    assert served.history()[0]["version"] == "v1"
+    assert served.history()[0].version == "v1"
 
 
 def test_rollback_rules(served, cands) -> None:
@@ -209,21 +210,21 @@ def test_auto_rollback_on_degradation(served, cands) -> None:
     result = served.auto_rollback_check(min_holes=5, degradation_mm=0.1)
     assert result["status"] == "rolled back" and served.active_version == "same"
     top = served.history()[0]
-    assert (top["action"], top["actor"], top["version"]) == ("auto-rollback", "system", "same")
-    assert "entry MAE" in top["reason"]
+    assert (top.action, top.actor, top.version) == ("auto-rollback", "system", "same")
+    assert "entry MAE" in (top.reason or "")
 
 
 def test_shadow_scoring_stores_but_does_not_serve(served, cands) -> None:
     served.register(build_model_folder(cands, "v2", shift=3))
     served.set_shadow("v2")
-    hole_id = served.store.list_holes(limit=1)[0]["hole_id"]
+    hole_id = served.store.list_holes(limit=1)[0].hole_id
     served_est = served.predict_and_record(hole_id, served.store.get_trace(hole_id))
     assert served_est.model_version == "v1"
     normal = served.store.predictions(hole_id, shadow=False)
     shadow = served.store.predictions(hole_id, shadow=True)
-    assert [p["model_version"] for p in normal] == ["v1"]
-    assert [p["model_version"] for p in shadow] == ["v2"]
-    assert shadow[0]["points"]["entry_mm"] != normal[0]["points"]["entry_mm"]
+    assert [p.estimate.model_version for p in normal] == ["v1"]
+    assert [p.estimate.model_version for p in shadow] == ["v2"]
+    assert shadow[0].estimate.entry_mm != normal[0].estimate.entry_mm
     report = served.shadow_report()
     assert report["holes"] == 1 and report["labelled"] == 1
     assert report["shadow_versions"] == ["v2"]

@@ -140,11 +140,10 @@ def test_model_verbs_are_audited_as_the_api_audits_them(env, capsys) -> None:
     with Store.open(Path(home)) as store:
         log = store.audit_log()
     me = cli_actor()
-    assert [(e["actor"], e["action"], e["subject"]) for e in reversed(log)
-            if e["actor"] == me] == [
+    assert [(e.actor, e.action, e.subject) for e in reversed(log) if e.actor == me] == [
         (me, "model-register", "cand"), (me, "model-gate", "cand"),
         (me, "model-force-activate", "cand"), (me, "model-activate", "cand"),
         (me, "model-rollback", "base")]
-    by_action = {e["action"]: e["detail"] for e in log if e["actor"] == me}
+    by_action = {e.action: e.detail for e in log if e.actor == me}
     assert by_action["model-activate"] == {"force": True, "reason": "pilot", "previous": "base"}
     assert by_action["model-rollback"] == {"reason": "back", "previous": "cand"}

@@ -45,17 +45,17 @@ def assert_consistent(service: ServingService) -> None:
     root = service.registry.root
     names = {p.name for p in root.iterdir()}
     assert not [n for n in names if n.startswith(TMP_PREFIX)], names
-    rows = {r["version"]: r for r in service.list_versions()}
+    rows = {r.version: r for r in service.list_versions()}
     for version, row in rows.items():
-        if row["status"] != "rejected":
+        if row.status != "rejected":
             assert version in names, f"row {version} without folder"
     assert names <= set(rows), f"folders without rows: {names - set(rows)}"
-    active = [v for v, r in rows.items() if r["status"] == "active"]
+    active = [v for v, r in rows.items() if r.status == "active"]
     assert len(active) == 1 and service.active_version == active[0]
     assert service.store.active_version() == active[0]
     est = service.estimate(ramp_trace())
     assert est.estimator == "ensemble" and est.model_version == active[0]
-    assert service.history()[0]["version"] == active[0]
+    assert service.history()[0].version == active[0]
 
 
 @pytest.mark.parametrize("step", REGISTER_STEPS)
@@ -70,16 +70,16 @@ def test_crash_during_register(setup, monkeypatch, step) -> None:
     monkeypatch.setattr(faults, "hook", None)
     reopened = open_service(home, baseline)
     assert_consistent(reopened)
-    rows = {r["version"]: r for r in reopened.list_versions()}
+    rows = {r.version: r for r in reopened.list_versions()}
     if step in ("register:copied", "register:sealed"):
         assert "v2" not in rows  # never published: the temp folder is gone
     else:
         # published (and maybe recorded): the folder was complete, so it is kept
-        assert rows["v2"]["status"] == "candidate"
+        assert rows["v2"].status == "candidate"
         assert reopened.recovery.recovered_rows == (("v2",) if step == "register:renamed"
                                                      else ())
     # whatever happened, registering again works and yields a gateable candidate
-    assert reopened.register(candidate)["status"] == "candidate"
+    assert reopened.register(candidate).status == "candidate"
     assert reopened.gate("v2").passed
     reopened.close()
 
@@ -114,16 +114,16 @@ def test_row_without_folder_and_a_lost_active_folder(setup) -> None:
     remove_tree(home / "models" / "v3")  # a candidate's folder lost
     remove_tree(home / "models" / "v2")  # ...and the active model's
     reopened = open_service(home, baseline)
-    rows = {r["version"]: r for r in reopened.list_versions()}
-    assert rows["v3"]["status"] == "rejected" and rows["v2"]["status"] == "rejected"
-    assert "missing" in rows["v3"]["gate_report"]["recovery"]
+    rows = {r.version: r for r in reopened.list_versions()}
+    assert rows["v3"].status == "rejected" and rows["v2"].status == "rejected"
+    assert rows["v3"].gate_report and "missing" in (rows["v3"].gate_report.recovery or "")
     assert set(reopened.recovery.missing_folders) == {"v2", "v3"}
     # the previous active version took over, logged as a rollback by the system
     assert reopened.active_version == "v1"
     top = reopened.history()[0]
-    assert (top["version"], top["previous_version"], top["action"], top["actor"]) == (
+    assert (top.version, top.previous_version, top.action, top.actor) == (
         "v1", "v2", "rollback", "system")
-    assert "v2" in top["reason"]
+    assert "v2" in (top.reason or "")
     assert_consistent(reopened)
     reopened.close()
 
@@ -152,8 +152,8 @@ service = ServingService.open(Path(home), GateConfig(min_exam=0, latency_factor=
                               baseline_dir=Path(baseline))
 faults.hook = lambda name: os._exit(137) if name == step else None
 row = service.register(candidate)
-service.gate(row["version"])
-service.activate(row["version"], actor="killed")
+service.gate(row.version)
+service.activate(row.version, actor="killed")
 os._exit(0)
 """
 
@@ -174,5 +174,5 @@ def test_a_real_kill_leaves_a_consistent_registry(setup, step) -> None:
     # killed after the commit: the new pointer survives (DuckDB replays its WAL);
     # killed after the rename: the complete folder is adopted as a candidate
     assert reopened.active_version == ("v2" if step == "activate:recorded" else "v1")
-    assert reopened.show("v2")["status"] in ("candidate", "active")
+    assert reopened.show("v2").status in ("candidate", "active")
     reopened.close()

@@ -41,12 +41,12 @@ def test_trace_round_trip_keeps_arrays_and_metadata(home):
     assert back.meta == trace.meta
     assert back.step.dtype == np.int32 and back.stop_code.dtype == np.int64
     assert back.rpm is None and back.power_w is not None
-    assert row["n_samples"] == len(trace)
-    assert row["depth_min"] == pytest.approx(trace.depth_range[0])
-    assert row["depth_max"] == pytest.approx(trace.depth_range[1])
-    assert row["source_group"] == "tuhh-v4"
-    assert row["head_local_counter"] == 1 and row["variant"] == "v9"
-    assert row["program"][1]["feed_mm_rev"] == float("inf")
+    assert row.n_samples == len(trace)
+    assert row.depth_min_mm == pytest.approx(trace.depth_range[0])
+    assert row.depth_max_mm == pytest.approx(trace.depth_range[1])
+    assert row.source_group == "tuhh-v4"
+    assert row.head_local_counter == 1 and row.variant == "v9"
+    assert back.meta.program[1].feed_mm_rev == float("inf")
 
 
 def test_optional_arrays_absent_stay_absent(home):
@@ -81,7 +81,7 @@ def test_duplicate_content_writes_nothing(home):
         assert _count(store, "holes") == 1
         assert _count(store, "samples") == n_samples == len(trace)
         # both names lead to the one hole
-        assert store.get_hole(first[0])["sources"] == ["V4_069.xls", "V4_070.xls"]
+        assert store.hole_sources(first[0]) == ["V4_069.xls", "V4_070.xls"]
         assert store.find_hole_by_source("V4_070.xls") == first[0]
 
 
@@ -102,7 +102,7 @@ def test_failure_mid_hole_leaves_nothing_and_store_usable(home, monkeypatch):
         hole_id, created = store.add_hole(make_trace(5))
         assert created
     with Store.open(home) as store:
-        assert [h["hole_id"] for h in store.list_holes()] == [hole_id]
+        assert [h.hole_id for h in store.list_holes()] == [hole_id]
         assert _count(store, "samples") == len(make_trace(5))
 
 
@@ -128,14 +128,14 @@ def test_list_holes_filters_and_pages(home):
         store.add_label(ids[1], DepthPoints(None, None, None), by="ann")
         store.add_label(ids[3], DepthPoints(None, None, None), by="ann")
         everything = store.list_holes()
-        assert [h["hole_id"] for h in everything] == ids  # ingest order
+        assert [h.hole_id for h in everything] == ids  # ingest order
         labelled = store.list_holes(labelled=True)
-        assert [h["hole_id"] for h in labelled] == [ids[1], ids[3]]
-        assert all(h["label_status"] == "labelled" and h["label_by"] == "ann" for h in labelled)
+        assert [h.hole_id for h in labelled] == [ids[1], ids[3]]
+        assert all(h.labelled and h.label is not None and h.label.by == "ann" for h in labelled)
         unlabelled = store.list_holes(labelled=False)
-        assert {h["hole_id"] for h in unlabelled} == set(ids) - {ids[1], ids[3]}
-        assert all(h["label_status"] == "unlabelled" for h in unlabelled)
-        assert [h["hole_id"] for h in store.list_holes(limit=2, offset=2)] == ids[2:4]
+        assert {h.hole_id for h in unlabelled} == set(ids) - {ids[1], ids[3]}
+        assert all(not h.labelled and h.label is None for h in unlabelled)
+        assert [h.hole_id for h in store.list_holes(limit=2, offset=2)] == ids[2:4]
         assert store.count_holes() == 6 and store.count_holes(labelled=True) == 2
         assert store.list_holes(since="2000-01-01T00:00:00Z") == everything
         assert store.list_holes(since="2999-01-01T00:00:00") == []

@@ -22,7 +22,7 @@ def store(home):
 
 def _inside(store: Store, hole_id: str) -> tuple[float, float, float]:
     row = store.get_hole(hole_id)
-    lo, hi = row["depth_min"], row["depth_max"]
+    lo, hi = row.depth_min_mm, row.depth_max_mm
     span = hi - lo
     return lo + 0.2 * span, lo + 0.5 * span, lo + 0.8 * span
 
@@ -35,21 +35,21 @@ def test_latest_label_wins_and_history_is_kept(store):
     second = store.add_label(hole_id, DepthPoints(e + 0.1, None, x), by="ann")
     assert second > first
     latest = store.latest_label(hole_id)
-    assert latest["label_id"] == second and latest["by"] == "ann"
-    assert latest["entry_mm"] == pytest.approx(e + 0.1) and latest["transition_mm"] is None
-    assert latest["origin"] == "operator"
+    assert latest.label_id == second and latest.by == "ann"
+    assert latest.entry_mm == pytest.approx(e + 0.1) and latest.transition_mm is None
+    assert latest.origin == "operator"
     history = store.label_history(hole_id)
-    assert [h["label_id"] for h in history] == [first, second]
-    assert history[0]["from_estimate"] == {"entry_mm": e, "model_version": "v1"}
-    assert history[0]["at"] <= history[1]["at"]
-    assert store.get_hole(hole_id)["latest_label"]["label_id"] == second
-    assert [r["label_id"] for r in store.latest_labels()] == [second]
+    assert [h.label_id for h in history] == [first, second]
+    assert history[0].from_estimate == {"entry_mm": e, "model_version": "v1"}
+    assert history[0].at <= history[1].at
+    assert store.get_hole(hole_id).label == latest
+    assert store.latest_labels() == [latest]
 
 
 def test_all_points_absent_is_a_label(store):
     hole_id, _ = store.add_hole(make_trace(2))
     store.add_label(hole_id, DepthPoints(None, None, None), by="ann")
-    assert store.list_holes(labelled=True)[0]["hole_id"] == hole_id
+    assert store.list_holes(labelled=True)[0].hole_id == hole_id
 
 
 @pytest.mark.parametrize(
@@ -109,10 +109,10 @@ def test_import_reports_bad_rows_and_keeps_good_ones(store, tmp_path):
     assert "entry_mm: 'deep' is not a number" in rejected[5]
     assert "must be shallower" in rejected[6]
     la = store.latest_label(a)
-    assert la["origin"] == "import" and la["by"] == "lab"
-    assert la["detail"] == {"method": "auto", "confidence": "high", "notes": "fine"}
+    assert la.origin == "import" and la.by == "lab"
+    assert la.detail == {"method": "auto", "confidence": "high", "notes": "fine"}
     lb = store.latest_label(b)
-    assert lb["transition_mm"] is None and lb["exit_mm"] == pytest.approx(xb)
+    assert lb.transition_mm is None and lb.exit_mm == pytest.approx(xb)
 
     again = import_labels(store, path, by="lab")
     assert again.imported == [] and [r["row"] for r in again.unchanged] == [2, 4]
@@ -158,8 +158,8 @@ def test_export_then_import_round_trip(store, tmp_path, suffix, home):
         report = import_labels(other, out)
         assert report.rejected == [] and len(report.imported) == 2
         got = other.latest_label(ids[0])
-        assert (got["entry_mm"], got["transition_mm"], got["exit_mm"]) == pytest.approx((e, t, x))
-        assert other.latest_label(ids[1])["transition_mm"] is None
+        assert (got.entry_mm, got.transition_mm, got.exit_mm) == pytest.approx((e, t, x))
+        assert other.latest_label(ids[1]).transition_mm is None
         assert other.latest_label(ids[2]) is None
 
 

@@ -7,6 +7,7 @@ from test_store_support import make_trace
 
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import DepthEstimate
+from appliance.records import GateOutcome, GateVerdict, JobParams, JobProgress
 from appliance.store import Store
 
 
@@ -25,12 +26,13 @@ def test_predictions_keep_version_and_shadow_flag(store):
     second = store.add_prediction(hole_id, shadow, shadow=True)
     assert second > first
     both = store.predictions(hole_id)
-    assert [p["prediction_id"] for p in both] == [second, first]
+    assert [p.prediction_id for p in both] == [second, first]
     live = store.predictions(hole_id, shadow=False)[0]
-    assert live["model_version"] == "m1" and live["shadow"] is False
-    assert live["points"]["entry_mm"] == 3.0 and live["points"]["exit_mm"] is None
-    assert live["spread"] == {"entry": 0.1} and live["presence"] == {"exit": 0.2}
-    assert [p["model_version"] for p in store.latest_predictions(shadow=True)] == ["m2"]
+    assert live.estimate.model_version == "m1" and live.shadow is False
+    assert live.estimate.entry_mm == 3.0 and live.estimate.exit_mm is None
+    assert live.estimate.spread_mm == {"entry": 0.1} and live.estimate.presence == {"exit": 0.2}
+    assert live.estimate.confidence == {"entry": 0.9} and live.estimate.estimator == "ensemble"
+    assert [p.estimate.model_version for p in store.latest_predictions(shadow=True)] == ["m2"]
     with pytest.raises(NotFoundError):
         store.add_prediction("0000000000000000", served)
 
@@ -44,18 +46,22 @@ def test_models_and_activation_log(store):
         store.add_model("bad", "/m/bad", status="great")
     assert store.active_version() is None
     store.record_activation("base", None, "activate", "setup", "first start")
-    store.update_model("ft1", gate_report={"parity": {"passed": True}})
+    report = GateVerdict(version="ft1", passed=True,
+                         gates=(GateOutcome(gate="parity", status="pass", details={"n": 3}),))
+    store.update_model("ft1", gate_report=report)
     store.record_activation("ft1", "base", "activate", "ann")
     assert store.active_version() == "ft1"
-    assert store.get_model("base")["status"] == "retired"
+    assert store.get_model("base").status == "retired"
     store.record_activation("base", "ft1", "rollback", "ann", "worse on new holes")
     assert store.active_version() == "base"
-    assert [m["status"] for m in store.list_models()] == ["active", "retired"]
-    assert store.get_model("ft1")["gate_report"] == {"parity": {"passed": True}}
+    assert [m.status for m in store.list_models()] == ["active", "retired"]
+    assert store.get_model("ft1").gate_report == report  # as it was stored, typed
+    assert store.get_model("base").metrics == {"mae": 0.3} and store.get_model("base").path \
+        == "/m/base"
     log = store.activations()
-    assert [(a["version"], a["action"]) for a in log] == [
+    assert [(a.version, a.action) for a in log] == [
         ("base", "rollback"), ("ft1", "activate"), ("base", "activate")]
-    assert log[0]["previous_version"] == "ft1" and log[0]["reason"] == "worse on new holes"
+    assert log[0].previous_version == "ft1" and log[0].reason == "worse on new holes"
     with pytest.raises(ValidationError):
         store.record_activation("base", None, "promote", "ann")
     with pytest.raises(NotFoundError):
@@ -65,13 +71,16 @@ def test_models_and_activation_log(store):
 
 
 def test_jobs(store):
-    job = store.create_job("train", {"epochs": 3})
-    store.update_job(job, status="running", progress={"epoch": 1}, started_at="2026-01-01 10:00")
+    job = store.create_job("train", JobParams(epochs=3))
+    store.update_job(job, status="running", progress=JobProgress(epoch=1),
+                     started_at="2026-01-01T10:00:00+01:00", log_tail=("one", "two"))
     got = store.get_job(job)
-    assert got["status"] == "running" and got["progress"] == {"epoch": 1}
-    assert got["params"] == {"epochs": 3} and got["started_at"].startswith("2026-01-01T10:00")
+    assert got.status == "running" and got.progress == JobProgress(epoch=1)
+    assert got.params == JobParams(epochs=3) and got.started_at == "2026-01-01T09:00:00.000000Z"
+    assert got.log_tail == ("one", "two") and got.finished_at is None and not got.ended
     store.create_job("train", job_id="second")
-    assert [j["job_id"] for j in store.list_jobs(status="running")] == [job]
+    assert store.get_job("second").params == JobParams() and store.get_job("second").log_tail == ()
+    assert [j.job_id for j in store.list_jobs(status="running")] == [job]
     with pytest.raises(NotFoundError):
         store.get_job("missing")
     with pytest.raises(ValidationError):
@@ -81,8 +90,10 @@ def test_jobs(store):
 def test_audit_quarantine_and_keys(store):
     store.audit("ann", "label", "abc", {"label_id": 3})
     store.audit("cli:root", "ingest", None)
-    assert [a["action"] for a in store.audit_log()] == ["ingest", "label"]
-    assert store.audit_log(action="label")[0]["detail"] == {"label_id": 3}
+    assert [a.action for a in store.audit_log()] == ["ingest", "label"]
+    [entry] = store.audit_log(action="label")
+    assert (entry.actor, entry.subject, entry.detail) == ("ann", "abc", {"label_id": 3})
+    assert entry.at.endswith("Z") and entry.audit_id >= 1
     store.quarantine("/in/bad.xls", "bad.xls (line 3): no Datas section", b"garbage")
     q = store.quarantined()[0]
     assert q["size"] == 7 and len(q["content_hash"]) == 64 and "Datas" in q["error"]

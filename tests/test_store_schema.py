@@ -73,11 +73,11 @@ def test_older_file_is_migrated_and_keeps_its_data(home, monkeypatch):
         assert store.get_trace(hole_id).equals(trace)
         assert store.find_hole_by_source("V4_069.xls") == hole_id
         # v2 columns and tables work on the migrated data
-        assert [p["shadow"] for p in store.predictions(hole_id)] == [False]
+        assert [p.shadow for p in store.predictions(hole_id)] == [False]
         copy = make_trace(1, source="/in/edge-cases/V4_070.xls")
         assert store.add_hole(copy, "edge-cases") == (hole_id, False)
         assert store.find_hole_by_source("V4_070.xls") == hole_id
-        lo, hi = store.get_hole(hole_id)["depth_min"], trace.depth_range[1]
+        lo, hi = store.get_hole(hole_id).depth_min_mm, trace.depth_range[1]
         store.add_label(hole_id, DepthPoints(lo + 1, None, hi - 1), by="ann")
 
 

@@ -23,7 +23,7 @@ def _label_all(store: Store, ids: list[str], by: str = "ann") -> dict[str, Depth
     out = {}
     for k, hole_id in enumerate(ids):
         row = store.get_hole(hole_id)
-        lo, hi = row["depth_min"], row["depth_max"]
+        lo, hi = row.depth_min_mm, row.depth_max_mm
         pts = DepthPoints(lo + 0.5, None if k % 3 == 0 else (lo + hi) / 2, hi - 0.5)
         store.add_label(hole_id, pts, by=by)
         out[hole_id] = pts
@@ -37,7 +37,7 @@ def filled(home):
         ids = [store.add_hole(make_trace(i, n=150 + i), f"group-{i % 2}")[0] for i in range(40)]
         labels = _label_all(store, ids[:30])
         row = store.get_hole(ids[0])
-        newer = DepthPoints(row["depth_min"] + 0.7, None, row["depth_max"] - 0.7)
+        newer = DepthPoints(row.depth_min_mm + 0.7, None, row.depth_max_mm - 0.7)
         store.add_label(ids[0], newer, by="bob")
         labels[ids[0]] = newer
         yield store, ids, labels
@@ -70,7 +70,7 @@ def test_snapshot_round_trip_excludes_exam_and_unlabelled(filled, tmp_path):
         original = store.get_trace(h.hole_id)
         assert h.trace.equals(original) and h.trace.meta == original.meta
         assert h.label == labels[h.hole_id]  # the latest label
-        assert h.group == store.get_hole(h.hole_id)["source_group"]
+        assert h.group == store.get_hole(h.hole_id).source_group
     on_disk = json.loads((tmp_path / "snap" / "manifest.json").read_text())
     assert on_disk == manifest
     assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == [
@@ -93,7 +93,7 @@ def test_same_data_same_content_hash(filled, tmp_path):
     b = export_dataset(store, tmp_path / "b")
     assert a["content_hash"] == b["content_hash"]
     row = store.get_hole(ids[1])
-    store.add_label(ids[1], DepthPoints(row["depth_min"] + 0.9, None, None), by="carl")
+    store.add_label(ids[1], DepthPoints(row.depth_min_mm + 0.9, None, None), by="carl")
     c = export_dataset(store, tmp_path / "c")
     assert c["content_hash"] != a["content_hash"] or store.is_exam(ids[1])
 

@@ -201,8 +201,8 @@ def _snapshot(home: Path, out: Path, rig: str, seeds: range) -> Path:
         for i in seeds:
             hole_id, _ = store.add_hole(make_trace(i, n=200), f"batch-{i % 3}")
             row = store.get_hole(hole_id)
-            store.add_label(hole_id, DepthPoints(row["depth_min"] + 0.5, None,
-                                                 row["depth_max"] - 0.5), by="ann")
+            store.add_label(hole_id, DepthPoints(row.depth_min_mm + 0.5, None,
+                                                 row.depth_max_mm - 0.5), by="ann")
         export_dataset(store, out, rig=rig)
     return out
 

@@ -17,6 +17,7 @@ from test_tui_double import KEY, STAMP, FakeDaemon
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar
 
+from appliance.records import JobParams
 from tui.app import ApplianceApp
 from tui.screens.dialogs import PickScreen
 from tui.screens.drift import DriftScreen
@@ -181,7 +182,7 @@ async def test_force_activation_needs_a_typed_reason_and_rollback_confirms(
         assert "at least 3 characters" in str(app.screen.query_one("#problem").render())
         await pilot.press(*"field trial", "enter")
         await until(pilot, lambda: daemon.active == "ft-0002" and screen.active == "ft-0002")
-        assert daemon.activations[0]["reason"] == "field trial"
+        assert daemon.activations[0].reason == "field trial"
         await pilot.press("b")
         await until(pilot, lambda: len(app.screen_stack) > 1)
         await pilot.press("n")  # no: nothing changes
@@ -222,11 +223,11 @@ async def cancel_on(app: ApplianceApp, daemon: FakeDaemon) -> None:
         screen.query_one("#epochs", Input).value = "50"
         await pilot.press("ctrl+g")
         await until(pilot, lambda: screen.job is not None
-                    and (screen.job["progress"]["fraction"] or 0) > 0)
+                    and (screen.job.progress.fraction or 0) > 0)
         assert "fold 1/2" in str(screen.query_one("#detail").render())
         await pilot.press("ctrl+k")
-        await until(pilot, lambda: screen.job["status"] == "cancelled")
-        assert daemon.jobs[0]["status"] == "cancelled"
+        await until(pilot, lambda: screen.job.status == "cancelled")
+        assert daemon.jobs[0].status == "cancelled"
         assert screen.query_one(ProgressBar).percentage < 1.0
         assert "cancelled by operator" in str(screen.query_one("#job").render())
 
@@ -252,10 +253,10 @@ async def test_a_search_started_on_the_training_screen_lists_its_trials(tmp_path
             await pilot.press("ctrl+t")
             # the table fills as the trials end, not only once the search has
             await until(pilot, lambda: table.display and 0 < table.row_count < 5)
-            await until(pilot, lambda: screen.job["status"] == "succeeded"
+            await until(pilot, lambda: screen.job.status == "succeeded"
                         and table.row_count == 5)
             job_line = str(screen.query_one("#job").render())
-    assert daemon.jobs[0]["params"] == {"trials": 5, "folds": 2, "epochs": 1}
+    assert daemon.jobs[0].params == JobParams(trials=5, folds=2, epochs=1, requested_by="tui")
     assert "search: 5/5 trials, best objective 0.400 mm" in job_line
     assert table.best == 4 and table.get_row("4")[0].plain == "4 ★"
     assert [table.get_row(str(k))[1].plain for k in range(3)] == ["complete", "complete",

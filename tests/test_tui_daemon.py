@@ -306,15 +306,14 @@ async def test_fine_tune_progress_reaches_the_end(daemon: dict[str, Any]) -> Non
                         "checkout): the refusal is shown, the job itself is not run")
         await until(pilot, lambda: screen.job is not None, 20,
                     lambda: f"the job to start: {screen.query_one('#detail').render()}")
-        await until(pilot, lambda: screen.job.get("status") in
-                    ("succeeded", "failed", "cancelled"), 240, "the job to finish")
+        await until(pilot, lambda: screen.job.ended, 240, "the job to finish")
         job = screen.job
-        assert job["status"] == "succeeded", job.get("error")
+        assert job.status == "succeeded", job.error
         assert screen.query_one(ProgressBar).percentage == pytest.approx(1.0)
         assert "succeeded" in str(screen.query_one("#job").render())
         assert screen.events_seen >= 2  # progress came through the event stream
         assert screen.query_one("#log").line_count > 0
-        daemon["candidate"] = job.get("candidate_version")
+        daemon["candidate"] = job.candidate_version
 
 
 @pytest.mark.anyio
@@ -331,7 +330,7 @@ async def test_activate_and_roll_back(daemon: dict[str, Any]) -> None:
                     and len(app.screen.models) == len(models), 20, "the models screen")
         screen = app.screen
         table = screen.query_one("#models", DataTable)
-        table.move_cursor(row=[m["version"] for m in screen.models].index(target))
+        table.move_cursor(row=[m.version for m in screen.models].index(target))
         gate_ok = next(m for m in models if m["version"] == target)["gate_passed"]
         await pilot.press("F" if not gate_ok else "a")
         await pilot.pause(0.2)

@@ -8,6 +8,7 @@ tests/test_tui_daemon.py against `appliance serve`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import socket
 import threading
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jsonschema
 import msgspec
 import numpy as np
 import pytest
@@ -28,6 +30,18 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from appliance.monitor.drift import CHANNELS
 from appliance.points import DepthPoints
+from appliance.records import (
+    Activation,
+    ActivationAction,
+    AuditEntry,
+    GateOutcome,
+    GateVerdict,
+    Job,
+    JobParams,
+    JobProgress,
+    ModelDetail,
+    ModelSummary,
+)
 from appliance.services.holes import review_key
 from tui.client import (
     ApiError,
@@ -36,9 +50,10 @@ from tui.client import (
     DrillDrift,
     Trial,
     best_trial,
+    decoded,
     describe_error,
-    live_accuracy_of,
     parse_sse,
+    running_job,
 )
 
 # The double declares its routes in Litestar's short style; its deprecation notes are noise.
@@ -108,9 +123,10 @@ class FakeDaemon:
     holes: dict[str, dict[str, Any]] = field(default_factory=dict)
     traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     labels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    models: list[dict[str, Any]] = field(default_factory=list)
-    activations: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[Job] = field(default_factory=list)  # newest first, as GET /jobs lists them
+    audit: list[AuditEntry] = field(default_factory=list)  # newest first
+    models: list[ModelSummary] = field(default_factory=list)
+    activations: list[Activation] = field(default_factory=list)  # newest first
     active: str = "baseline"
     event_pause_s: float = 0.01  # between a job's progress events
     requests: list[str] = field(default_factory=list)
@@ -150,22 +166,23 @@ class FakeDaemon:
             }
             d.labels[hid] = []
         d.models = [
-            {"version": "baseline", "parent": None, "architecture": "patchtsmixer",
-             "created_at": "2026-11-01T00:00:00", "status": "active", "active": True,
-             "dataset_hash": "aa", "gate_passed": True,
-             "metrics": {"mae_mm": {"entry": 0.21, "transition": 0.44, "exit": 0.3}}},
-            {"version": "ft-0001", "parent": "baseline", "architecture": "patchtsmixer",
-             "created_at": "2026-11-27T02:00:00", "status": "candidate", "active": False,
-             "dataset_hash": "bb", "gate_passed": True,
-             "metrics": {"mae_mm": {"entry": 0.18, "transition": 0.41, "exit": 0.27}}},
-            {"version": "ft-0002", "parent": "ft-0001", "architecture": "patchtsmixer",
-             "created_at": "2026-11-28T02:00:00", "status": "rejected", "active": False,
-             "dataset_hash": "cc", "gate_passed": False,
-             "metrics": {"mae_mm": {"entry": 0.35, "transition": 0.62, "exit": 0.5}}},
+            ModelSummary(version="baseline", parent=None, architecture="patchtsmixer",
+                         created_at="2026-11-01T00:00:00", status="active", active=True,
+                         dataset_hash="aa", gate_passed=True,
+                         metrics={"mae_mm": {"entry": 0.21, "transition": 0.44, "exit": 0.3}}),
+            ModelSummary(version="ft-0001", parent="baseline", architecture="patchtsmixer",
+                         created_at="2026-11-27T02:00:00", status="candidate", active=False,
+                         dataset_hash="bb", gate_passed=True,
+                         metrics={"mae_mm": {"entry": 0.18, "transition": 0.41,
+                                             "exit": 0.27}}),
+            ModelSummary(version="ft-0002", parent="ft-0001", architecture="patchtsmixer",
+                         created_at="2026-11-28T02:00:00", status="rejected", active=False,
+                         dataset_hash="cc", gate_passed=False,
+                         metrics={"mae_mm": {"entry": 0.35, "transition": 0.62, "exit": 0.5}}),
         ]
-        d.activations = [{"at": "2026-11-01T00:00:05", "version": "baseline",
-                          "previous_version": None, "action": "activate", "actor": "system",
-                          "reason": "first start"}]
+        d.activations = [Activation(activation_id=1, at="2026-11-01T00:00:05",
+                                    version="baseline", previous_version=None,
+                                    action="activate", actor="system", reason="first start")]
         # the holes' drills, some past learning; none in alarm (raise_alarm makes one)
         for i, hole in enumerate(d.holes.values()):
             drill = hole["drill_serial"]
@@ -173,6 +190,10 @@ class FakeDaemon:
         d.live["baseline"] = {"model_version": "baseline", "confirmed": 137, "windows": [
             window_accuracy(50, 50, (0.184, 0.412, 0.263), 0.96),
             window_accuracy(200, 137, (0.201, 0.437, 0.288), 0.949)]}
+        d.audit = [AuditEntry(audit_id=2, at=STAMP, actor="ana", action="label",
+                              subject=next(iter(d.holes), None), detail={"label_id": 1}),
+                   AuditEntry(audit_id=1, at="2026-11-01T00:00:05", actor="daemon",
+                              action="key-create", subject="admin", detail=None)]
         return d
 
     # --- helpers the routes use --------------------------------------------------------------
@@ -181,6 +202,31 @@ class FakeDaemon:
         if hid not in self.holes:
             raise LookupError(f"hole {hid} not found")
         return self.holes[hid]
+
+    def job(self, jid: str) -> Job:
+        found = next((j for j in self.jobs if j.job_id == jid), None)
+        if found is None:
+            raise LookupError(f"job {jid!r} does not exist")
+        return found
+
+    def start_job(self, kind: str, params: JobParams, progress: JobProgress) -> Job:
+        job = Job(job_id=f"job-{len(self.jobs) + 1}", kind=kind, status="running",
+                  params=msgspec.structs.replace(params, requested_by="tui"),
+                  progress=progress, created_at=STAMP, started_at=STAMP, finished_at=None,
+                  error=None, candidate_version=None, log_tail=("snapshot written: 5 holes",))
+        self.jobs.insert(0, job)
+        return job
+
+    def change_job(self, jid: str, progress: dict[str, Any] | None = None,
+                   **fields: Any) -> Job:
+        """The job with these fields (and progress fields) changed, as the runner changes
+        its record: a new one in its place."""
+        job = self.job(jid)
+        if progress:
+            fields["progress"] = msgspec.structs.replace(job.progress, **progress)
+        changed = msgspec.structs.replace(job, **fields)
+        self.jobs[self.jobs.index(job)] = changed
+        return changed
 
     def raise_alarm(self, drill: str, at_hole: int,
                     signals: tuple[str, ...] = ("torque", "thrust")) -> None:
@@ -194,17 +240,25 @@ class FakeDaemon:
             if sig["state"] == "learning":
                 sig["state"] = "ok"
 
-    def set_active(self, version: str, actor: str, action: str, reason: str | None) -> None:
-        for m in self.models:
-            m["active"] = m["version"] == version
-            if m["active"]:
-                m["status"] = "active"
-            elif m["status"] == "active":
-                m["status"] = "retired"
+    def model(self, version: str) -> ModelSummary:
+        found = next((m for m in self.models if m.version == version), None)
+        if found is None:
+            raise LookupError(f"model version {version!r} is not registered")
+        return found
+
+    def set_active(self, version: str, actor: str, action: ActivationAction,
+                   reason: str | None) -> ModelSummary:
+        """Serve `version`, as the registry does: the one serving before retired, the
+        activation logged; the version as it now is."""
+        self.models = [msgspec.structs.replace(
+            m, active=m.version == version,
+            status="active" if m.version == version else
+            "retired" if m.status == "active" else m.status) for m in self.models]
         previous, self.active = self.active, version
-        self.activations.insert(0, {"at": STAMP, "version": version, "action": action,
-                                    "previous_version": previous, "actor": actor,
-                                    "reason": reason})
+        self.activations.insert(0, Activation(
+            activation_id=len(self.activations) + 1, at=STAMP, version=version,
+            previous_version=previous, action=action, actor=actor, reason=reason))
+        return self.model(version)
 
     def app(self) -> Litestar:
         d = self
@@ -228,7 +282,7 @@ class FakeDaemon:
             d.requests.append("health")
             if not authorised(request):
                 return refuse(401, "unauthorised")
-            running = next((j for j in d.jobs if j["status"] == "running"), None)
+            running = next((j for j in d.jobs if j.status == "running"), None)
             return {"status": "ok", "version": "test", "active_model": d.active,
                     "estimator": "ensemble", "running_job": running,
                     "store": {"ok": True, "path": "appliance.duckdb", "holes": len(d.holes),
@@ -298,43 +352,43 @@ class FakeDaemon:
 
         @post("/jobs/fine-tune", status_code=202)
         async def fine_tune(data: dict[str, Any]) -> Any:
-            if any(j["status"] == "running" for j in d.jobs):
+            from api.schemas import FineTuneIn
+
+            try:
+                asked = msgspec.convert(data, FineTuneIn)
+            except msgspec.ValidationError as exc:
+                return refuse(400, f"Validation failed for POST /jobs/fine-tune: {exc}")
+            if any(j.status == "running" for j in d.jobs):
                 return refuse(409, "a job is already running")
-            job = {"id": f"job-{len(d.jobs) + 1}", "kind": "fine-tune", "status": "running",
-                   "params": data, "created_at": STAMP, "started_at": STAMP,
-                   "finished_at": None, "error": None, "candidate_version": None,
-                   "log_tail": ["snapshot written: 5 holes"],
-                   "progress": {"fraction": 0.0, "fold": 0, "folds": data["folds"],
-                                "epoch": 0, "epochs": data["epochs"], "eta_s": 30.0}}
-            d.jobs.insert(0, job)
-            return job
+            return d.start_job(
+                "fine-tune",
+                JobParams(folds=asked.folds, epochs=asked.epochs, head_only=asked.head_only,
+                          architecture=asked.architecture, seed=asked.seed),
+                JobProgress(fraction=0.0, fold=0, folds=asked.folds, epoch=0,
+                            epochs=asked.epochs, eta_s=30.0))
 
         @post("/jobs/tune", status_code=202)
         async def tune(data: dict[str, Any]) -> Any:
             from api.schemas import TuneIn
 
             try:
-                params = msgspec.structs.asdict(msgspec.convert(data, TuneIn))
+                asked = msgspec.convert(data, TuneIn)
             except msgspec.ValidationError as exc:
                 return refuse(400, f"Validation failed for POST /jobs/tune: {exc}")
-            if any(j["status"] == "running" for j in d.jobs):
+            if any(j.status == "running" for j in d.jobs):
                 return refuse(409, "a job is already running")
-            job = {"id": f"job-{len(d.jobs) + 1}", "kind": "tune", "status": "running",
-                   "params": params, "created_at": STAMP, "started_at": STAMP,
-                   "finished_at": None, "error": None, "candidate_version": None,
-                   "log_tail": ["snapshot written: 5 holes"],
-                   "progress": {"fraction": 0.0, "folds": params["folds"],
-                                "epochs": params["epochs"], "trials_done": 0,
-                                "trials_total": params["trials"], "best_objective": None}}
-            d.jobs.insert(0, job)
-            d.trials[job["id"]] = []
+            job = d.start_job(
+                "tune", JobParams(trials=asked.trials, folds=asked.folds, epochs=asked.epochs),
+                JobProgress(fraction=0.0, folds=asked.folds, epochs=asked.epochs,
+                            trials_done=0, trials_total=asked.trials))
+            d.trials[job.job_id] = []
             return job
 
         @get("/jobs/{jid:str}/trials")
         async def trials(jid: str) -> Any:
-            job = next(j for j in d.jobs if j["id"] == jid)
-            if job["kind"] != "tune":
-                return refuse(422, f"job {jid} is a {job['kind']}, not a search")
+            job = d.job(jid)
+            if not job.is_search:
+                return refuse(422, f"job {jid} is a {job.kind}, not a search")
             return d.trials[jid]
 
         @get("/jobs")
@@ -343,63 +397,72 @@ class FakeDaemon:
 
         @get("/jobs/{jid:str}")
         async def get_job(jid: str) -> Any:
-            return next(j for j in d.jobs if j["id"] == jid)
+            return d.job(jid)
 
         @delete("/jobs/{jid:str}", status_code=200)
         async def cancel_job(jid: str) -> Any:
-            job = next(j for j in d.jobs if j["id"] == jid)
-            job["status"], job["error"] = "cancelled", "cancelled by operator"
-            return job
+            return d.change_job(jid, status="cancelled", error="cancelled by operator",
+                                finished_at=STAMP)
 
         @get("/jobs/{jid:str}/events")
         async def events(jid: str) -> ServerSentEvent:
-            job = next(j for j in d.jobs if j["id"] == jid)
+            def message(job: Job, event: str) -> ServerSentEventMessage:
+                return ServerSentEventMessage(data=msgspec.json.encode(job).decode(),
+                                              event=event)
 
             async def search() -> Any:
                 # a trial ends, its row is in trials.csv, then the job changes (as the runner)
-                total, found = job["progress"]["trials_total"], d.trials[jid]
+                total, found = d.job(jid).progress.trials_total or 0, d.trials[jid]
                 for k in range(total):
                     await asyncio.sleep(d.event_pause_s)
-                    if job["status"] != "running":
+                    if d.job(jid).status != "running":
                         break
                     found.append(search_trial(k))
                     scored = [t["objective"] for t in found if t["objective"] is not None]
-                    job["progress"].update(fraction=round((k + 1) / total, 4), trials_done=k + 1,
-                                           best_objective=min(scored, default=None),
-                                           last_event="trial")
-                    job["log_tail"] = [*job["log_tail"][-9:], f"trial {k}: {found[-1]['state']}"]
-                    yield ServerSentEventMessage(data=json.dumps(job), event="job")
+                    job = d.change_job(
+                        jid, progress={"fraction": round((k + 1) / total, 4),
+                                       "trials_done": k + 1, "last_event": "trial",
+                                       "best_objective": min(scored, default=None)},
+                        log_tail=(*d.job(jid).log_tail[-9:], f"trial {k}: {found[-1]['state']}"))
+                    yield message(job, "job")
                 complete = [t for t in found if t["objective"] is not None]
-                if job["status"] == "running" and complete:
+                if d.job(jid).status == "running" and complete:
                     best = min(complete, key=lambda t: t["objective"])
-                    job.update(status="succeeded", finished_at=STAMP)
-                    job["progress"].update(best_trial=best["number"], best_params=best["params"],
-                                           trials_finished=len(found), eta_s=0.0,
-                                           last_event="done")
-                elif job["status"] == "running":
-                    job.update(status="failed", finished_at=STAMP, error="no trial finished")
-                yield ServerSentEventMessage(data=json.dumps(job), event="end")
+                    d.change_job(jid, status="succeeded", finished_at=STAMP, progress={
+                        "best_trial": best["number"], "best_params": best["params"],
+                        "trials_finished": len(found), "eta_s": 0.0, "last_event": "done"})
+                elif d.job(jid).status == "running":
+                    d.change_job(jid, status="failed", finished_at=STAMP,
+                                 error="no trial finished")
+                yield message(d.job(jid), "end")
 
             async def stream() -> Any:
-                folds, epochs = job["progress"]["folds"], job["progress"]["epochs"]
+                folds, epochs = d.job(jid).params.folds or 1, d.job(jid).params.epochs or 1
                 total = folds * epochs
                 for k in range(total):
                     await asyncio.sleep(d.event_pause_s)
-                    if job["status"] != "running":
+                    if d.job(jid).status != "running":
                         break
                     fold, epoch = divmod(k, epochs)
-                    job["progress"].update(fraction=round((k + 1) / total, 4), fold=fold,
-                                           epoch=epoch, eta_s=float(total - k - 1),
-                                           train_loss=1.0 / (k + 1), last_event="epoch")
-                    job["log_tail"] = [*job["log_tail"][-9:], f"fold {fold} epoch {epoch}"]
-                    yield ServerSentEventMessage(data=json.dumps(job), event="job")
-                if job["status"] == "running":
-                    job.update(status="succeeded", candidate_version="ft-0003",
-                               finished_at=STAMP)
-                    job["progress"].update(gate_passed=True, eta_s=0.0)
-                yield ServerSentEventMessage(data=json.dumps(job), event="end")
+                    job = d.change_job(
+                        jid, progress={"fraction": round((k + 1) / total, 4), "fold": fold,
+                                       "epoch": epoch, "eta_s": float(total - k - 1),
+                                       "train_loss": 1.0 / (k + 1), "last_event": "epoch"},
+                        log_tail=(*d.job(jid).log_tail[-9:], f"fold {fold} epoch {epoch}"))
+                    yield message(job, "job")
+                if d.job(jid).status == "running":
+                    d.change_job(jid, status="succeeded", candidate_version="ft-0003",
+                                 finished_at=STAMP, progress={"gate_passed": True,
+                                                              "eta_s": 0.0})
+                yield message(d.job(jid), "end")
 
-            return ServerSentEvent(search() if job["kind"] == "tune" else stream())
+            return ServerSentEvent(search() if d.job(jid).is_search else stream())
+
+        @get("/audit")
+        async def audit(request: Request, limit: int = 100) -> Any:
+            if not authorised(request):
+                return refuse(401, "unauthorised")
+            return d.audit[:limit]
 
         @get("/models")
         async def list_models() -> Any:
@@ -407,7 +470,7 @@ class FakeDaemon:
 
         @get("/models/active")
         async def active_model() -> Any:
-            model = next(m for m in d.models if m["version"] == d.active)
+            model = msgspec.to_builtins(d.model(d.active))
             if not d.has_drift:
                 return model
             return {**model, "live_accuracy": d.live.get(d.active)}
@@ -436,40 +499,37 @@ class FakeDaemon:
 
         @post("/models/{version:str}/activate", status_code=200)
         async def activate(request: Request, version: str, data: dict[str, Any]) -> Any:
-            model = next((m for m in d.models if m["version"] == version), None)
+            model = next((m for m in d.models if m.version == version), None)
             if model is None:
                 return refuse(404, f"model {version} not found")
-            if not model["gate_passed"] and not data.get("force"):
+            if not model.gate_passed and not data.get("force"):
                 return refuse(409, f"{version} failed the gate accuracy_regression: entry MAE "
                                    "0.350 mm > active 0.210 mm + 0.05")
             if data.get("force") and not data.get("reason"):
                 return refuse(422, "force needs a reason")
-            d.set_active(version, "tui", "activate", data.get("reason"))
-            return {"at": STAMP, "version": version, "action": "activate", "actor": "tui",
-                    "reason": data.get("reason"), "previous_version": None}
+            return d.set_active(version, "tui", "activate", data.get("reason"))
 
         @post("/models/rollback", status_code=200)
         async def rollback(data: dict[str, Any]) -> Any:
-            history = [a["previous_version"] for a in d.activations
-                       if a["action"] == "activate" and a["previous_version"]]
+            history = [a.previous_version for a in d.activations
+                       if a.action == "activate" and a.previous_version]
             if not history:
                 return refuse(409, "nothing to roll back to")
-            d.set_active(history[0], "tui", "rollback", data.get("reason"))
-            return next(m for m in d.models if m["version"] == d.active)
+            return d.set_active(history[0], "tui", "rollback", data.get("reason"))
 
         @get("/models/{version:str}")
         async def show_model(version: str) -> Any:
-            model = next((m for m in d.models if m["version"] == version), None)
+            model = next((m for m in d.models if m.version == version), None)
             if model is None:
                 return refuse(404, f"model {version} not found")
-            ok = model["gate_passed"]
-            gates = [{"gate": "integrity", "status": "pass", "summary": "loads, finite"},
-                     {"gate": "accuracy", "status": "pass" if ok else "fail",
-                      "summary": "MAE no worse than the active model" if ok else
-                      "entry MAE 0.350 mm > 0.210 mm + 0.05"}]
-            return {"model": model, "card": f"# {version}", "manifest": {},
-                    "gate_report": {"version": version, "passed": ok, "gates": gates,
-                                    "compared_with": "baseline", "at": STAMP}}
+            ok = bool(model.gate_passed)
+            gates = (GateOutcome(gate="integrity", status="pass", summary="loads, finite"),
+                     GateOutcome(gate="accuracy", status="pass" if ok else "fail",
+                                 summary="MAE no worse than the active model" if ok else
+                                 "entry MAE 0.350 mm > 0.210 mm + 0.05"))
+            return ModelDetail(model=model, card=f"# {version}", manifest={},
+                               gate_report=GateVerdict(version=version, passed=ok, gates=gates,
+                                                       compared_with="baseline", at=STAMP))
 
         @get("/models/activations")
         async def activations(limit: int = 100) -> Any:
@@ -477,7 +537,7 @@ class FakeDaemon:
 
         return Litestar(
             [health, health_details, list_holes, get_hole, get_trace, get_estimate, put_label,
-             get_labels, fine_tune, tune, trials, list_jobs, get_job, cancel_job, events,
+             get_labels, fine_tune, tune, trials, list_jobs, get_job, cancel_job, events, audit,
              list_models, active_model, activate, rollback, activations, show_model, drift,
              reset_drift],
             exception_handlers={LookupError: missing, StopIteration: missing},
@@ -591,11 +651,14 @@ async def test_job_events_stream_to_the_end() -> None:
     daemon = FakeDaemon.seeded(n_holes=1)
     client = client_of(daemon)
     job = await client.start_fine_tune(folds=2, epochs=3, head_only=True)
-    events = [e async for e in client.job_events(job["id"])]
-    assert [e["event"] for e in events] == ["job"] * 6 + ["end"]
-    assert events[-1]["status"] == "succeeded"
-    assert [e["progress"]["fraction"] for e in events[:-1]] == sorted(
-        e["progress"]["fraction"] for e in events[:-1])
+    assert job.params == JobParams(folds=2, epochs=3, head_only=True, requested_by="tui")
+    events = [e async for e in client.job_events(job.job_id)]
+    assert [e.status for e in events] == ["running"] * 6 + ["succeeded"]
+    assert [e.ended for e in events] == [False] * 6 + [True]
+    fractions = [e.progress.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert events[-1].candidate_version == "ft-0003" and events[-1].progress.gate_passed
+    assert await client.get_job(job.job_id) == events[-1]
     await client.aclose()
 
 
@@ -614,8 +677,8 @@ async def test_parse_sse_handles_comments_multiline_and_names() -> None:
             yield line
 
     events = [e async for e in parse_sse(lines())]
-    assert events == [{"status": "running", "event": "job"}, {"message": "plain words"},
-                      {"status": "failed", "event": "end"}]
+    assert events == [("job", '{"status":\n"running"}'), (None, "plain words"),
+                      ("end", '{"status": "failed"}')]
 
 
 def test_describe_error_prefers_detail_and_names_failing_gates() -> None:
@@ -678,7 +741,7 @@ def _struct_in(hint: Any) -> type[msgspec.Struct] | None:
 
 
 async def test_the_double_serves_drift_and_live_accuracy_shaped_as_the_api() -> None:
-    from api.schemas import DriftOut, DrillDriftOut, ModelOut
+    from api.schemas import ActiveModelOut, DriftOut, DrillDriftOut
 
     daemon = FakeDaemon.seeded(n_holes=5)
     daemon.raise_alarm("SN103", at_hole=37)
@@ -687,10 +750,10 @@ async def test_the_double_serves_drift_and_live_accuracy_shaped_as_the_api() -> 
     assert_shaped_as((await http.get("/drift")).json(), DriftOut)
     assert_shaped_as((await http.post("/drift/SN103/reset")).json(), DrillDriftOut)
     active = (await http.get("/models/active")).json()
-    assert_shaped_as(active, ModelOut)
+    assert_shaped_as(active, ActiveModelOut)
     assert active["live_accuracy"]["windows"][0]["window"] == 50
     daemon.live.clear()  # no confirmed holes yet: null, as the real route says it
-    assert_shaped_as((await http.get("/models/active")).json(), ModelOut)
+    assert_shaped_as((await http.get("/models/active")).json(), ActiveModelOut)
     await http.aclose()
 
 
@@ -720,7 +783,8 @@ async def test_a_daemon_without_the_drift_watch_answers_none() -> None:
     client = client_of(daemon)
     assert await client.drift() is None
     active = await client.active_model()
-    assert "live_accuracy" not in active and live_accuracy_of(active) is None
+    assert active is not None and not active.served and active.live is None
+    assert active.model.version == "baseline"
     await client.aclose()
 
 
@@ -730,7 +794,8 @@ async def test_holes_of_one_drill_and_live_accuracy_records() -> None:
     holes = await client.list_holes("needs-review", drill="SN102")
     assert [h["drill_serial"] for h in holes] == ["SN102"]
     assert daemon.requests[-1] == "holes?status=needs-review&drill=SN102"
-    live = live_accuracy_of(await client.active_model())
+    active = await client.active_model()
+    live = None if active is None else active.live
     assert live is not None and live.model_version == "baseline" and live.confirmed == 137
     assert [(w.window, w.holes) for w in live.windows] == [(50, 50), (200, 137)]
     assert live.windows[0].mae("transition") == pytest.approx(0.412)
@@ -750,20 +815,21 @@ def test_a_malformed_drift_answer_is_named() -> None:
 
 
 async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api() -> None:
-    from api.schemas import JobOut, TrialOut
+    from api.schemas import TrialOut
 
     daemon = FakeDaemon.seeded(n_holes=1)
     client = client_of(daemon)
     job = await client.start_tune(trials=6, folds=2, epochs=3)
-    msgspec.convert(job, JobOut)
-    assert (job["kind"], job["params"]) == ("tune", {"trials": 6, "folds": 2, "epochs": 3})
-    assert await client.list_trials(job["id"]) == []  # none ended yet
-    events = [e async for e in client.job_events(job["id"])]
-    assert [e["progress"]["trials_done"] for e in events] == [1, 2, 3, 4, 5, 6, 6]
-    assert events[-1]["status"] == "succeeded" and events[-1]["progress"]["best_trial"] == 4
-    for body in daemon.trials[job["id"]]:
+    assert (job.kind, job.params) == ("tune", JobParams(trials=6, folds=2, epochs=3,
+                                                        requested_by="tui"))
+    assert job.is_search
+    assert await client.list_trials(job.job_id) == []  # none ended yet
+    events = [e async for e in client.job_events(job.job_id)]
+    assert [e.progress.trials_done for e in events] == [1, 2, 3, 4, 5, 6, 6]
+    assert events[-1].status == "succeeded" and events[-1].progress.best_trial == 4
+    for body in daemon.trials[job.job_id]:
         assert_shaped_as(body, TrialOut)
-    trials = await client.list_trials(job["id"])
+    trials = await client.list_trials(job.job_id)
     assert [(t.number, t.state) for t in trials][:3] == [
         (0, "complete"), (1, "complete"), (2, "pruned")]
     assert trials[2].objective is None and trials[2].params["head_epochs"] == 2
@@ -772,7 +838,7 @@ async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api(
         trials[0].params["lr"] = 1.0  # type: ignore[index]  # a record, not a buffer
     fine = await client.start_fine_tune(folds=2, epochs=1, head_only=True)
     with pytest.raises(ApiError) as err:
-        await client.list_trials(fine["id"])
+        await client.list_trials(fine.job_id)
     assert err.value.status == 422 and "not a search" in err.value.message
     await client.aclose()
 
@@ -786,3 +852,154 @@ def test_a_malformed_trial_is_named_and_the_best_is_the_daemons_or_the_lowest() 
         Trial.from_json({**search_trial(0), "state": "done"})
     with pytest.raises(ValueError, match="param 'lr' is True, not a number or text"):
         Trial.from_json({**search_trial(0), "params": {"lr": True}})
+
+
+# --- jobs and the audit trail, checked against the daemon's own OpenAPI schema (issue 12) -------
+
+
+@pytest.fixture(scope="module")
+def openapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """/schema/openapi.json of a real daemon: what the double's answers are held to."""
+    from litestar.testing import TestClient
+    from model_fixtures import build_model_folder
+
+    from api.app import create_app
+    from appliance.config import load_config
+    from appliance.services.daemon import Daemon
+
+    root = tmp_path_factory.mktemp("double-schema")
+    base = build_model_folder(root / "shipped", "fixture-base")
+    daemon = Daemon.open(load_config(root / "home"), schedule=False, baseline_dir=base)
+    try:
+        schema: dict[str, Any] = TestClient(create_app(daemon)).get(
+            "/schema/openapi.json").json()
+    finally:
+        daemon.close()
+    return schema
+
+
+def answer_schema(openapi: dict[str, Any], method: str, path: str, status: int,
+                  media: str = "application/json") -> jsonschema.Draft202012Validator:
+    """A validator of the route's documented answer in which every object of the components
+    is closed: a key the API lacks fails as surely as one it has that the double forgot."""
+    components = copy.deepcopy(openapi["components"])
+    for body in components["schemas"].values():
+        if body.get("type") == "object" and "properties" in body:
+            body.setdefault("additionalProperties", False)
+    answer = openapi["paths"][path][method]["responses"][str(status)]["content"][media]
+    return jsonschema.Draft202012Validator({**answer["schema"], "components": components})
+
+
+async def test_the_doubles_jobs_and_audit_validate_against_the_daemons_schema(
+        openapi: dict[str, Any]) -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    daemon.event_pause_s = 0.0
+    http = httpx.AsyncClient(transport=daemon.transport(), base_url="http://daemon.test",
+                             headers={"Authorization": f"Bearer {KEY}"})
+    fine = await http.post("/jobs/fine-tune", json={"folds": 2, "epochs": 2})
+    answer_schema(openapi, "post", "/jobs/fine-tune", 202).validate(fine.json())
+    jid = fine.json()["id"]
+    answer_schema(openapi, "get", "/health/details", 200).validate(
+        (await http.get("/health/details")).json())
+    stream = (await http.get(f"/jobs/{jid}/events")).text
+    events = [data async for _, data in parse_sse(_lines(stream))]
+    event_schema = answer_schema(openapi, "get", "/jobs/{job_id}/events", 200,
+                                 "text/event-stream")
+    assert len(events) == 5  # one per epoch, then the end
+    for data in events:
+        event_schema.validate(json.loads(data))
+    search = await http.post("/jobs/tune", json={"trials": 2, "folds": 2, "epochs": 1})
+    answer_schema(openapi, "post", "/jobs/tune", 202).validate(search.json())
+    answer_schema(openapi, "get", "/jobs", 200).validate((await http.get("/jobs")).json())
+    answer_schema(openapi, "get", "/jobs/{job_id}", 200).validate(
+        (await http.get(f"/jobs/{jid}")).json())
+    answer_schema(openapi, "delete", "/jobs/{job_id}", 200).validate(
+        (await http.delete(f"/jobs/{search.json()['id']}")).json())
+    audit = (await http.get("/audit")).json()
+    answer_schema(openapi, "get", "/audit", 200).validate(audit)
+    assert [a["action"] for a in audit] == ["label", "key-create"]
+    # the check bites: a key the API lacks, or one it has that the double dropped
+    with pytest.raises(jsonschema.ValidationError, match="'reason' was unexpected"):
+        answer_schema(openapi, "get", "/jobs/{job_id}", 200).validate(
+            {**fine.json(), "reason": "an older name of error"})
+    with pytest.raises(jsonschema.ValidationError, match="'id' is a required property"):
+        answer_schema(openapi, "get", "/jobs/{job_id}", 200).validate(
+            {k: v for k, v in fine.json().items() if k != "id"})
+    await http.aclose()
+
+
+async def _lines(text: str) -> Any:
+    for line in text.splitlines():
+        yield line
+
+
+async def test_jobs_and_audit_entries_are_decoded_into_the_apis_records() -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    client = client_of(daemon)
+    started = await client.start_fine_tune(folds=2, epochs=1, head_only=False)
+    assert await client.list_jobs() == [started] and not started.ended
+    cancelled = await client.cancel_job(started.job_id)
+    assert (cancelled.status, cancelled.error) == ("cancelled", "cancelled by operator")
+    assert cancelled.ended and cancelled.params == started.params
+    entries = await client.audit()
+    assert entries == daemon.audit and entries[0].detail == {"label_id": 1}
+    await client.aclose()
+
+
+async def test_a_job_the_client_cannot_read_is_named() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    client = client_of(daemon)
+    job = await client.start_fine_tune(folds=2, epochs=1, head_only=False)
+    # a daemon that names the job "job_id" (or says "done"): refused, naming what is wrong
+    body = msgspec.to_builtins(job)
+    wrong = {k: v for k, v in body.items() if k != "id"} | {"job_id": job.job_id}
+    with pytest.raises(ApiError, match=r"GET /jobs: unexpected answer \(Object missing "
+                                       r"required field `id` - at `\$\[0\]`\)"):
+        decoded([wrong], list[Job], "GET /jobs")
+    with pytest.raises(ApiError, match=r"Invalid enum value 'done' - at `\$.status`"):
+        decoded({**body, "status": "done"}, Job, "GET /jobs/job-1")
+    assert running_job({"running_job": None}) is None
+    assert running_job({"running_job": body}) == job
+    await client.aclose()
+
+
+async def test_the_doubles_models_validate_against_the_daemons_schema(
+        openapi: dict[str, Any]) -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    http = httpx.AsyncClient(transport=daemon.transport(), base_url="http://daemon.test",
+                             headers={"Authorization": f"Bearer {KEY}"})
+    answer_schema(openapi, "get", "/models", 200).validate((await http.get("/models")).json())
+    answer_schema(openapi, "get", "/models/active", 200).validate(
+        (await http.get("/models/active")).json())
+    answer_schema(openapi, "get", "/models/{version}", 200).validate(
+        (await http.get("/models/ft-0002")).json())
+    activated = await http.post("/models/ft-0001/activate", json={"force": False})
+    answer_schema(openapi, "post", "/models/{version}/activate", 200).validate(activated.json())
+    answer_schema(openapi, "get", "/models/activations", 200).validate(
+        (await http.get("/models/activations")).json())
+    back = await http.post("/models/rollback", json={"reason": "worse"})
+    answer_schema(openapi, "post", "/models/rollback", 200).validate(back.json())
+    assert back.json()["version"] == "baseline" and back.json()["active"] is True
+    with pytest.raises(jsonschema.ValidationError, match="'name' was unexpected"):
+        answer_schema(openapi, "post", "/models/{version}/activate", 200).validate(
+            {**activated.json(), "name": "an older name of version"})
+    await http.aclose()
+
+
+async def test_models_are_decoded_into_the_apis_records() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    client = client_of(daemon)
+    assert await client.list_models() == daemon.models
+    detail = await client.get_model("ft-0002")
+    assert detail.model == daemon.model("ft-0002") and detail.gate_report is not None
+    assert [g.gate for g in detail.gate_report.blocking] == ["accuracy"]
+    activated = await client.activate("ft-0001")
+    assert activated.active and activated.status == "active"
+    assert await client.activations() == daemon.activations
+    assert (await client.activations())[0].previous_version == "baseline"
+    back = await client.rollback(reason="worse")
+    assert back.version == "baseline" and daemon.active == "baseline"
+    daemon.models[0] = msgspec.structs.replace(daemon.models[0], status="promoted")  # type: ignore[arg-type]
+    with pytest.raises(ApiError, match=r"GET /models: unexpected answer .*promoted"):
+        await client.list_models()
+    await client.aclose()

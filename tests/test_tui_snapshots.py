@@ -93,7 +93,7 @@ def test_training_after_a_finished_job(snap_compare) -> None:  # noqa: ANN001
         await wait_for(pilot, lambda: isinstance(app.screen, TrainingScreen))
         await pilot.press("ctrl+g")
         await wait_for(pilot, lambda: app.screen.job is not None
-                       and app.screen.job["status"] == "succeeded")
+                       and app.screen.job.status == "succeeded")
 
     assert snap_compare(app, terminal_size=SIZE, run_before=trained)
 
@@ -108,7 +108,7 @@ def test_training_after_a_search(snap_compare) -> None:  # noqa: ANN001
         await pilot.press("ctrl+t")
         # the last read of the trials follows the job's end: wait for all of them
         await wait_for(pilot, lambda: app.screen.job is not None
-                       and app.screen.job["status"] == "succeeded"
+                       and app.screen.job.status == "succeeded"
                        and app.screen.query_one(TrialTable).row_count == 6)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=searched)

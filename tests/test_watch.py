@@ -94,8 +94,8 @@ def test_a_growing_file_is_read_once_whole_after_it_stopped_growing(
         assert _quiet(daemon, 2 * settle_s).ingested == 1
         assert daemon.store.count_holes() == 1
         hole = daemon.store.list_holes()[0]
-        assert hole["n_samples"] == n_samples
-        assert hole["source"] == path.name  # its file name, as `appliance ingest` stores it
+        assert hole.n_samples == n_samples
+        assert hole.source == path.name  # its file name, as `appliance ingest` stores it
         assert daemon.store.quarantined() == []
 
 
@@ -115,7 +115,7 @@ def test_a_malformed_file_is_quarantined_and_watching_goes_on(
         good.write_bytes(data)
         status = _until(daemon, lambda s: s.ingested == 1)
         assert (status.quarantined, status.failed, status.last_file) == (1, 0, str(good))
-        assert daemon.store.list_holes()[0]["n_samples"] == n_samples
+        assert daemon.store.list_holes()[0].n_samples == n_samples
 
 
 def test_a_file_the_store_refuses_is_quarantined_with_its_reason(
@@ -149,8 +149,8 @@ def test_a_byte_identical_copy_is_a_duplicate(
         status = _until(daemon, lambda s: s.duplicates == 1)
         assert (status.ingested, status.quarantined, status.failed) == (1, 0, 0)
         assert daemon.store.count_holes() == 1
-        hole_id = daemon.store.list_holes()[0]["hole_id"]
-        assert set(daemon.store.get_hole(hole_id)["sources"]) == {first.name, copy.name}
+        hole_id = daemon.store.list_holes()[0].hole_id
+        assert set(daemon.store.hole_sources(hole_id)) == {first.name, copy.name}
 
 
 def test_files_there_before_start_are_ingested_hidden_and_temporary_ones_not(
@@ -168,7 +168,7 @@ def test_files_there_before_start_are_ingested_hidden_and_temporary_ones_not(
         status = _quiet(daemon)
         assert (status.ingested, status.duplicates, status.quarantined, status.failed) == \
             (2, 0, 0, 0)
-        assert sorted(h["source"] for h in daemon.store.list_holes()) == ["old.XLS", "older.xls"]
+        assert sorted(h.source for h in daemon.store.list_holes()) == ["old.XLS", "older.xls"]
         assert daemon.store.quarantined() == []
 
 

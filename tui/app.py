@@ -14,8 +14,15 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from appliance.home import resolve_home
-from tui.client import ApiError, DaemonClient, DaemonUnreachable, DrillDrift, items_of
-from tui.fields import job_id, job_is_running, model_version
+from appliance.records import Job
+from tui.client import (
+    ApiError,
+    DaemonClient,
+    DaemonUnreachable,
+    DrillDrift,
+    items_of,
+    running_job,
+)
 from tui.screens.dialogs import OperatorScreen, StartDaemonScreen
 from tui.screens.drift import DriftScreen
 from tui.screens.help import HelpScreen
@@ -82,15 +89,11 @@ class ApplianceApp(App[int]):
         old = self.status
         try:
             health = await self.client.health_details()
-            active = health.get("active_model")
-            version = model_version(active) if isinstance(active, dict) else str(active or "")
+            version = str(health.get("active_model") or "")  # api.schemas.HealthDetailsOut
             if not version:
                 # no model serves: say which estimator answers instead
                 version = f"none ({health.get('estimator') or 'rule-based'})"
-            job = health.get("running_job")
-            if "running_job" not in health:
-                running = [j for j in await self.client.list_jobs() if job_is_running(j)]
-                job = running[-1] if running else None
+            job = running_job(health)
             self.holes_now = _count_holes(health)
             if self.holes_now is None:
                 self.holes_now = await self.client.count_holes()
@@ -207,16 +210,12 @@ def _count_holes(health: dict[str, Any]) -> int | None:
     return None
 
 
-def _job_text(job: Any) -> str:
-    if not job:
+def _job_text(job: Job | None) -> str:
+    if job is None:
         return "no job"
-    if isinstance(job, dict):
-        progress = job.get("progress")
-        if isinstance(progress, dict):
-            progress = progress.get("fraction")
-        pct = f" {progress * 100:.0f}%" if isinstance(progress, (int, float)) else ""
-        return f"job {job_id(job)} {job.get('status', 'running')}{pct}"
-    return f"job {job}"
+    fraction = job.progress.fraction
+    pct = f" {fraction * 100:.0f}%" if fraction is not None else ""
+    return f"job {job.job_id} {job.status}{pct}"
 
 
 __all__ = ["ApplianceApp", "items_of"]

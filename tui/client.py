@@ -8,17 +8,18 @@ can offer to start a daemon and keep retrying.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from appliance.monitor.accuracy import LiveAccuracy, WindowAccuracy
 from appliance.points import DepthPoints
+from appliance.records import Activation, AuditEntry, Job, ModelDetail, ModelSummary
 from tui.fields import hole_priority
 
 DEFAULT_URL = "http://127.0.0.1:8470"
@@ -84,6 +85,27 @@ def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
             if isinstance(value, list):
                 return value
     return []
+
+
+# --- the records the daemon serves as the domain declares them (appliance.records) ----------
+# A job or an audit entry is decoded into the very type the API encoded it from: a field the
+# daemon renamed or dropped fails here, naming it, rather than reading as "-" on a screen.
+
+_Record = TypeVar("_Record")
+
+
+def decoded(body: Any, kind: type[_Record], where: str) -> _Record:
+    """`body` (JSON already parsed) as `kind`; an ApiError naming the route when it is not."""
+    try:
+        return msgspec.convert(body, kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(f"{where}: unexpected answer ({exc})") from exc
+
+
+def running_job(health: dict[str, Any]) -> Job | None:
+    """The job a GET /health/details body says is running, if any."""
+    body = health.get("running_job")
+    return None if body is None else decoded(body, Job, "GET /health/details")
 
 
 # --- typed records of the drift watch and live accuracy (issue 14) --------------------------
@@ -163,6 +185,17 @@ def live_accuracy_from_json(body: Any) -> LiveAccuracy:
             for w in body["windows"] if _is_object(w, "an accuracy window")
         ),
     )
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """GET /models/active: the serving version and how it has done since it was activated
+    (live None: no confirmed hole yet); served False from a daemon older than issue 14, whose
+    answer has no live_accuracy at all."""
+
+    model: ModelSummary
+    live: LiveAccuracy | None
+    served: bool
 
 
 def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
@@ -440,18 +473,18 @@ class DaemonClient:
 
     async def start_fine_tune(
         self, folds: int, epochs: int, head_only: bool, architecture: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Job:
         body: dict[str, Any] = {"folds": folds, "epochs": epochs, "head_only": head_only}
         if architecture:
             body["architecture"] = architecture
-        job = await self._request("POST", "/jobs/fine-tune", json_body=body)
-        return job.get("job", job) if isinstance(job, dict) else job
+        path = "/jobs/fine-tune"
+        return decoded(await self._request("POST", path, json_body=body), Job, f"POST {path}")
 
-    async def start_tune(self, trials: int, folds: int, epochs: int) -> dict[str, Any]:
+    async def start_tune(self, trials: int, folds: int, epochs: int) -> Job:
         """A hyperparameter search from the active model (a job of kind "tune")."""
         body = {"trials": trials, "folds": folds, "epochs": epochs}
-        job = await self._request("POST", "/jobs/tune", json_body=body)
-        return job.get("job", job) if isinstance(job, dict) else job
+        path = "/jobs/tune"
+        return decoded(await self._request("POST", path, json_body=body), Job, f"POST {path}")
 
     async def list_trials(self, job_id: Any) -> list[Trial]:
         """A search's trials so far, in order (none before the first one ends)."""
@@ -462,72 +495,94 @@ class DaemonClient:
         except ValueError as exc:
             raise ApiError(f"GET {path}: unexpected answer ({exc})") from exc
 
-    async def list_jobs(self) -> list[dict[str, Any]]:
-        return items_of(await self._request("GET", "/jobs"), "jobs")
+    async def list_jobs(self) -> list[Job]:
+        """Recent jobs, newest first."""
+        return decoded(await self._request("GET", "/jobs"), list[Job], "GET /jobs")
 
-    async def get_job(self, job_id: Any) -> dict[str, Any]:
-        body = await self._request("GET", f"/jobs/{job_id}")
-        return body.get("job", body) if isinstance(body, dict) and "job" in body else body
+    async def get_job(self, job_id: str) -> Job:
+        path = f"/jobs/{job_id}"
+        return decoded(await self._request("GET", path), Job, f"GET {path}")
 
-    async def cancel_job(self, job_id: Any) -> Any:
-        return await self._request("DELETE", f"/jobs/{job_id}")
+    async def cancel_job(self, job_id: str) -> Job:
+        path = f"/jobs/{job_id}"
+        return decoded(await self._request("DELETE", path), Job, f"DELETE {path}")
 
-    async def job_events(self, job_id: Any) -> AsyncIterator[dict[str, Any]]:
-        """The job's server-sent events, each decoded from its JSON data line."""
+    async def job_events(self, job_id: str) -> AsyncIterator[Job]:
+        """The job at each of its changes, from its server-sent events, until its `end`."""
+        path = f"/jobs/{job_id}/events"
         try:
             async with self._http.stream(
                 "GET",
-                f"/jobs/{job_id}/events",
+                path,
                 headers={"Accept": "text/event-stream"},
                 timeout=httpx.Timeout(10.0, read=None),
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     raise ApiError(
-                        f"GET /jobs/{job_id}/events: {describe_error(response)} "
+                        f"GET {path}: {describe_error(response)} "
                         f"(HTTP {response.status_code})",
                         status=response.status_code,
                     )
-                async for event in parse_sse(response.aiter_lines()):
-                    yield event
+                async for name, data in parse_sse(response.aiter_lines()):
+                    try:
+                        yield msgspec.json.decode(data, type=Job)
+                    except msgspec.DecodeError as exc:
+                        raise ApiError(f"GET {path}: unexpected {name or 'message'} event "
+                                       f"({exc})") from exc
+                    if name == "end":
+                        return
         except httpx.TransportError as exc:
             raise DaemonUnreachable(f"lost the event stream of job {job_id}") from exc
 
     # --- models ------------------------------------------------------------------------------
 
-    async def list_models(self) -> list[dict[str, Any]]:
-        return items_of(await self._request("GET", "/models"), "models", "versions")
+    async def list_models(self) -> list[ModelSummary]:
+        return decoded(await self._request("GET", "/models"), list[ModelSummary], "GET /models")
 
-    async def get_model(self, version: str) -> dict[str, Any]:
-        return await self._request("GET", f"/models/{version}")
+    async def get_model(self, version: str) -> ModelDetail:
+        path = f"/models/{quote(version, safe='')}"
+        return decoded(await self._request("GET", path), ModelDetail, f"GET {path}")
 
-    async def active_model(self) -> dict[str, Any] | None:
+    async def active_model(self) -> ActiveModel | None:
+        """The serving version; None when only the rule-based estimator answers."""
+        path = "/models/active"
         try:
-            return await self._request("GET", "/models/active")
+            body = await self._request("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
+        return ActiveModel(model=decoded(body, ModelSummary, f"GET {path}"),
+                           live=live_accuracy_of(body),
+                           served=isinstance(body, dict) and "live_accuracy" in body)
 
-    async def activate(self, version: str, force: bool = False, reason: str | None = None) -> Any:
+    async def activate(self, version: str, force: bool = False, reason: str | None = None
+                       ) -> ModelSummary:
         body: dict[str, Any] = {"force": force}
         if reason:
             body["reason"] = reason
-        return await self._request("POST", f"/models/{version}/activate", json_body=body)
+        path = f"/models/{quote(version, safe='')}/activate"
+        return decoded(await self._request("POST", path, json_body=body), ModelSummary,
+                       f"POST {path}")
 
-    async def rollback(self, reason: str | None = None, version: str | None = None) -> Any:
+    async def rollback(self, reason: str | None = None, version: str | None = None
+                       ) -> ModelSummary:
         body = {k: v for k, v in (("reason", reason), ("version", version)) if v}
-        return await self._request("POST", "/models/rollback", json_body=body)
+        path = "/models/rollback"
+        return decoded(await self._request("POST", path, json_body=body), ModelSummary,
+                       f"POST {path}")
 
-    async def activations(self, limit: int = 100) -> list[dict[str, Any]]:
+    async def activations(self, limit: int = 100) -> list[Activation]:
         """Activation and rollback history, newest first."""
-        return items_of(
-            await self._request("GET", "/models/activations", params={"limit": limit}),
-            "activations",
-        )
+        path = "/models/activations"
+        return decoded(await self._request("GET", path, params={"limit": limit}),
+                       list[Activation], f"GET {path}")
 
-    async def audit(self, limit: int = 50) -> list[dict[str, Any]]:
-        return items_of(await self._request("GET", "/audit", params={"limit": limit}), "events")
+    async def audit(self, limit: int = 50) -> list[AuditEntry]:
+        """Who did what, newest first."""
+        body = await self._request("GET", "/audit", params={"limit": limit})
+        return decoded(body, list[AuditEntry], "GET /audit")
 
     # --- drift -------------------------------------------------------------------------------
 
@@ -555,15 +610,15 @@ class DaemonClient:
             raise ApiError(f"POST {path}: unexpected answer ({exc})") from exc
 
 
-async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """Server-sent events -> dicts: JSON data when it parses, the event name under 'event'."""
+async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:
+    """Server-sent events -> (event name or None, data with its lines joined)."""
     name: str | None = None
     data: list[str] = []
     async for raw in lines:
         line = raw.rstrip("\r")
         if line == "":
             if data:
-                yield _decode_event(name, "\n".join(data))
+                yield name, "\n".join(data)
             name, data = None, []
             continue
         if line.startswith(":"):
@@ -575,19 +630,7 @@ async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
         elif field == "data":
             data.append(value)
     if data:
-        yield _decode_event(name, "\n".join(data))
-
-
-def _decode_event(name: str | None, data: str) -> dict[str, Any]:
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        payload = {"message": data}
-    if not isinstance(payload, dict):
-        payload = {"data": payload}
-    if name and "event" not in payload:
-        payload["event"] = name
-    return payload
+        yield name, "\n".join(data)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

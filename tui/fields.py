@@ -119,19 +119,3 @@ def hole_row(hole: dict[str, Any]) -> tuple[str, ...]:
 # "prio": the review priority, the queue's order (the daemon sorts, the screen shows)
 HOLE_COLUMNS = ("id", "source", "time", "drill", "entry", "transition", "exit", "prio",
                 "spread", "label")
-
-
-def model_version(model: dict[str, Any] | None) -> str:
-    if not model:
-        return "-"
-    if isinstance(model.get("model"), dict):
-        model = model["model"]
-    return str(model.get("version") or model.get("name") or "-")
-
-
-def job_id(job: dict[str, Any]) -> Any:
-    return job.get("id", job.get("job_id"))
-
-
-def job_is_running(job: dict[str, Any]) -> bool:
-    return str(job.get("status", "")).lower() in {"running", "queued", "pending", "starting"}

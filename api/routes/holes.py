@@ -12,19 +12,10 @@ from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, UploadOperation, errors
-from api.schemas import (
-    DepthEstimateOut,
-    HoleOut,
-    HolePage,
-    IngestOut,
-    LabelIn,
-    LabelOut,
-    TraceOut,
-    to_struct,
-    utc_text,
-)
+from api.schemas import HolePage, IngestOut, LabelIn, TraceOut, utc_text
 from api.uploads import read_upload
 from appliance.points import DepthPoints
+from appliance.records import Estimate, Hole, Label
 from appliance.services.holes import HoleFilter
 
 SourceParam = Annotated[str | None, Parameter(
@@ -49,7 +40,7 @@ class HoleController(Controller):
         upload = await read_upload(request, source)
         hole, estimate, created = await asyncio.to_thread(
             daemon.holes.ingest, upload.data, upload.source, group)
-        out = to_struct(IngestOut, {"hole": hole, "estimate": estimate, "created": created})
+        out = IngestOut(hole=hole, estimate=estimate, created=created)
         return Response(out, status_code=201 if created else 200)
 
     @post("/estimate", operation_id="estimateUpload", status_code=200,
@@ -57,12 +48,11 @@ class HoleController(Controller):
           summary="Estimate a hole's depth points without storing anything",
           responses=errors(400, 401, 413, 422))
     async def estimate_upload(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-                              source: SourceParam = None) -> DepthEstimateOut:
+                              source: SourceParam = None) -> Estimate:
         upload = await read_upload(request, source)
         # parsing runs in a worker thread; the model call is awaited, not waited for in a
         # thread, so every request in flight can join the next batch
-        est = await daemon.holes.estimate_bytes(upload.data, upload.source)
-        return to_struct(DepthEstimateOut, est)
+        return await daemon.holes.estimate_bytes(upload.data, upload.source)
 
     @get("/holes", operation_id="listHoles", sync_to_thread=True,
          summary="List holes (needs-review: unlabelled, highest review priority first)",
@@ -82,13 +72,12 @@ class HoleController(Controller):
             max_length=200)] = None,
     ) -> HolePage:
         items, total = daemon.holes.list(status, utc_text(since), limit, offset, drill)
-        return to_struct(HolePage, {"items": items, "total": total, "limit": limit,
-                                    "offset": offset})
+        return HolePage(items=items, total=total, limit=limit, offset=offset)
 
     @get("/holes/{hole_id:str}", operation_id="getHole", sync_to_thread=True,
          summary="One hole: metadata, latest label, stored estimate", responses=errors(401, 404))
-    def get_hole(self, daemon: DaemonDep, hole_id: HoleId) -> HoleOut:
-        return to_struct(HoleOut, daemon.holes.get(hole_id))
+    def get_hole(self, daemon: DaemonDep, hole_id: HoleId) -> Hole:
+        return daemon.holes.get(hole_id)
 
     @get("/holes/{hole_id:str}/trace", operation_id="getHoleTrace",
          summary="A hole's samples, downsampled for plotting (keeps minima and maxima)",
@@ -110,21 +99,19 @@ class HoleController(Controller):
     def get_estimate(
         self, daemon: DaemonDep, hole_id: HoleId,
         fresh: Annotated[bool, Parameter(description="recompute even if stored")] = False,
-    ) -> DepthEstimateOut:
-        est = daemon.holes.estimate(hole_id, fresh, daemon.models.active_version())
-        return to_struct(DepthEstimateOut, est)
+    ) -> Estimate:
+        return daemon.holes.estimate(hole_id, fresh, daemon.models.active_version())
 
     @put("/holes/{hole_id:str}/label", operation_id="labelHole", sync_to_thread=True,
          summary="Append an operator's label (entry < transition < exit, inside the trace)",
          responses=errors(401, 403, 404, 422),
           opt=needs("operator"))
     def put_label(self, request: Request[Any, Any, Any], daemon: DaemonDep, hole_id: HoleId,
-                  data: JSONBody[LabelIn]) -> LabelOut:
+                  data: JSONBody[LabelIn]) -> Label:
         points = DepthPoints(data.entry_mm, data.transition_mm, data.exit_mm)
-        label = daemon.holes.add_label(hole_id, points, data.by, actor_of(request))
-        return to_struct(LabelOut, label)
+        return daemon.holes.add_label(hole_id, points, data.by, actor_of(request))
 
     @get("/holes/{hole_id:str}/labels", operation_id="listHoleLabels", sync_to_thread=True,
          summary="A hole's label history, oldest first", responses=errors(401, 404))
-    def get_labels(self, daemon: DaemonDep, hole_id: HoleId) -> list[LabelOut]:
-        return [to_struct(LabelOut, lab) for lab in daemon.holes.labels(hole_id)]
+    def get_labels(self, daemon: DaemonDep, hole_id: HoleId) -> list[Label]:
+        return daemon.holes.labels(hole_id)

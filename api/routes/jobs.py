@@ -15,28 +15,18 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
-from api.schemas import (
-    FineTuneIn,
-    JobOut,
-    NightlyIn,
-    NightlyOut,
-    TrialOut,
-    TuneIn,
-    to_struct,
-)
-from appliance.jobs.runner import TERMINAL
+from api.schemas import FineTuneIn, NightlyIn, NightlyOut, TrialOut, TuneIn, to_struct
+from appliance.records import Job, JobParams
 from appliance.redact import scrubbed
 
 JobId = Annotated[str, Parameter(description="job id", max_length=64)]
 
 
-def job_out(job: dict[str, Any], home: Path | None) -> JobOut:
+def job_out(job: Job, home: Path | None) -> Job:
     """A job as clients see it: its error and log tail (a training child's words, tracebacks
     included) name files relative to the home or by name, never by absolute path."""
-    return to_struct(JobOut, {**job, "id": job["job_id"], "progress": job.get("progress") or {},
-                              "params": job.get("params") or {},
-                              "error": scrubbed(job.get("error"), home),
-                              "log_tail": scrubbed(job.get("log_tail") or [], home)})
+    return msgspec.structs.replace(job, error=scrubbed(job.error, home),
+                                   log_tail=tuple(scrubbed(job.log_tail, home)))
 
 
 class JobController(Controller):
@@ -48,8 +38,9 @@ class JobController(Controller):
           responses=errors(401, 403, 409, 422, 507),
           opt=needs("operator"))
     def fine_tune(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-                  data: JSONBody[FineTuneIn]) -> JobOut:
-        params = msgspec.structs.asdict(data)
+                  data: JSONBody[FineTuneIn]) -> Job:
+        params = JobParams(folds=data.folds, epochs=data.epochs, head_only=data.head_only,
+                           architecture=data.architecture, seed=data.seed)
         return job_out(daemon.start_fine_tune(params, actor_of(request)),
                        daemon.config.home)
 
@@ -59,8 +50,8 @@ class JobController(Controller):
           responses=errors(401, 403, 409, 422),
           opt=needs("operator"))
     def tune(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-             data: JSONBody[TuneIn]) -> JobOut:
-        params = msgspec.structs.asdict(data)
+             data: JSONBody[TuneIn]) -> Job:
+        params = JobParams(trials=data.trials, folds=data.folds, epochs=data.epochs)
         return job_out(daemon.start_search(params, actor_of(request)), daemon.config.home)
 
     @post("/nightly", operation_id="runNightly", status_code=200, sync_to_thread=True,
@@ -70,19 +61,21 @@ class JobController(Controller):
     def nightly(self, request: Request[Any, Any, Any], daemon: DaemonDep,
                 data: JSONBody[NightlyIn]) -> NightlyOut:
         outcome = daemon.nightly(actor_of(request), force=data.force)
-        job = outcome.pop("job", None)
-        return to_struct(NightlyOut, {**outcome,
-                                      "job": job_out(job, daemon.config.home) if job else None})
+        job: Job | None = outcome["job"]
+        return NightlyOut(started=outcome["started"], reason=outcome["reason"],
+                          new_labels=outcome["new_labels"],
+                          min_new_labels=outcome["min_new_labels"],
+                          job=job_out(job, daemon.config.home) if job else None)
 
     @get("/", operation_id="listJobs", sync_to_thread=True, summary="Recent jobs, newest first",
          responses=errors(401))
     def list_jobs(self, daemon: DaemonDep,
-                  limit: Annotated[int, Parameter(ge=1, le=1000)] = 50) -> list[JobOut]:
+                  limit: Annotated[int, Parameter(ge=1, le=1000)] = 50) -> list[Job]:
         return [job_out(j, daemon.config.home) for j in daemon.jobs.list(limit=limit)]
 
     @get("/{job_id:str}", operation_id="getJob", sync_to_thread=True,
          summary="A job: status, progress, ETA, log tail", responses=errors(401, 404))
-    def get_job(self, daemon: DaemonDep, job_id: JobId) -> JobOut:
+    def get_job(self, daemon: DaemonDep, job_id: JobId) -> Job:
         return job_out(daemon.job(job_id), daemon.config.home)
 
     @get("/{job_id:str}/trials", operation_id="listTrials", sync_to_thread=True,
@@ -96,14 +89,14 @@ class JobController(Controller):
             responses=errors(401, 403, 404, 409),
           opt=needs("operator"))
     def cancel_job(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-                   job_id: JobId) -> JobOut:
+                   job_id: JobId) -> Job:
         return job_out(daemon.cancel_job(job_id, actor_of(request)), daemon.config.home)
 
     @get("/{job_id:str}/events", operation_id="streamJobEvents",
          summary="Server-sent events: `job` with the job at each change, then `end`",
          responses={200: ResponseSpec(
-             JobOut, media_type="text/event-stream",
-             description="an event stream; each event's data is a JobOut as JSON"),
+             Job, media_type="text/event-stream",
+             description="an event stream; each event's data is a Job as JSON"),
              **errors(401, 404)})
     async def events(self, daemon: DaemonDep, job_id: JobId) -> ServerSentEvent:
         seen = daemon.jobs.version(job_id)  # before the read: no change falls in between
@@ -111,19 +104,20 @@ class JobController(Controller):
         return ServerSentEvent(_follow(daemon, job_id, first, seen))
 
 
-async def _job(daemon: DaemonDep, job_id: str) -> dict[str, Any]:
+async def _job(daemon: DaemonDep, job_id: str) -> Job:
     """The job from the runner's memory; only another job's (or a missing one) from the store,
     in a worker thread."""
-    return daemon.jobs.live(job_id) or await asyncio.to_thread(daemon.job, job_id)
+    live = daemon.jobs.live(job_id)
+    return live if live is not None else await asyncio.to_thread(daemon.job, job_id)
 
 
-async def _follow(daemon: DaemonDep, job_id: str, job: dict[str, Any], seen: int
+async def _follow(daemon: DaemonDep, job_id: str, job: Job, seen: int
                   ) -> AsyncIterator[ServerSentEventMessage]:
     # a stream waits on the event loop for the runner's news: it holds no worker thread
     # (six streams holding the request threads in turn added ~200 ms to every other request)
     while True:
         data = msgspec.json.encode(job_out(job, daemon.config.home)).decode()
-        if job["status"] in TERMINAL:
+        if job.ended:
             yield ServerSentEventMessage(data=data, event="end")
             return
         yield ServerSentEventMessage(data=data, event="job")

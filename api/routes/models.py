@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import JSONBody, Parameter
@@ -13,15 +14,14 @@ from api.auth import actor_of, needs, role_of
 from api.routes._docs import DaemonDep, errors
 from api.schemas import (
     ActivateIn,
-    ActivationOut,
+    ActiveModelOut,
     LiveAccuracyOut,
-    ModelDetail,
-    ModelOut,
     RollbackIn,
     ShadowIn,
     ShadowOut,
     to_struct,
 )
+from appliance.records import Activation, ModelDetail, ModelSummary
 
 VersionParam = Annotated[str, Parameter(description="model version", max_length=200)]
 
@@ -32,34 +32,34 @@ class ModelController(Controller):
 
     @get("/", operation_id="listModels", sync_to_thread=True,
          summary="Every registered model version", responses=errors(401))
-    def list_models(self, daemon: DaemonDep) -> list[ModelOut]:
-        return [to_struct(ModelOut, m) for m in daemon.models.list()]
+    def list_models(self, daemon: DaemonDep) -> list[ModelSummary]:
+        return daemon.models.versions()
 
     @get("/active", operation_id="getActiveModel", sync_to_thread=True,
          summary="The version serving estimates (404 when only the rule-based estimator runs)",
          responses=errors(401, 404))
-    def active(self, daemon: DaemonDep) -> ModelOut:
-        out = to_struct(ModelOut, daemon.models.active())
-        live = next((a for a in daemon.drift.live_accuracy() if a.model_version == out.version),
-                    None)
-        out.live_accuracy = None if live is None else to_struct(LiveAccuracyOut, asdict(live))
-        return out
+    def active(self, daemon: DaemonDep) -> ActiveModelOut:
+        model = daemon.models.active()
+        live = next((a for a in daemon.drift.live_accuracy()
+                     if a.model_version == model.version), None)
+        return ActiveModelOut(
+            **msgspec.structs.asdict(model),
+            live_accuracy=None if live is None else to_struct(LiveAccuracyOut, asdict(live)))
 
     @get("/activations", operation_id="listActivations", sync_to_thread=True,
          summary="Activation and rollback history, newest first", responses=errors(401))
     def activations(self, daemon: DaemonDep,
                     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
-                    ) -> list[ActivationOut]:
-        return [to_struct(ActivationOut, a) for a in daemon.models.activations(limit)]
+                    ) -> list[Activation]:
+        return daemon.models.activations(limit)
 
     @post("/rollback", operation_id="rollbackModel", status_code=200, sync_to_thread=True,
           summary="Re-activate the previous version (or a named earlier one)",
           responses=errors(401, 403, 404, 409),
           opt=needs("operator"))
     def rollback(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-                 data: JSONBody[RollbackIn]) -> ModelOut:
-        model = daemon.models.rollback(data.version, actor_of(request), data.reason)
-        return to_struct(ModelOut, model)
+                 data: JSONBody[RollbackIn]) -> ModelSummary:
+        return daemon.models.rollback(data.version, actor_of(request), data.reason)
 
     @get("/shadow", operation_id="getShadowReport", sync_to_thread=True,
          summary="The model scored in shadow and how it compares with the served one",
@@ -79,7 +79,7 @@ class ModelController(Controller):
     @get("/{version:str}", operation_id="getModel", sync_to_thread=True,
          summary="A version's card, gate report and metrics", responses=errors(401, 404))
     def show(self, daemon: DaemonDep, version: VersionParam) -> ModelDetail:
-        return to_struct(ModelDetail, daemon.models.show(version))
+        return daemon.models.show(version)
 
     @post("/{version:str}/activate", operation_id="activateModel", status_code=200,
           sync_to_thread=True,
@@ -88,10 +88,9 @@ class ModelController(Controller):
           responses=errors(401, 403, 404, 409, 422),
           opt=needs("operator"))
     def activate(self, request: Request[Any, Any, Any], daemon: DaemonDep, version: VersionParam,
-                 data: JSONBody[ActivateIn]) -> ModelOut:
+                 data: JSONBody[ActivateIn]) -> ModelSummary:
         if data.force and role_of(request) != "admin":
             raise PermissionDeniedException(
                 detail=f"forcing {version} past a gate needs a key with the 'admin' role; key "
                        f"{actor_of(request)!r} has {role_of(request)!r}")
-        model = daemon.models.activate(version, actor_of(request), data.force, data.reason)
-        return to_struct(ModelOut, model)
+        return daemon.models.activate(version, actor_of(request), data.force, data.reason)

@@ -13,7 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from api.auth import needs
 from api.routes._docs import DaemonDep, errors
 from api.routes.jobs import job_out
-from api.schemas import AuditOut, HealthDetailsOut, HealthOut, MqttOut, to_struct, utc_text
+from api.schemas import HealthDetailsOut, HealthOut, MqttOut, to_struct, utc_text
+from appliance.records import AuditEntry
 
 
 @get("/health", operation_id="getHealth", sync_to_thread=True, tags=["system"],
@@ -61,6 +62,5 @@ class SystemController(Controller):
         since: Annotated[datetime | None, Parameter(description="ISO 8601")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         offset: Annotated[int, Parameter(ge=0, le=10_000_000)] = 0,
-    ) -> list[AuditOut]:
-        rows = daemon.audit_log(utc_text(since), limit, offset)
-        return [to_struct(AuditOut, r) for r in rows]
+    ) -> list[AuditEntry]:
+        return daemon.audit_log(utc_text(since), limit, offset)

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+import msgspec
+
 
 def add_home(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -33,8 +35,13 @@ def cli_actor(name: str | None = None) -> str:
 
 
 def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
+    json.dump(obj, sys.stdout, indent=2, default=_jsonable)
     sys.stdout.write("\n")
+
+
+def _jsonable(value: Any) -> Any:
+    """A record (appliance.records) as its JSON fields; anything else as its text."""
+    return msgspec.to_builtins(value) if isinstance(value, msgspec.Struct) else str(value)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from appliance.commands._common import add_home, print_table
+from appliance.records import Hole
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def seed_examples(home: str | None) -> list[dict[str, Any]]:
+def seed_examples(home: str | None) -> list[Hole]:
     """Ingest the bundled examples; returns the home's holes."""
     from appliance.home import resolve_home
     from appliance.services.intake import ingest_paths
@@ -42,9 +42,9 @@ def seed_examples(home: str | None) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     holes = seed_examples(args.home)
-    rows = [{"hole": h.get("hole_id"), "source": h.get("source"), "samples": h.get("n_samples"),
-             "depth_min": h.get("depth_min"), "depth_max": h.get("depth_max"),
-             "label": h.get("label_status")} for h in holes]
+    rows = [{"hole": h.hole_id, "source": h.source, "samples": h.n_samples,
+             "depth_min": h.depth_min_mm, "depth_max": h.depth_max_mm,
+             "label": "labelled" if h.labelled else "unlabelled"} for h in holes]
     print_table(rows, ["hole", "source", "samples", "depth_min", "depth_max", "label"])
     if args.no_serve:
         return 0

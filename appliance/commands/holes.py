@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+import msgspec
 
 from appliance.cli import EXIT_OK
 from appliance.commands._common import add_home, add_json, print_json, print_table
 from appliance.home import resolve_home
-from appliance.services.db import estimate_of
-from appliance.services.holes import review_key, review_priority
+from appliance.records import Hole, Label
+from appliance.services.holes import review_key, with_estimate
 from appliance.store import Store
 
 
@@ -44,14 +45,14 @@ def handle(args: argparse.Namespace) -> int:
         columns.insert(1, "prio")
     table = [
         {
-            "id": r["hole_id"],
-            "source": r["source"],
-            "date": r["cycle_date"],
-            "samples": r["n_samples"],
-            "depth_mm": f"{r['depth_min']:.2f}..{r['depth_max']:.2f}"
-            if r["depth_min"] is not None else None,
-            "label": _label(r),
-            "prio": _percent(r.get("review_priority")),
+            "id": r.hole_id,
+            "source": r.source,
+            "date": r.cycle_date,
+            "samples": r.n_samples,
+            "depth_mm": f"{r.depth_min_mm:.2f}..{r.depth_max_mm:.2f}"
+            if r.depth_min_mm is not None and r.depth_max_mm is not None else None,
+            "label": _label(r.label),
+            "prio": _percent(r.review_priority),
         }
         for r in rows
     ]
@@ -60,24 +61,24 @@ def handle(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _by_priority(store: Store, labelled: bool | None, limit: int | None) -> list[dict[str, Any]]:
+def _by_priority(store: Store, labelled: bool | None, limit: int | None) -> list[Hole]:
     """The holes in the review queue's order (appliance.services.holes.review_key), each with
-    its latest estimate's review_priority; the limit cuts after sorting."""
-    estimates = {p["hole_id"]: estimate_of(p) for p in store.latest_predictions()}
+    its latest estimate as the daemon serves it; the limit cuts after sorting."""
+    estimates = {p.hole_id: msgspec.structs.asdict(p.estimate)
+                 for p in store.latest_predictions()}
     rows = store.list_holes(labelled=labelled)
-    rows.sort(key=lambda r: review_key(estimates.get(r["hole_id"])))
-    for row in rows:
-        row["review_priority"] = review_priority(estimates.get(row["hole_id"]))
-    return rows[:limit] if limit is not None else rows
+    rows.sort(key=lambda r: review_key(estimates.get(r.hole_id)))
+    rows = rows[:limit] if limit is not None else rows
+    return [with_estimate(r, estimates.get(r.hole_id)) for r in rows]
 
 
 def _percent(value: float | None) -> str | None:
     return None if value is None else f"{value * 100:.0f}%"
 
 
-def _label(row: dict[str, Any]) -> str:
-    if row["label_status"] != "labelled":
+def _label(label: Label | None) -> str:
+    if label is None:
         return "unlabelled"
-    pts = [row["entry_mm"], row["transition_mm"], row["exit_mm"]]
+    pts = [label.entry_mm, label.transition_mm, label.exit_mm]
     text = "/".join("-" if v is None else f"{v:.2f}" for v in pts)
-    return f"labelled {text} by {row['label_by']}"
+    return f"labelled {text} by {label.by}"

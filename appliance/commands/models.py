@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import msgspec
+
 from appliance.commands._common import (
     add_home,
     add_json,
@@ -21,6 +23,7 @@ from appliance.commands._common import (
 )
 from appliance.config import load_config
 from appliance.estimators.placement import placement_table
+from appliance.records import GateVerdict, ModelVersion
 from appliance.registry import ServingService
 
 EXIT_REFUSED = 4
@@ -73,11 +76,11 @@ def _actor(args: argparse.Namespace) -> str:
 _LIST_COLUMNS = ["version", "status", "architecture", "parent", "created_at", "gates"]
 
 
-def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    report = row.get("gate_report") or {}
-    gates = report.get("gates") or []
-    text = ",".join(f"{g['gate']}:{g['status']}" for g in gates) or "-"
-    return {**{k: row.get(k) for k in _LIST_COLUMNS[:-1]}, "gates": text}
+def _summary(row: ModelVersion) -> dict[str, Any]:
+    gates = row.gate_report.gates if row.gate_report else ()
+    text = ",".join(f"{g.gate}:{g.status}" for g in gates) or "-"
+    return {"version": row.version, "status": row.status, "architecture": row.architecture,
+            "parent": row.parent, "created_at": row.created_at, "gates": text}
 
 
 def handle_list(args: argparse.Namespace) -> int:
@@ -85,8 +88,8 @@ def handle_list(args: argparse.Namespace) -> int:
     try:
         rows = service.list_versions()
         if args.json:
-            print_json([_summary(r) | {"gate_report": r.get("gate_report"),
-                                       "metrics": r.get("metrics")} for r in rows])
+            print_json([_summary(r) | {"gate_report": r.gate_report, "metrics": r.metrics}
+                        for r in rows])
         else:
             print_table([_summary(r) for r in rows], _LIST_COLUMNS)
     finally:
@@ -103,12 +106,13 @@ def handle_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(row)
         return 0
+    fields = msgspec.structs.asdict(row)
     for key in ("version", "status", "architecture", "parent", "created_at", "path",
                 "dataset_hash"):
-        print(f"{key:13} {row.get(key) if row.get(key) is not None else '-'}")
+        print(f"{key:13} {fields[key] if fields[key] is not None else '-'}")
     print()
-    print(placement_table((row.get("manifest") or {}).get("placement")))
-    _print_report(row.get("gate_report"))
+    print(placement_table((row.manifest or {}).get("placement")))
+    _print_report(row.gate_report)
     return 0
 
 
@@ -119,11 +123,11 @@ def handle_register(args: argparse.Namespace) -> int:
     finally:
         service.close()
     if args.json:
-        print_json(_summary(row) | {"gate_report": row.get("gate_report")})
+        print_json(_summary(row) | {"gate_report": row.gate_report})
     else:
-        print(f"registered {row['version']} ({row['status']})")
-        _print_report(row.get("gate_report"))
-    return 0 if row["status"] != "rejected" else EXIT_REFUSED
+        print(f"registered {row.version} ({row.status})")
+        _print_report(row.gate_report)
+    return 0 if row.status != "rejected" else EXIT_REFUSED
 
 
 def handle_gate(args: argparse.Namespace) -> int:
@@ -135,7 +139,7 @@ def handle_gate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.as_dict())
     else:
-        _print_report(report.as_dict())
+        _print_report(report.as_verdict())
     return 0 if report.passed else EXIT_REFUSED
 
 
@@ -179,15 +183,19 @@ def handle_history(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["at", "action", "version", "previous_version", "actor", "reason"])
+        print_table([msgspec.to_builtins(a) for a in rows],
+                    ["at", "action", "version", "previous_version", "actor", "reason"])
     return 0
 
 
-def _print_report(report: dict[str, Any] | None) -> None:
-    if not report:
+def _print_report(report: GateVerdict | None) -> None:
+    if report is None or not report.gates:
         print("gates        not run")
-        return
-    for g in report.get("gates", []):
-        print(f"  {g['gate']:10} {g['status']:22} {g.get('summary', '')}")
-    if report.get("recovery"):
-        print(f"  recovery   {report['recovery']}")
+    for g in report.gates if report else ():
+        print(f"  {g.gate:10} {g.status:22} {g.summary}")
+    for name, note in (("rejected", report and report.rejected),
+                       ("removed", report and report.removed)):
+        if note:
+            print(f"  {name:10} {note.why} ({note.by}, {note.at})")
+    if report is not None and report.recovery:
+        print(f"  recovery   {report.recovery}")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from appliance.records import GateOutcome, GateVerdict
+
 PASS = "pass"
 FAIL = "fail"
 INSUFFICIENT = "insufficient evidence"
@@ -28,6 +30,10 @@ class GateResult:
     def as_dict(self) -> dict[str, Any]:
         return {"gate": self.gate, "status": self.status, "summary": self.summary,
                 "details": self.details}
+
+    def as_outcome(self) -> GateOutcome:
+        return GateOutcome(gate=self.gate, status=self.status, summary=self.summary,
+                           details=self.details)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateResult:
@@ -69,6 +75,12 @@ class GateReport:
             "at": self.at,
             "gates": [r.as_dict() for r in self.results],
         }
+
+    def as_verdict(self) -> GateVerdict:
+        """The report as the registry stores it with the version."""
+        return GateVerdict(version=self.version, passed=self.passed,
+                           compared_with=self.compared_with, at=self.at,
+                           gates=tuple(r.as_outcome() for r in self.results))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateReport:

@@ -14,7 +14,13 @@ import json
 import math
 from typing import Any
 
+import msgspec
+
+from appliance.records import JobProgress
+
 EVENT_NAMES = ("epoch", "fold_done", "trial", "done", "error")
+_COUNTS = ("fold", "epoch", "trials_done", "trials_total")
+_FIGURES = ("train_loss", "val_loss", "eta_s", "best_objective")
 
 
 def parse_event(line: str) -> dict[str, Any] | None:
@@ -31,20 +37,25 @@ def parse_event(line: str) -> dict[str, Any] | None:
     return obj
 
 
-def fold_progress(progress: dict[str, Any], event: dict[str, Any], folds: int,
-                  epochs: int) -> dict[str, Any]:
+def fold_progress(progress: JobProgress, event: dict[str, Any], folds: int,
+                  epochs: int) -> JobProgress:
     """The job's progress after `event`: fold/epoch reached, losses, ETA and a 0..1 fraction."""
-    out = dict(progress)
     kind = event["event"]
-    out["last_event"] = kind
-    for key in ("fold", "epoch", "train_loss", "val_loss", "eta_s", "trials_done",
-                "trials_total", "best_objective"):
+    seen: dict[str, Any] = {"last_event": kind, "folds": folds, "epochs": epochs}
+    for key in (*_COUNTS, *_FIGURES):
         value = event.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = value if math.isfinite(value) else None
-    out["folds"], out["epochs"] = folds, epochs
-    fold = int(out.get("fold") or 0)
-    epoch = int(out.get("epoch") or 0)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if not math.isfinite(value):
+            seen[key] = None
+        elif key in _FIGURES:
+            seen[key] = float(value)
+        elif float(value).is_integer():  # a count that is not whole is not taken
+            seen[key] = int(value)
+    out = msgspec.structs.replace(progress, **seen)
+    fold = int(out.fold or 0)
+    epoch = int(out.epoch or 0)
+    before = float(out.fraction or 0.0)
     # folds and epochs may be counted from 0 or 1 by the trainer; clamp rather than trust
     if kind == "done":
         fraction = 1.0
@@ -61,11 +72,10 @@ def fold_progress(progress: dict[str, Any], event: dict[str, Any], folds: int,
         within = min(epoch + 1, epochs) / max(epochs, 1)
         fraction = (min(fold, folds - 1) + within) / folds
     else:
-        fraction = float(out.get("fraction") or 0.0)
-    out["fraction"] = round(max(float(out.get("fraction") or 0.0), min(fraction, 1.0)), 4)
-    if kind == "done":
-        out["eta_s"] = 0.0
-    return out
+        fraction = before
+    return msgspec.structs.replace(
+        out, fraction=round(max(before, min(fraction, 1.0)), 4),
+        eta_s=0.0 if kind == "done" else out.eta_s)
 
 
 def _number(value: Any) -> bool:

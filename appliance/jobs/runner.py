@@ -30,17 +30,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
+
+import msgspec
 
 from appliance.config import TrainConfig
 from appliance.errors import ApplianceError
 from appliance.jobs import job_folder
 from appliance.jobs.events import fold_progress, parse_event
 from appliance.jobs.search import read_best_summary
+from appliance.records import (
+    SEARCH_KIND,
+    Job,
+    JobChange,
+    JobParams,
+    JobProgress,
+    JobStatus,
+)
 
 log = logging.getLogger("appliance.jobs")
 
-TERMINAL = ("succeeded", "failed", "cancelled")
 LOG_TAIL_LINES = 40
 
 
@@ -54,10 +63,10 @@ class JobConflictError(ApplianceError):
 class JobRecords(Protocol):
     """Where jobs are persisted (the store's jobs table)."""
 
-    def create(self, kind: str, params: dict[str, Any]) -> dict[str, Any]: ...
-    def update(self, job_id: str, **fields: Any) -> dict[str, Any]: ...
-    def get(self, job_id: str) -> dict[str, Any] | None: ...
-    def list(self, limit: int = 50) -> list[dict[str, Any]]: ...
+    def create(self, kind: str, params: JobParams) -> Job: ...
+    def update(self, job_id: str, **fields: Unpack[JobChange]) -> Job: ...
+    def get(self, job_id: str) -> Job | None: ...
+    def list(self, limit: int = 50) -> list[Job]: ...
 
 
 @dataclass(frozen=True)
@@ -84,18 +93,17 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-SEARCH_KIND = "tune"  # a hyperparameter search: it ends with best.json, not a candidate
-
-
-def job_command(kind: str, params: dict[str, Any], prep: Prepared, out_dir: Path,
+def job_command(kind: str, params: JobParams, prep: Prepared, out_dir: Path,
                 train: TrainConfig | None = None) -> list[str]:
     """The child's command line: `appliance train` (fine-tunes, the nightly) or `appliance
     tune` (a search), on the snapshot, from the active model, where [train] says."""
     train = train or TrainConfig()
-    verb = ["tune", "--trials", str(params["trials"])] if kind == SEARCH_KIND else ["train"]
+    folds, epochs = _asked(params.folds, "folds"), _asked(params.epochs, "epochs")
+    verb = (["tune", "--trials", str(_asked(params.trials, "trials"))] if kind == SEARCH_KIND
+            else ["train"])
     cmd = [sys.executable, "-m", "appliance.cli", *verb, "--dataset", str(prep.dataset_dir),
-           "--out", str(out_dir), "--folds", str(params["folds"]),
-           "--epochs", str(params["epochs"]), "--progress-json",
+           "--out", str(out_dir), "--folds", str(folds), "--epochs", str(epochs),
+           "--progress-json",
            # half the cores: the daemon keeps answering while a job trains
            "--threads", str(max(1, (os.cpu_count() or 2) // 2)),
            "--device", train.device]
@@ -103,14 +111,20 @@ def job_command(kind: str, params: dict[str, Any], prep: Prepared, out_dir: Path
         cmd += ["--ray", train.ray]
     if prep.parent_dir is not None:
         cmd += ["--parent", str(prep.parent_dir)]
-    if params.get("head_only"):
+    if params.head_only:
         cmd.append("--head-only")
-    arch = params.get("architecture") or prep.architecture
+    arch = params.architecture or prep.architecture
     if arch:
-        cmd += ["--arch", str(arch)]
-    if params.get("seed") is not None:
-        cmd += ["--seed", str(params["seed"])]
+        cmd += ["--arch", arch]
+    if params.seed is not None:
+        cmd += ["--seed", str(params.seed)]
     return cmd
+
+
+def _asked(value: int | None, name: str) -> int:
+    if value is None:
+        raise ApplianceError(f"the job's parameters have no {name}")
+    return value
 
 
 class JobRunner:
@@ -127,11 +141,11 @@ class JobRunner:
         self,
         records: JobRecords,
         jobs_dir: Path,
-        prepare: Callable[[dict[str, Any], Path], Prepared],
-        on_candidate: Callable[[dict[str, Any], Path], dict[str, Any]],
-        on_finish: Callable[[dict[str, Any]], None] = lambda job: None,
-        command: Callable[[str, dict[str, Any], Prepared, Path], list[str]] = job_command,
-        reopen: Callable[[dict[str, Any], Path], Prepared] | None = None,
+        prepare: Callable[[Job, Path], Prepared],
+        on_candidate: Callable[[Job, Path], dict[str, Any]],
+        on_finish: Callable[[Job], None] = lambda job: None,
+        command: Callable[[str, JobParams, Prepared, Path], list[str]] = job_command,
+        reopen: Callable[[Job, Path], Prepared] | None = None,
     ) -> None:
         self._records = records
         self._jobs_dir = jobs_dir
@@ -141,7 +155,9 @@ class JobRunner:
         self._command = command
         self._reopen = reopen
         self._lock = threading.Lock()
-        self._current: dict[str, Any] | None = None
+        # the runner's latest job; a frozen record, replaced (never changed) under the lock,
+        # so whoever was handed it reads it without the lock
+        self._current: Job | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
         self._cancel_reason: str | None = None
@@ -158,18 +174,18 @@ class JobRunner:
         resumes (never a ghost 'running'); one that cannot, and any other, is failed saying
         why. Every ended job's folder is cleared of what a crash left in it."""
         jobs = self._records.list(limit=10_000)  # newest first
-        unfinished = [j for j in jobs if j["status"] not in TERMINAL]
+        unfinished = [j for j in jobs if not j.ended]
         resumed: str | None = None
         failed: list[tuple[str, str]] = []
         for job in unfinished:
             why = ("another job was resumed" if resumed is not None
                    else self._resume(job))
             if why is None:
-                resumed = job["job_id"]
+                resumed = job.job_id
                 continue
             self._fail_unfinished(job, why)
-            failed.append((job["job_id"], why))
-        ended = {j["job_id"] for j in jobs if j["status"] in TERMINAL}
+            failed.append((job.job_id, why))
+        ended = {j.job_id for j in jobs if j.ended}
         ended |= {job_id for job_id, _ in failed}
         freed = 0
         if self._jobs_dir.is_dir():
@@ -178,33 +194,32 @@ class JobRunner:
                     freed += job_folder.remove_leftovers(work)
         return Recovered(resumed, tuple(failed), freed)
 
-    def _resume(self, job: dict[str, Any]) -> str | None:
+    def _resume(self, job: Job) -> str | None:
         """Start `job` again where it stopped; None when it runs, else why it cannot."""
         if self._reopen is None:
             return "jobs do not resume here"
         try:
-            prep = self._reopen(job, self._jobs_dir / job["job_id"])
+            prep = self._reopen(job, self._jobs_dir / job.job_id)
         except ApplianceError as exc:
             return str(exc)
         except Exception as exc:  # a bug must not keep the daemon from starting
-            log.exception("could not reopen job %s", job["job_id"])
+            log.exception("could not reopen job %s", job.job_id)
             return f"internal error: {type(exc).__name__}: {exc}"
         with self._lock:
-            self._current = dict(job)
+            self._current = job
             self._cancel_reason = None
             self._tail.clear()
-            self._tail.extend(job.get("log_tail") or [])
-            self._bump_locked(job["job_id"])
-            self._thread = threading.Thread(target=self._run, args=(dict(job), prep),
-                                            name=f"job-{job['job_id']}", daemon=True)
+            self._tail.extend(job.log_tail)
+            self._bump_locked(job.job_id)
+            self._thread = threading.Thread(target=self._run, args=(job, prep),
+                                            name=f"job-{job.job_id}", daemon=True)
             self._thread.start()
         return None
 
-    def _fail_unfinished(self, job: dict[str, Any], why: str) -> None:
-        progress = {k: v for k, v in (job.get("progress") or {}).items() if k != "pid"}
+    def _fail_unfinished(self, job: Job, why: str) -> None:
         ended = self._records.update(
-            job["job_id"], status="failed", finished_at=now_iso(), progress=progress,
-            error=f"daemon restarted while the job was {job['status']} and it cannot resume: "
+            job.job_id, status="failed", finished_at=now_iso(), progress=_no_pid(job.progress),
+            error=f"daemon restarted while the job was {job.status} and it cannot resume: "
                   f"{why}; start it again")
         self._on_finish(ended)
 
@@ -213,7 +228,7 @@ class JobRunner:
         its folder and status and resumes at the daemon's next start (see recover)."""
         with self._lock:
             thread = self._thread
-            if self._current is not None and self._current["status"] not in TERMINAL:
+            if self._current is not None and not self._current.ended:
                 self._closing = True
                 self._cancel_reason = reason
                 self._terminate_locked()
@@ -221,26 +236,24 @@ class JobRunner:
             thread.join(timeout=30)
 
     # -- queries -----------------------------------------------------------------------------
-    def running(self) -> dict[str, Any] | None:
+    def running(self) -> Job | None:
         with self._lock:
-            if self._current is not None and self._current["status"] not in TERMINAL:
-                return dict(self._current)
-        return None
+            current = self._current
+        return current if current is not None and not current.ended else None
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> Job | None:
         return self.live(job_id) or self._records.get(job_id)
 
-    def live(self, job_id: str) -> dict[str, Any] | None:
+    def live(self, job_id: str) -> Job | None:
         """The job from memory when it is the runner's latest one (no store read), else None."""
         with self._lock:
-            if self._current is not None and self._current["job_id"] == job_id:
-                return dict(self._current)
-        return None
+            current = self._current
+        return current if current is not None and current.job_id == job_id else None
 
-    def list(self, limit: int = 50) -> list[dict[str, Any]]:
+    def list(self, limit: int = 50) -> list[Job]:
         jobs = self._records.list(limit=limit)
         live = self.running()
-        return [live if live and j["job_id"] == live["job_id"] else j for j in jobs]
+        return [live if live is not None and j.job_id == live.job_id else j for j in jobs]
 
     def version(self, job_id: str) -> int:
         """Bumped at every change of the job: lets event streams wait for news cheaply."""
@@ -253,7 +266,8 @@ class JobRunner:
             now = self._versions.get(job_id, 0)
             if now != seen:
                 return now
-            waiter = (loop, loop.create_future())
+            future: asyncio.Future[int] = loop.create_future()
+            waiter = (loop, future)
             self._waiters.setdefault(job_id, set()).add(waiter)
         try:
             return await waiter[1]
@@ -266,34 +280,33 @@ class JobRunner:
                         del self._waiters[job_id]
 
     # -- commands ----------------------------------------------------------------------------
-    def start(self, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
-        with self._lock:
-            if self._current is not None and self._current["status"] not in TERMINAL:
-                cur = self._current
-                raise JobConflictError(
-                    f"job {cur['job_id']} ({cur['kind']}) is {cur['status']}; one job runs at a "
-                    "time: wait for it or cancel it (DELETE /jobs/{id})")
-            job = self._records.create(kind, {**params, "requested_by": actor})
-            job = self._records.update(job["job_id"], status="queued", progress={},
-                                       log_tail=[])
-            self._current = dict(job)
-            self._cancel_reason = None
-            self._tail.clear()
-            self._bump_locked(job["job_id"])
-            self._thread = threading.Thread(target=self._run, args=(dict(job),),
-                                            name=f"job-{job['job_id']}", daemon=True)
-            self._thread.start()
-            return dict(job)
-
-    def cancel(self, job_id: str, actor: str) -> dict[str, Any]:
+    def start(self, kind: str, params: JobParams, actor: str) -> Job:
         with self._lock:
             cur = self._current
-            if cur is None or cur["job_id"] != job_id or cur["status"] in TERMINAL:
-                job = cur if cur is not None and cur["job_id"] == job_id else None
+            if cur is not None and not cur.ended:
+                raise JobConflictError(
+                    f"job {cur.job_id} ({cur.kind}) is {cur.status}; one job runs at a "
+                    "time: wait for it or cancel it (DELETE /jobs/{id})")
+            job = self._records.create(kind,
+                                       msgspec.structs.replace(params, requested_by=actor))
+            self._current = job
+            self._cancel_reason = None
+            self._tail.clear()
+            self._bump_locked(job.job_id)
+            self._thread = threading.Thread(target=self._run, args=(job,),
+                                            name=f"job-{job.job_id}", daemon=True)
+            self._thread.start()
+            return job
+
+    def cancel(self, job_id: str, actor: str) -> Job:
+        with self._lock:
+            cur = self._current
+            if cur is None or cur.job_id != job_id or cur.ended:
+                job = cur if cur is not None and cur.job_id == job_id else None
                 job = job or self._records.get(job_id)
                 if job is None:
                     raise KeyError(job_id)
-                raise JobConflictError(f"job {job_id} is already {job['status']}")
+                raise JobConflictError(f"job {job_id} is already {job.status}")
             self._cancel_reason = f"cancelled by {actor}"
             self._terminate_locked()
             thread = self._thread
@@ -304,44 +317,49 @@ class JobRunner:
         return job
 
     # -- the job thread ----------------------------------------------------------------------
-    def _run(self, job: dict[str, Any], resumed: Prepared | None = None) -> None:
+    def _run(self, job: Job, resumed: Prepared | None = None) -> None:
         """The job from its snapshot to its end; `resumed`: what a job interrupted by a
         daemon restart picks up again (its snapshot and folder as they were left)."""
-        job_id = job["job_id"]
+        job_id = job.job_id
         work = self._jobs_dir / job_id
+        status: JobStatus = "succeeded"
+        error: str | None = None
+        candidate: str | None = None
+        gained = JobProgress()
         try:
-            status, error, result = "succeeded", None, self._outcome(job, work, resumed)
+            result = self._outcome(job, work, resumed)
+            candidate = result.pop("candidate_version", None)
+            # what the job gave, read as the record's types: a result that does not fit them
+            # fails the job here rather than the reading of it later
+            gained = msgspec.convert(result, JobProgress)
         except _Stopped as stop:
             if self._closing:  # left as it is, to resume at the daemon's next start
                 cur = self.get(job_id) or job
-                self._set(job_id, progress={k: v for k, v in (cur["progress"] or {}).items()
-                                            if k != "pid"}, log_tail=list(self._tail))
+                self._set(job_id, progress=_no_pid(cur.progress), log_tail=tuple(self._tail))
                 return
             status = "cancelled" if str(stop).startswith("cancelled") else "failed"
-            error, result = str(stop), {}
+            error = str(stop)
         except ApplianceError as exc:
-            status, error, result = "failed", str(exc), {}
+            status, error = "failed", str(exc)
         except Exception as exc:  # a bug must still end the job clearly, never leave it running
             log.exception("job %s crashed", job_id)
-            status, error, result = "failed", f"internal error: {type(exc).__name__}: {exc}", {}
-        self._finish(job_id, status, error, result, work)
+            status, error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        self._finish(job_id, status, error, candidate, gained, work)
 
-    def _outcome(self, job: dict[str, Any], work: Path, resumed: Prepared | None
-                 ) -> dict[str, Any]:
+    def _outcome(self, job: Job, work: Path, resumed: Prepared | None) -> dict[str, Any]:
         """The result fields of a job that succeeds; raises to end it otherwise."""
-        job_id = job["job_id"]
-        search = job["kind"] == SEARCH_KIND
+        job_id = job.job_id
+        search = job.is_search
         out_dir = job_folder.out_dir(work, search)
         log_path = work / job_folder.LOG
         work.mkdir(parents=True, exist_ok=True)
         if resumed is None:
             self._set(job_id, status="running", started_at=now_iso())
             prep = self._prepare(job, work)
-            self._set(job_id, progress={"fraction": 0.0, "dataset_hash":
-                                        prep.dataset.get("content_hash"),
-                                        "dataset_holes": prep.dataset.get("n_holes"),
-                                        "dataset_at": prep.dataset.get("created_at"),
-                                        "parent": prep.parent_version})
+            self._set(job_id, progress=JobProgress(
+                fraction=0.0, dataset_hash=prep.dataset.get("content_hash"),
+                dataset_holes=prep.dataset.get("n_holes"),
+                dataset_at=prep.dataset.get("created_at"), parent=prep.parent_version))
         else:
             prep = resumed
             self._mark_resumed(job, log_path)
@@ -367,20 +385,20 @@ class JobRunner:
         self._set(job_id, candidate_version=_candidate_version(out_dir))
         return self._on_candidate(self.get(job_id) or job, out_dir)
 
-    def _mark_resumed(self, job: dict[str, Any], log_path: Path) -> None:
+    def _mark_resumed(self, job: Job, log_path: Path) -> None:
         at = now_iso()
         line = f"resumed at {at} after a daemon restart: finished folds are not trained again"
         with log_path.open("a", encoding="utf-8") as logf:
             logf.write(f"--- {line} ---\n")
         self._tail.append(line)
-        progress = {k: v for k, v in (job.get("progress") or {}).items() if k != "pid"}
-        self._set(job["job_id"], status="running", log_tail=list(self._tail),
-                  progress={**progress, "resumed_at": at})
+        self._set(job.job_id, status="running", log_tail=tuple(self._tail),
+                  progress=msgspec.structs.replace(job.progress, pid=None, resumed_at=at))
 
-    def _follow(self, job: dict[str, Any], prep: Prepared, out_dir: Path,
+    def _follow(self, job: Job, prep: Prepared, out_dir: Path,
                 log_path: Path) -> tuple[int, dict[str, Any] | None]:
-        params = job["params"]
-        cmd = self._command(job["kind"], params, prep, out_dir)
+        params = job.params
+        cmd = self._command(job.kind, params, prep, out_dir)
+        folds, epochs = _asked(params.folds, "folds"), _asked(params.epochs, "epochs")
         # warnings from the training stack would crowd the log tail an operator reads
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONWARNINGS": "ignore"}
         with self._lock:
@@ -391,8 +409,8 @@ class JobRunner:
                 env=env, cwd=str(out_dir.parent), preexec_fn=_die_with_parent,
                 errors="replace")
             proc = self._proc
-        self._set(job["job_id"], progress={**(self.get(job["job_id"]) or job)["progress"],
-                                           "pid": proc.pid})
+        self._set(job.job_id, progress=msgspec.structs.replace(
+            (self.get(job.job_id) or job).progress, pid=proc.pid))
         last: dict[str, Any] | None = None
         assert proc.stdout is not None
         with log_path.open("a", encoding="utf-8") as logf:
@@ -403,15 +421,14 @@ class JobRunner:
                 if event is None:
                     if line.strip():
                         self._tail.append(line.rstrip()[:500])
-                        self._set(job["job_id"], log_tail=list(self._tail), persist=False)
+                        self._set(job.job_id, log_tail=tuple(self._tail), persist=False)
                     continue
                 last = event
                 if event["event"] == "error":
                     self._tail.append(f"error: {event.get('message') or event}")
-                cur = self.get(job["job_id"]) or job
-                progress = fold_progress(cur["progress"] or {}, event, int(params["folds"]),
-                                         int(params["epochs"]))
-                self._set(job["job_id"], progress=progress, log_tail=list(self._tail))
+                cur = self.get(job.job_id) or job
+                progress = fold_progress(cur.progress, event, folds, epochs)
+                self._set(job.job_id, progress=progress, log_tail=tuple(self._tail))
         rc = proc.wait()
         with self._lock:
             self._proc = None
@@ -425,42 +442,43 @@ class JobRunner:
         proc.terminate()
         threading.Thread(target=_kill_after, args=(proc, 10.0), daemon=True).start()
 
-    def _set(self, job_id: str, persist: bool = True, **fields: Any) -> None:
+    def _set(self, job_id: str, persist: bool = True, **fields: Unpack[JobChange]) -> None:
         with self._lock:
-            if self._current is None or self._current["job_id"] != job_id:
+            if self._current is None or self._current.job_id != job_id:
                 return
-            self._current.update(fields)
+            self._current = msgspec.structs.replace(self._current, **fields)
             self._bump_locked(job_id)
         if persist:
             self._records.update(job_id, **fields)
 
-    def _finish(self, job_id: str, status: str, error: str | None,
-                result: dict[str, Any], work: Path) -> None:
+    def _finish(self, job_id: str, status: JobStatus, error: str | None,
+                candidate: str | None, gained: JobProgress, work: Path) -> None:
         """Record the end, clear the job's folder, then show the end: a daemon killed in
         between finds an ended job (swept at its start), and whoever sees the job ended
         sees its folder cleared."""
-        cur = self.get(job_id) or {}
-        progress = dict(cur.get("progress") or {})
-        progress.pop("pid", None)
-        progress.update({k: v for k, v in result.items() if k != "candidate_version"})
-        fields = {"status": status, "finished_at": now_iso(), "error": error,
-                  "progress": progress, "log_tail": list(self._tail),
-                  # a failed job keeps the candidate it registered: see _run
-                  "candidate_version": result.get("candidate_version")
-                  or cur.get("candidate_version")}
+        cur = self.get(job_id)
+        fields: JobChange = {
+            "status": status, "finished_at": now_iso(), "error": error,
+            "progress": _no_pid(cur.progress if cur is not None else JobProgress()
+                                ).merged(gained),
+            "log_tail": tuple(self._tail),
+            # a failed job keeps the candidate it registered: see _run
+            "candidate_version": candidate or (cur.candidate_version if cur else None)}
+        job: Job | None
         try:
             job = self._records.update(job_id, **fields)
         except Exception:  # the store may be closing under us; memory still tells the truth
             log.exception("could not record the end of job %s", job_id)
-            job = {**cur, **fields}
+            job = msgspec.structs.replace(cur, **fields) if cur is not None else None
         # the snapshot is reproducible from the store, the candidate registered or worthless,
         # the checkpoints spent; the log (and a search's trials) are kept
         job_folder.remove_leftovers(work)
         with self._lock:
-            if self._current is not None and self._current["job_id"] == job_id:
-                self._current.update(fields)
+            if self._current is not None and self._current.job_id == job_id:
+                self._current = msgspec.structs.replace(self._current, **fields)
             self._bump_locked(job_id)
-        self._on_finish(job)
+        if job is not None:
+            self._on_finish(job)
 
     def _bump_locked(self, job_id: str) -> None:
         self._versions[job_id] += 1
@@ -476,6 +494,11 @@ class _Stopped(Exception):
 def _settle(future: asyncio.Future[int], version: int) -> None:
     if not future.done():  # not cancelled meanwhile
         future.set_result(version)
+
+
+def _no_pid(progress: JobProgress) -> JobProgress:
+    """A job's progress once no child runs for it."""
+    return msgspec.structs.replace(progress, pid=None)
 
 
 def _candidate_version(candidate: Path) -> str | None:

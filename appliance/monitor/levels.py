@@ -60,7 +60,7 @@ def air_level(reading: Reading) -> float:
 
 def step_levels(trace: Trace, reading: Reading | None) -> tuple[StepLevel, ...]:
     """Every step that ran, in the order it ran; levels NaN when nothing can be read."""
-    steps = _steps_run(trace.step)
+    steps = steps_run(trace.step)
     rpm = {s.step: s.rpm for s in trace.meta.program}
     empties = {s: (_step_median(trace.torque_empty_a, trace.step, s),
                    _step_median(trace.thrust_empty_a, trace.step, s)) for s in steps}
@@ -75,7 +75,7 @@ def step_levels(trace: Trace, reading: Reading | None) -> tuple[StepLevel, ...]:
     return tuple(out)
 
 
-def _steps_run(step: np.ndarray) -> list[int]:
+def steps_run(step: np.ndarray) -> list[int]:
     """Step numbers in the order they first appear."""
     if len(step) == 0:
         return []

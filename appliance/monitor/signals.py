@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from appliance.estimators.heuristic import Reading, read_trace
-from appliance.monitor.levels import StepLevel, step_levels
+from appliance.monitor.levels import StepLevel, step_levels, steps_run
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.trace import Trace
 
@@ -78,8 +78,7 @@ def program_key(trace: Trace) -> str:
     if trace.meta.program:
         return " ".join(f"{s.step}:{s.rpm:g}rpm:{s.feed_mm_s:g}mm/s:{s.travel_mm:g}mm"
                         for s in trace.meta.program)
-    seen = dict.fromkeys(int(s) for s in trace.step.tolist())
-    return "steps " + ",".join(str(s) for s in seen)
+    return "steps " + ",".join(str(s) for s in steps_run(trace.step))
 
 
 def hole_signals(trace: Trace, estimate: DepthEstimate,

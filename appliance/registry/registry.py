@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from appliance.engine.manifest import ModelFolderError, read_manifest, verify_files
 from appliance.errors import NotFoundError, ValidationError
 from appliance.gates.integrity import check_integrity
 from appliance.gates.report import GateReport
+from appliance.records import Activation, GateVerdict, ModelStatus, ModelVersion, SetAside
 from appliance.registry import faults, folders
 from appliance.store import Store
 from appliance.store.codec import iso, utcnow
@@ -48,24 +51,24 @@ class Registry:
 
     # -- reads --
 
-    def get(self, version: str) -> dict[str, Any]:
+    def get(self, version: str) -> ModelVersion:
         return self.store.get_model(version)
 
-    def versions(self) -> list[dict[str, Any]]:
+    def versions(self) -> list[ModelVersion]:
         return self.store.list_models()
 
     def active_version(self) -> str | None:
         return self.store.active_version()
 
-    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def history(self, limit: int | None = None) -> list[Activation]:
         return self.store.activations(limit)
 
     def ever_active(self, version: str) -> bool:
-        return any(a["version"] == version for a in self.store.activations())
+        return any(a.version == version for a in self.store.activations())
 
     # -- register --
 
-    def register(self, source: str | Path, actor: str = "operator") -> dict[str, Any]:
+    def register(self, source: str | Path, actor: str = "operator") -> ModelVersion:
         """Copy a candidate folder in and record it; its integrity gate is run at once.
 
         A folder that fails integrity is still registered (status rejected, with the report)
@@ -77,7 +80,7 @@ class Registry:
         version = manifest.version
         existing = self._existing(version)
         if existing is not None:
-            if _same_files(manifest.files, (existing.get("manifest") or {}).get("files")):
+            if _same_files(manifest.files, (existing.manifest or {}).get("files")):
                 return existing
             raise ValidationError(
                 f"{source}: version {version!r} is already registered with different files; "
@@ -101,21 +104,22 @@ class Registry:
         faults.checkpoint("register:renamed")
         integrity, _, _ = check_integrity(final)
         report = GateReport(version, (integrity,))
-        status = "candidate" if integrity.ok else "rejected"
-        self._add_row(final, status, report.as_dict())
+        status: ModelStatus = "candidate" if integrity.ok else "rejected"
+        self._add_row(final, status, report.as_verdict())
         faults.checkpoint("register:recorded")
         self.store.audit(actor, "model-register", version,
                          {"source": str(source), "status": status,
                           "integrity": integrity.summary})
         return self.get(version)
 
-    def _existing(self, version: str) -> dict[str, Any] | None:
+    def _existing(self, version: str) -> ModelVersion | None:
         try:
             return self.get(version)
         except NotFoundError:
             return None
 
-    def _add_row(self, final: Path, status: str, gate_report: dict[str, Any] | None) -> None:
+    def _add_row(self, final: Path, status: ModelStatus, gate_report: GateVerdict | None
+                 ) -> None:
         manifest = read_manifest(final)
         self.store.add_model(
             manifest.version,
@@ -129,30 +133,29 @@ class Registry:
             manifest=manifest.raw,
         )
 
-    def save_report(self, report: GateReport) -> dict[str, Any]:
+    def save_report(self, report: GateReport) -> ModelVersion:
         """Store a gate report; a hard failure rejects a candidate (never the active model)."""
-        row = self.get(report.version)
-        fields: dict[str, Any] = {"gate_report": report.as_dict()}
-        if row["status"] == "candidate" and report.rejected:
-            fields["status"] = "rejected"
-        elif row["status"] == "rejected" and not report.rejected:
-            fields["status"] = "candidate"
-        self.store.update_model(report.version, **fields)
+        status = self.get(report.version).status
+        if status == "candidate" and report.rejected:
+            status = "rejected"
+        elif status == "rejected" and not report.rejected:
+            status = "candidate"
+        self.store.update_model(report.version, status=status, gate_report=report.as_verdict())
         return self.get(report.version)
 
     # -- setting aside --
 
     def reject(self, version: str, why: str, actor: str, remove: bool = False
-               ) -> dict[str, Any]:
+               ) -> ModelVersion:
         """Set a version aside: status rejected, the reason in its gate report; with
         `remove` its folder is deleted too (the row stays: history names it). Never the
         active version or one that was ever active: rollback goes back to those."""
         row = self.get(version)
-        if row["status"] == "active" or self.ever_active(version):
+        if row.status == "active" or self.ever_active(version):
             raise ValidationError(f"model {version} is or was active: it is kept")
-        report = dict(row.get("gate_report") or {})
-        report["removed" if remove else "rejected"] = {"why": why, "at": iso(utcnow()),
-                                                       "by": actor}
+        note = SetAside(why=why, at=iso(utcnow()), by=actor)
+        report = msgspec.structs.replace(row.gate_report or GateVerdict(),
+                                         **{"removed" if remove else "rejected": note})
         if remove:
             folders.remove_tree(self.folder(version))
         self.store.update_model(version, status="rejected", gate_report=report)
@@ -165,7 +168,7 @@ class Registry:
     def recover(self) -> Recovery:
         """Make disk and store agree after a crash; safe to run on every open."""
         removed_temp, recovered, removed, missing = [], [], [], []
-        rows = {r["version"]: r for r in self.versions()}
+        rows = {r.version: r for r in self.versions()}
         if self.root.is_dir():
             for path in sorted(self.root.iterdir()):
                 if path.name.startswith(folders.TMP_PREFIX):
@@ -179,9 +182,10 @@ class Registry:
                         folders.remove_tree(path)
                         removed.append(path.name)
         for version, row in rows.items():
-            if not Path(row["path"]).is_dir() and row["status"] != "rejected":
-                report = dict(row.get("gate_report") or {})
-                report["recovery"] = f"model folder {row['path']} is missing"
+            if not Path(row.path).is_dir() and row.status != "rejected":
+                report = msgspec.structs.replace(
+                    row.gate_report or GateVerdict(),
+                    recovery=f"model folder {row.path} is missing")
                 self.store.update_model(version, status="rejected", gate_report=report)
                 missing.append(version)
         result = Recovery(tuple(removed_temp), tuple(recovered), tuple(removed), tuple(missing))

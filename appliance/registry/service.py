@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from appliance.config import GateConfig
 from appliance.engine.ensemble import Engine
 from appliance.engine.holder import ActiveModel, ModelHolder
@@ -22,10 +24,12 @@ from appliance.gates import run_gates
 from appliance.gates.accuracy import score
 from appliance.gates.report import GateReport
 from appliance.home import baseline_model_dir
-from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
+from appliance.points import POINT_NAMES, DepthEstimate
+from appliance.records import Activation, Estimate, ModelVersion
 from appliance.registry import faults
 from appliance.registry.registry import Recovery, Registry
 from appliance.store import Store
+from appliance.store.labels import points_of
 from appliance.store.snapshot import exam_set
 from appliance.trace import Trace
 
@@ -130,27 +134,24 @@ class ServingService:
 
     # -- registry --
 
-    def register(self, folder: str | Path, actor: str = "operator") -> dict[str, Any]:
+    def register(self, folder: str | Path, actor: str = "operator") -> ModelVersion:
         with self._lock:
             return self.registry.register(folder, actor)
 
-    def list_versions(self) -> list[dict[str, Any]]:
+    def list_versions(self) -> list[ModelVersion]:
         return self.registry.versions()
 
-    def show(self, version: str) -> dict[str, Any]:
-        row = self.registry.get(version)
-        row["serving"] = version == self.holder.version
-        row["shadow"] = self._shadow is not None and self._shadow.version == version
-        return row
+    def show(self, version: str) -> ModelVersion:
+        return self.registry.get(version)
 
-    def history(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def history(self, limit: int | None = None) -> list[Activation]:
         return self.registry.history(limit)
 
     def ever_active(self, version: str) -> bool:
         return self.registry.ever_active(version)
 
     def reject(self, version: str, why: str, actor: str = SYSTEM, remove: bool = False
-               ) -> dict[str, Any]:
+               ) -> ModelVersion:
         """Set a candidate aside, or remove it (Registry.reject); never the shadow model."""
         with self._lock:
             if self.shadow_version == version:
@@ -165,7 +166,7 @@ class ServingService:
             self.registry.get(version)  # NotFoundError first
             reference = self.holder.current().engine
             exam = exam_set(self.store)
-            recent = [] if exam else [self.store.get_trace(h["hole_id"])
+            recent = [] if exam else [self.store.get_trace(h.hole_id)
                                       for h in self.store.list_holes(limit=LATENCY_HOLES)]
             report, _ = run_gates(self.registry.folder(version), reference, exam,
                                   self.gate_config, timing_traces=recent)
@@ -188,11 +189,11 @@ class ServingService:
                                   "written to the audit log)")
         with self._lock:
             row = self.registry.get(version)
-            if version == self.holder.version and row["status"] == "active":
+            if version == self.holder.version and row.status == "active":
                 return {"version": version, "previous_version": version, "changed": False}
-            removed = (row.get("gate_report") or {}).get("removed")
+            removed = row.gate_report.removed if row.gate_report else None
             if removed:
-                raise ValidationError(f"model {version} was removed ({removed.get('why')}): "
+                raise ValidationError(f"model {version} was removed ({removed.why}): "
                                       "its folder is gone")
             blocking = _blocking_gates(row)
             if blocking and not force:
@@ -230,9 +231,9 @@ class ServingService:
                 raise ValidationError(f"model {target} has never been active; roll back only "
                                       "to an earlier active version (activate a candidate "
                                       "instead)")
-            if row["status"] == "rejected":
-                raise ValidationError(f"model {target} is rejected "
-                                      f"({(row.get('gate_report') or {}).get('recovery', '')})")
+            if row.status == "rejected":
+                why = row.gate_report.recovery if row.gate_report else None
+                raise ValidationError(f"model {target} is rejected ({why or ''})")
             done = self._switch(target, action, actor, reason)
             self.store.audit(actor, f"model-{action}", target,
                              {"reason": reason, "previous": done["previous_version"]})
@@ -259,8 +260,8 @@ class ServingService:
 
     def _previous_of(self, current: str | None) -> str | None:
         for entry in self.store.activations():
-            if entry["version"] == current:
-                return entry["previous_version"]
+            if entry.version == current:
+                return entry.previous_version
         return None
 
     # -- automatic rollback --
@@ -278,13 +279,13 @@ class ServingService:
                                    "degradation_mm": degradation_mm}
             if current is None or previous is None:
                 return out | {"status": "skipped", "why": "no previous version to compare with"}
-            labels = sorted(self.store.latest_labels(), key=lambda r: str(r["at"]),
+            labels = sorted(self.store.latest_labels(), key=lambda r: r.at,
                             reverse=True)[:recent]
             if len(labels) < min_holes:
                 return out | {"status": "skipped",
                               "why": f"{len(labels)} labelled hole(s), {min_holes} needed"}
-            traces = [self.store.get_trace(r["hole_id"]) for r in labels]
-            truth = [DepthPoints(r["entry_mm"], r["transition_mm"], r["exit_mm"]) for r in labels]
+            traces = [self.store.get_trace(r.hole_id) for r in labels]
+            truth = [points_of(r) for r in labels]
             try:
                 before = Engine.from_dir(self.registry.folder(previous))
             except ApplianceError as exc:
@@ -319,17 +320,16 @@ class ServingService:
 
     def shadow_report(self) -> dict[str, Any]:
         """Served vs shadow predictions on holes that have both, scored where labelled."""
-        served = {p["hole_id"]: p for p in self.store.latest_predictions(shadow=False)}
-        shadow = {p["hole_id"]: p for p in self.store.latest_predictions(shadow=True)}
+        served = {p.hole_id: p.estimate for p in self.store.latest_predictions(shadow=False)}
+        shadow = {p.hole_id: p.estimate for p in self.store.latest_predictions(shadow=True)}
         both = sorted(set(served) & set(shadow))
-        labels = {r["hole_id"]: r for r in self.store.latest_labels()}
+        labels = {r.hole_id: r for r in self.store.latest_labels()}
         labelled = [h for h in both if h in labels]
         out: dict[str, Any] = {"holes": len(both), "labelled": len(labelled),
-                               "shadow_versions": sorted({str(shadow[h]["model_version"])
+                               "shadow_versions": sorted({str(shadow[h].model_version)
                                                           for h in both})}
         if labelled:
-            truth = [DepthPoints(labels[h]["entry_mm"], labels[h]["transition_mm"],
-                                 labels[h]["exit_mm"]) for h in labelled]
+            truth = [points_of(labels[h]) for h in labelled]
             out["served"] = score([_as_estimate(served[h]) for h in labelled], truth)
             out["shadow"] = score([_as_estimate(shadow[h]) for h in labelled], truth)
         return out
@@ -342,11 +342,12 @@ class ServingService:
                      self.baseline_dir)
             return
         row = self.registry.register(self.baseline_dir, SYSTEM)
-        if row["status"] == "rejected":
-            log.error("shipped baseline %s failed its integrity check: %s", row["version"],
-                      (row.get("gate_report") or {}).get("gates"))
+        if row.status == "rejected":
+            blocking = row.gate_report.blocking if row.gate_report else ()
+            log.error("shipped baseline %s failed its integrity check: %s", row.version,
+                      "; ".join(f"{g.gate}: {g.summary}" for g in blocking))
             return
-        self._switch(row["version"], "activate", SYSTEM, "shipped baseline, first start")
+        self._switch(row.version, "activate", SYSTEM, "shipped baseline, first start")
 
     def _load_active(self) -> None:
         """Load the persisted active version; if it cannot load, the latest earlier one that
@@ -354,11 +355,11 @@ class ServingService:
         active = self.store.active_version()
         log_entries = self.store.activations()
         # recovery may have rejected an active version whose folder vanished: it was the last
-        lost = active or (log_entries[0]["version"] if log_entries else None)
-        status = {r["version"]: r["status"] for r in self.registry.versions()}
+        lost = active or (log_entries[0].version if log_entries else None)
+        status = {r.version: r.status for r in self.registry.versions()}
         order = [active] if active else []
         for entry in log_entries:
-            for v in (entry["version"], entry["previous_version"]):
+            for v in (entry.version, entry.previous_version):
                 if v and v not in order and status.get(v) not in (None, "rejected"):
                     order.append(v)
         failures: list[str] = []
@@ -380,17 +381,16 @@ class ServingService:
             self.store.audit(SYSTEM, "model-load-failed", active, {"failures": failures})
 
 
-def _blocking_gates(row: dict[str, Any]) -> list[tuple[str, str]]:
-    report = row.get("gate_report") or {}
-    gates = {g["gate"]: g for g in report.get("gates", [])}
-    blocking = [(name, f"{g['status']}: {g.get('summary', '')}") for name, g in gates.items()
-                if g["status"] in ("fail", "insufficient evidence")]
-    if report.get("recovery"):
-        blocking.append(("integrity", f"fail: {report['recovery']}"))
+def _blocking_gates(row: ModelVersion) -> list[tuple[str, str]]:
+    report = row.gate_report
+    gates = {g.gate: g for g in report.gates} if report else {}
+    blocking = [(name, f"{g.status}: {g.summary}") for name, g in gates.items() if g.blocking]
+    if report is not None and report.recovery:
+        blocking.append(("integrity", f"fail: {report.recovery}"))
     missing = [g for g in FULL_GATES if g not in gates]
     if missing and not blocking:
         blocking.append((missing[0], "not run: run `appliance models gate "
-                         f"{row['version']}` first"))
+                         f"{row.version}` first"))
     return blocking
 
 
@@ -406,8 +406,5 @@ def _degradations(now: dict[str, Any], before: dict[str, Any], tol: float) -> li
     return problems
 
 
-def _as_estimate(prediction: dict[str, Any]) -> DepthEstimate:
-    p = prediction["points"] or {}
-    return DepthEstimate(p.get("entry_mm"), p.get("transition_mm"), p.get("exit_mm"),
-                         model_version=prediction.get("model_version"),
-                         estimator=prediction.get("estimator") or "heuristic")
+def _as_estimate(estimate: Estimate) -> DepthEstimate:
+    return DepthEstimate(**msgspec.structs.asdict(estimate))

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 import appliance
 from appliance.bus.bridge import BusStatus, MqttBridge
 from appliance.bus.watch import FolderWatcher, check_folders
@@ -31,8 +33,9 @@ from appliance.errors import (
 )
 from appliance.home import FIRST_KEY_FILE
 from appliance.jobs.records import StoreJobRecords
-from appliance.jobs.runner import SEARCH_KIND, JobConflictError, JobRunner, Prepared, job_command
+from appliance.jobs.runner import JobConflictError, JobRunner, Prepared, job_command
 from appliance.jobs.schedule import NightlySchedule
+from appliance.records import SEARCH_KIND, AuditEntry, Job, JobParams
 from appliance.redact import scrubbed, shown_path
 from appliance.services.backup import BackupManifest, backup_into_home
 from appliance.services.db import Db
@@ -225,11 +228,12 @@ class Daemon:
         return name, manifest
 
     # -- jobs ----------------------------------------------------------------------------------
-    def start_fine_tune(self, params: dict[str, Any], actor: str, kind: str = "fine-tune",
-                        auto_promote: bool = False) -> dict[str, Any]:
-        return self._start_job(kind, {**params, "auto_promote": auto_promote}, actor)
+    def start_fine_tune(self, params: JobParams, actor: str, kind: str = "fine-tune",
+                        auto_promote: bool = False) -> Job:
+        return self._start_job(
+            kind, msgspec.structs.replace(params, auto_promote=auto_promote), actor)
 
-    def start_search(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+    def start_search(self, params: JobParams, actor: str) -> Job:
         """A hyperparameter search (`appliance tune`) on the confirmed labels, fine-tuning
         from the active model; it registers no model: its best.json is what it gives."""
         return self._start_job(SEARCH_KIND, params, actor)
@@ -239,24 +243,25 @@ class Daemon:
         from appliance.jobs.search import read_trials
 
         job = self.job(job_id)
-        if job["kind"] != SEARCH_KIND:
-            raise ValidationError(f"job {job_id} is a {job['kind']}, not a search")
+        if not job.is_search:
+            raise ValidationError(f"job {job_id} is a {job.kind}, not a search")
         return read_trials(self.config.home / "jobs" / job_id / "search")
 
-    def _start_job(self, kind: str, params: dict[str, Any], actor: str) -> dict[str, Any]:
+    def _start_job(self, kind: str, params: JobParams, actor: str) -> Job:
         if self.models.active_version() is None:
             raise ValidationError("no active model to fine-tune from")
         running = self.jobs.running()
         if running is not None:
-            raise JobConflictError(f"job {running['job_id']} ({running['kind']}) is "
-                                   f"{running['status']}; one job runs at a time: wait for it "
+            raise JobConflictError(f"job {running.job_id} ({running.kind}) is "
+                                   f"{running.status}; one job runs at a time: wait for it "
                                    "or cancel it")
         n = self._trainable_holes()
         if n == 0:
             raise ValidationError("no confirmed labels outside the exam set: nothing to train on")
         self._check_free_space()
         job = self.jobs.start(kind, params, actor)
-        self.store.audit(actor, "job-start", job["job_id"], {"kind": kind, **params})
+        self.store.audit(actor, "job-start", job.job_id,
+                         {"kind": kind, **msgspec.to_builtins(params)})
         return job
 
     def _check_free_space(self) -> None:
@@ -270,13 +275,13 @@ class Daemon:
                 f"needs {need_mb:g} MB ([train] min_free_mb)",
                 "free space (old job logs, rejected candidates), then start it again")
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFoundError(f"job {job_id!r} does not exist")
         return job
 
-    def cancel_job(self, job_id: str, actor: str) -> dict[str, Any]:
+    def cancel_job(self, job_id: str, actor: str) -> Job:
         self.job(job_id)
         job = self.jobs.cancel(job_id, actor)
         self.store.audit(actor, "job-cancel", job_id, None)
@@ -292,15 +297,15 @@ class Daemon:
                                "min_new_labels": cfg.min_new_labels, "job": None}
         running = self.jobs.running()
         if running is not None:
-            out["reason"] = f"job {running['job_id']} is {running['status']}"
+            out["reason"] = f"job {running.job_id} is {running.status}"
             return out
         drifting = self._drift_reason() if cfg.on_drift else None
         if new < cfg.min_new_labels and not force and drifting is None:
             out["reason"] = (f"{new} new confirmed label(s) since the active model's data set; "
                              f"{cfg.min_new_labels} needed")
             return out
-        params = {"folds": cfg.folds, "epochs": cfg.epochs, "head_only": cfg.head_only,
-                  "architecture": cfg.architecture}
+        params = JobParams(folds=cfg.folds, epochs=cfg.epochs, head_only=cfg.head_only,
+                           architecture=cfg.architecture)
         try:
             job = self.start_fine_tune(params, actor, kind="nightly",
                                        auto_promote=cfg.auto_promote)
@@ -325,19 +330,19 @@ class Daemon:
         if not alarmed:
             return None
         drills = self.store.hole_drills()
-        confirmed = [lab for lab in self.store.latest_labels() if lab.get("origin") == "operator"]
+        confirmed = [lab for lab in self.store.latest_labels() if lab.origin == "operator"]
         for name, d in sorted(alarmed.items()):
             since = (d.since or "").replace("+00:00", "").rstrip("Z")
             n = sum(1 for lab in confirmed
-                    if drills.get(lab["hole_id"]) == name
-                    and str(lab["at"]).rstrip("Z") >= since
-                    and not self.store.is_exam(lab["hole_id"]))
+                    if drills.get(lab.hole_id) == name
+                    and lab.at.rstrip("Z") >= since
+                    and not self.store.is_exam(lab.hole_id))
             if n >= need:
                 return (f"drill {name} in drift alarm since hole {d.alarm_at_hole}; {n} of its "
                         f"holes confirmed since")
         return None
 
-    def _prepare(self, job: dict[str, Any], work: Path) -> Prepared:
+    def _prepare(self, job: Job, work: Path) -> Prepared:
         from appliance.store.snapshot import export_dataset
 
         active = self.models.active_version()
@@ -356,44 +361,44 @@ class Daemon:
         parent = self.models.show(active)
         return Prepared(dataset_dir=work / "dataset", parent_dir=self.models.folder(active),
                         parent_version=active, dataset=manifest,
-                        architecture=parent["model"].get("architecture"))
+                        architecture=parent.model.architecture)
 
-    def _adopt(self, job: dict[str, Any], candidate: Path) -> dict[str, Any]:
-        promote = bool(job["params"].get("auto_promote"))
+    def _adopt(self, job: Job, candidate: Path) -> dict[str, Any]:
+        promote = job.params.auto_promote
         # the accuracy gate reads the exam set with register() too (see _prepare); gating
         # takes seconds once per job, during which other store calls wait
         with self.store.cursor() as con:
             con.execute("SELECT 1").fetchall()
             return self.models.adopt_candidate(
-                candidate, f"job {job['job_id']}", promote,
+                candidate, f"job {job.job_id}", promote,
                 auto_rollback_mm=self.config.nightly.auto_rollback_mm)
 
-    def _reopen(self, job: dict[str, Any], work: Path) -> Prepared:
+    def _reopen(self, job: Job, work: Path) -> Prepared:
         """What a job interrupted by a restart resumes with: its own snapshot, verified, and
         the parent it started from (its fold checkpoints are only valid for those two)."""
         from appliance.store.snapshot import verify_snapshot
 
-        progress = job.get("progress") or {}
+        progress = job.progress
         try:
             manifest = verify_snapshot(work / "dataset")
         except (ApplianceError, OSError) as exc:
             raise ApplianceError(f"its dataset snapshot is gone or damaged "
                                  f"({scrubbed(str(exc), self.config.home)})") from None
-        if progress.get("dataset_hash") not in (None, manifest.get("content_hash")):
+        if progress.dataset_hash not in (None, manifest.get("content_hash")):
             raise ApplianceError("its dataset snapshot is not the one it started on")
-        parent = progress.get("parent")
+        parent = progress.parent
         if parent is None:
             raise ApplianceError("it had not recorded the model it fine-tunes from")
         try:
-            row = self.models.show(parent)["model"]
+            row = self.models.show(parent).model
             parent_dir = self.models.folder(parent)
         except NotFoundError:
             raise ApplianceError(f"its parent model {parent} is no longer registered") from None
-        if row["status"] == "rejected" or not (parent_dir / "manifest.json").is_file():
+        if row.status == "rejected" or not (parent_dir / "manifest.json").is_file():
             raise ApplianceError(f"its parent model {parent} is rejected or its folder is gone")
         return Prepared(dataset_dir=work / "dataset", parent_dir=parent_dir,
                         parent_version=parent, dataset=manifest,
-                        architecture=row.get("architecture"))
+                        architecture=row.architecture)
 
     def _recover_jobs(self) -> None:
         """At start: the job a previous run left resumes; ended jobs' leftovers go."""
@@ -408,35 +413,35 @@ class Daemon:
         remove_expired(self.models.serving, self.store,
                        self.config.train.failed_candidate_keep_h)
 
-    def _job_finished(self, job: dict[str, Any]) -> None:
-        self.metrics.count_job(job["status"])
+    def _job_finished(self, job: Job) -> None:
+        self.metrics.count_job(job.status)
         try:
-            self.store.audit("daemon", "job-end", job["job_id"],
-                             {"status": job["status"], "error": job.get("error"),
-                              "candidate_version": job.get("candidate_version")})
+            self.store.audit("daemon", "job-end", job.job_id,
+                             {"status": job.status, "error": job.error,
+                              "candidate_version": job.candidate_version})
             set_aside(self.models.serving, job)
             remove_expired(self.models.serving, self.store,
                            self.config.train.failed_candidate_keep_h)
         except Exception:  # closing store at shutdown: the job row already says it
-            log.warning("could not audit the end of job %s", job["job_id"], exc_info=True)
+            log.warning("could not audit the end of job %s", job.job_id, exc_info=True)
 
     def _trainable_holes(self) -> int:
         return sum(1 for lab in self.store.latest_labels()
-                   if not self.store.is_exam(lab["hole_id"]))
+                   if not self.store.is_exam(lab.hole_id))
 
     def _active_dataset_time(self) -> str | None:
         """When the data set of the active model was taken (None: the shipped baseline)."""
         active = self.models.active_version()
         for job in self.store.list_jobs(status="succeeded"):
-            if job.get("candidate_version") == active and job.get("progress"):
-                return job["progress"].get("dataset_at")
+            if job.candidate_version == active:
+                return job.progress.dataset_at
         return None
 
     def _new_labels(self, since: str | None) -> int:
         cut = since.rstrip("Z") if since else None
         return sum(1 for lab in self.store.latest_labels()
-                   if not self.store.is_exam(lab["hole_id"])
-                   and (cut is None or str(lab["at"]).rstrip("Z") > cut))
+                   if not self.store.is_exam(lab.hole_id)
+                   and (cut is None or lab.at.rstrip("Z") > cut))
 
     # -- health and metrics --------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -475,13 +480,13 @@ class Daemon:
             "open_reads": self.config.open_reads,
         }
 
-    def audit_log(self, since: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    def audit_log(self, since: str | None, limit: int, offset: int) -> list[AuditEntry]:
         """GET /audit: newest first. Subjects and details name what a CLI run was given (files,
         folders) relative to the home or by file name, as every answer does."""
         home = self.config.home
-        return [{**row, "subject": scrubbed(row.get("subject"), home),
-                 "detail": scrubbed(row.get("detail"), home)}
-                for row in self.db.audit_log(since, limit, offset)]
+        return [msgspec.structs.replace(entry, subject=scrubbed(entry.subject, home),
+                                        detail=scrubbed(entry.detail, home))
+                for entry in self.db.audit_log(since, limit, offset)]
 
     def bus_status(self) -> BusStatus:
         if self.bus is None:

@@ -32,6 +32,7 @@ from appliance.monitor.signals import (
 from appliance.points import DepthEstimate, DepthPoints
 from appliance.store import Store
 from appliance.store.drift import DriftEvent
+from appliance.store.labels import points_of
 from appliance.trace import Trace
 
 log = logging.getLogger("appliance.drift")
@@ -148,12 +149,10 @@ class DriftService:
     def live_accuracy(self) -> list[LiveAccuracy]:
         holes = []
         for row in self._store.confirmed_labels():
-            served = row["from_estimate"] or {}
+            served = row.from_estimate or {}
             version = served.get("model_version") or "rule-based"
-            holes.append(ConfirmedHole(row["hole_id"], str(row["at"]),
-                                       DepthPoints(row["entry_mm"], row["transition_mm"],
-                                                   row["exit_mm"]),
-                                       _points(served), version))
+            holes.append(ConfirmedHole(row.hole_id, row.at, points_of(row), _points(served),
+                                       version))
         return live_accuracy(holes)
 
     def _announce(self, raised: list[DrillDrift]) -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appliance.errors import ApplianceError, NotFoundError
+from appliance.records import Job
 from appliance.store import Store
 
 if TYPE_CHECKING:
@@ -25,17 +26,16 @@ log = logging.getLogger("appliance.daemon")
 ENDED_BADLY = ("failed", "cancelled")
 
 
-def set_aside(serving: ServingService, job: dict[str, Any]) -> bool:
+def set_aside(serving: ServingService, job: Job) -> bool:
     """The candidate of a job that ended badly, set aside; True when it was."""
-    version = job.get("candidate_version")
-    if job["status"] not in ENDED_BADLY or not version or not _removable(serving, version):
+    version = job.candidate_version
+    if job.status not in ENDED_BADLY or not version or not _removable(serving, version):
         return False
-    row = serving.show(version)
-    if row["status"] == "rejected":  # by its gates, or set aside already: said once
+    if serving.show(version).status == "rejected":  # by its gates, or set aside already
         return False
-    serving.reject(version, f"registered by job {job['job_id']}, which {job['status']}: "
-                            f"{job.get('error') or 'no reason recorded'}")
-    log.warning("candidate %s of %s job %s set aside", version, job["status"], job["job_id"])
+    serving.reject(version, f"registered by job {job.job_id}, which {job.status}: "
+                            f"{job.error or 'no reason recorded'}")
+    log.warning("candidate %s of %s job %s set aside", version, job.status, job.job_id)
     return True
 
 
@@ -46,29 +46,29 @@ def remove_expired(serving: ServingService, store: Store, keep_h: float,
     removed = []
     for status in ENDED_BADLY:
         for job in store.list_jobs(status=status):
-            version = job.get("candidate_version")
-            ended = _utc(job.get("finished_at"))
+            version = job.candidate_version
+            ended = _utc(job.finished_at)
             if not version or ended is None or ended > cut:
                 continue
             if not _removable(serving, version):
                 continue
-            why = (f"registered by job {job['job_id']}, which {status} at "
+            why = (f"registered by job {job.job_id}, which {status} at "
                    f"{ended:%Y-%m-%dT%H:%M:%SZ}; removed after "
                    f"{keep_h:g} h ([train] failed_candidate_keep_h)")
             try:
                 serving.reject(version, why, remove=True)
             except (ApplianceError, OSError) as exc:  # next start tries again
                 log.error("could not remove candidate %s of job %s: %s", version,
-                          job["job_id"], exc)
+                          job.job_id, exc)
                 continue
             log.warning("candidate %s removed: %s", version, why)
             removed.append(version)
     return removed
 
 
-def _utc(stamp: Any) -> datetime | None:
-    """A job row's time (ISO 8601 UTC text) as an aware datetime."""
-    if not isinstance(stamp, str) or not stamp:
+def _utc(stamp: str | None) -> datetime | None:
+    """A job's time (ISO 8601 UTC text) as an aware datetime."""
+    if not stamp:
         return None
     value = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -80,5 +80,6 @@ def _removable(serving: ServingService, version: str) -> bool:
         row = serving.show(version)
     except NotFoundError:
         return False
-    return not ((row.get("gate_report") or {}).get("removed") or row["status"] == "active"
-                or serving.ever_active(version) or serving.shadow_version == version)
+    removed = row.gate_report is not None and row.gate_report.removed is not None
+    return not (removed or row.status == "active" or serving.ever_active(version)
+                or serving.shadow_version == version)

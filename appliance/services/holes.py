@@ -20,6 +20,7 @@ import numpy as np
 
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
+from appliance.records import Estimate, Hole, Label
 from appliance.redact import shown_source
 from appliance.services.db import Db
 from appliance.services.downsample import minmax_indices
@@ -50,6 +51,12 @@ def check_source(source: str) -> str:
     return shown_source(text)
 
 
+def estimate_record(estimate: dict[str, Any]) -> Estimate:
+    """An estimate as the service holds it (DepthEstimate.as_dict(): the in-memory latest
+    estimates, the MQTT bus's answers) as the record the API serves."""
+    return Estimate(**estimate)
+
+
 def uncertainty(estimate: dict[str, Any] | None) -> float | None:
     """The largest member spread of a stored estimate: how unsure the model was."""
     if not estimate:
@@ -65,6 +72,15 @@ def review_priority(estimate: dict[str, Any] | None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def with_estimate(hole: Hole, estimate: dict[str, Any] | None, **changes: Any) -> Hole:
+    """The stored hole with its latest estimate (as the service holds it) and what the review
+    queue reads of that, and any other changes of its fields (one copy for all)."""
+    return msgspec.structs.replace(
+        hole, estimate=None if estimate is None else estimate_record(estimate),
+        uncertainty_mm=uncertainty(estimate), review_priority=review_priority(estimate),
+        **changes)
 
 
 ReviewKey = tuple[int, float, float, float]
@@ -117,7 +133,7 @@ class HoleService:
         return parse_bytes(data, source)
 
     def ingest(self, data: bytes, source: str | None, group: str | None
-               ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+               ) -> tuple[Hole, Estimate, bool]:
         """(hole view, estimate, created). Stored as `appliance ingest` stores a file
         (appliance.services.intake): a rejected upload is quarantined, then its error raised.
         The group keeps related holes on one side of a cross-validation split: the client
@@ -132,9 +148,9 @@ class HoleService:
             estimate = est.as_dict()
             if created:
                 self.observe([NewHole(hole_id, trace, est)])
-        return self.get(hole_id), estimate, created
+        return self.get(hole_id), estimate_record(estimate), created
 
-    async def estimate_bytes(self, data: bytes, source: str | None) -> dict[str, Any]:
+    async def estimate_bytes(self, data: bytes, source: str | None) -> Estimate:
         """Stateless: parse and estimate, store nothing (not even a quarantine entry).
 
         For the event loop: parsing runs in a small pool of its own and the (batched) model
@@ -143,7 +159,7 @@ class HoleService:
         trace = await loop.run_in_executor(self._parse_pool, self.parse_upload, data, source)
         est = await self._models.estimate_async(trace)
         self._metrics.count_estimate(est.estimator)
-        return est.as_dict()
+        return estimate_record(est.as_dict())
 
     def warm(self, holes: int = 32) -> None:
         """Send a burst of synthetic uploads through the estimate path (parse pool, every
@@ -165,12 +181,11 @@ class HoleService:
         return self.parse(data, name)
 
     # -- reads -------------------------------------------------------------------------------
-    def get(self, hole_id: str) -> dict[str, Any]:
-        hole = self._db.get_hole(hole_id)
-        return self._view(hole, hole.get("latest_label"), self.latest_estimate(hole_id))
+    def get(self, hole_id: str) -> Hole:
+        return self._view(self._db.get_hole(hole_id))
 
     def list(self, status: HoleFilter, since: str | None, limit: int, offset: int,
-             drill: str | None = None) -> tuple[list[dict[str, Any]], int]:
+             drill: str | None = None) -> tuple[list[Hole], int]:
         """A page of holes. `drill`: only that drill's (its serial; "unknown" without one)."""
         labelled = {"all": None, "labelled": True, "unlabelled": False,
                     "needs-review": False}[status]
@@ -184,8 +199,7 @@ class HoleService:
         if status != "needs-review":
             rows = self._db.list_holes(labelled, since, limit, offset)
             total = self._db.count_holes(labelled, since)
-            return [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
-                    for r in rows], total
+            return [self._view(r) for r in rows], total
         ids = self.review_order(self._db.hole_ids(labelled, since))
         page = ids[offset:offset + limit]
         return self._views_of(page), len(ids)
@@ -204,13 +218,12 @@ class HoleService:
             drill = self._drift.drill_of_hole if self._drift is not None else (lambda h: None)
             return sorted(ids, key=lambda h: (drill(h) not in alarmed, keys.get(h, never)))
 
-    def _views_of(self, ids: list[str]) -> list[dict[str, Any]]:
+    def _views_of(self, ids: list[str]) -> list[Hole]:
         """The hole views of these ids, in this order: only a page's rows are read and built."""
         if not ids:
             return []
-        rows = {r["hole_id"]: r for r in self._db.list_holes(None, None, ids=ids)}
-        return [self._view(r, r.get("label"), self.latest_estimate(r["hole_id"]))
-                for r in (rows[h] for h in ids if h in rows)]
+        rows = {r.hole_id: r for r in self._db.list_holes(None, None, ids=ids)}
+        return [self._view(rows[h]) for h in ids if h in rows]
 
     def latest_estimate(self, hole_id: str) -> dict[str, Any] | None:
         with self._cache_lock:
@@ -260,14 +273,13 @@ class HoleService:
             "step": trace.step[idx].astype(np.int64).tolist(),
         }
 
-    def estimate(self, hole_id: str, fresh: bool, active_version: str | None
-                 ) -> dict[str, Any]:
+    def estimate(self, hole_id: str, fresh: bool, active_version: str | None) -> Estimate:
         """The stored estimate of the active model, or a fresh one (then stored)."""
         if not fresh:
             stored = self.latest_estimate(hole_id)
             if stored is not None and stored.get("model_version") == active_version:
-                return stored
-        return self._fresh(hole_id, self._db.get_trace(hole_id))
+                return estimate_record(stored)
+        return estimate_record(self._fresh(hole_id, self._db.get_trace(hole_id)))
 
     def estimate_stored(self, items: list[tuple[str, Trace]]
                         ) -> tuple[list[dict[str, Any]], list[NewHole]]:
@@ -302,8 +314,8 @@ class HoleService:
         """Estimate (and store) every hole that has no estimate yet, e.g. holes ingested by
         the CLI while no daemon ran, so the review queue can rank them. Returns the count."""
         done = 0
-        missing = [r["hole_id"] for r in self._db.list_holes(None, None)
-                   if self.latest_estimate(r["hole_id"]) is None]
+        missing = [h for h in self._db.hole_ids(None, None)
+                   if self.latest_estimate(h) is None]
         for i in range(0, len(missing), chunk):
             if stop.is_set():
                 break
@@ -323,23 +335,22 @@ class HoleService:
         return done
 
     # -- labels ------------------------------------------------------------------------------
-    def add_label(self, hole_id: str, points: DepthPoints, by: str, actor: str
-                  ) -> dict[str, Any]:
+    def add_label(self, hole_id: str, points: DepthPoints, by: str, actor: str) -> Label:
         estimate = self.latest_estimate(hole_id)
         label_id = add_label(self._db.store, hole_id, points, by, actor, estimate)
         if self._drift is not None:
             try:
                 self._drift.observe_label(hole_id,
-                                          self._db.get_hole(hole_id).get("drill_serial"),
+                                          self._db.get_hole(hole_id).drill_serial,
                                           points, estimate)
             except Exception:  # the label is stored: the watch must not turn that into an error
                 log.exception("drift watch: the label of hole %s was not observed", hole_id)
         for label in reversed(self._db.label_history(hole_id)):
-            if label["label_id"] == label_id:
+            if label.label_id == label_id:
                 return label
         raise NotFoundError(f"label {label_id} of hole {hole_id} vanished")  # pragma: no cover
 
-    def labels(self, hole_id: str) -> list[dict[str, Any]]:
+    def labels(self, hole_id: str) -> list[Label]:
         self._db.get_hole(hole_id)  # 404 for an unknown hole, not an empty history
         return self._db.label_history(hole_id)
 
@@ -362,20 +373,9 @@ class HoleService:
         self._remember(hole_id, est.as_dict())
         return est
 
-    @staticmethod
-    def _view(hole: dict[str, Any], label: dict[str, Any] | None,
-              estimate: dict[str, Any] | None) -> dict[str, Any]:
-        view = dict(hole)
-        view["id"] = hole["hole_id"]
-        view["source"] = shown_source(hole["source"])  # rows stored with a path before
-        view["depth_min_mm"] = hole.get("depth_min")
-        view["depth_max_mm"] = hole.get("depth_max")
-        view["label"] = label
-        view["labelled"] = label is not None
-        view["estimate"] = estimate
-        view["uncertainty_mm"] = uncertainty(estimate)
-        view["review_priority"] = review_priority(estimate)
-        return view
+    def _view(self, hole: Hole) -> Hole:
+        return with_estimate(hole, self.latest_estimate(hole.hole_id),
+                             source=shown_source(hole.source))  # rows stored with a path before
 
 
 def _confidence(estimate: dict[str, Any] | None) -> float:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from appliance.points import DepthPoints
-from appliance.services.db import estimate_of
 from appliance.store import Store
 
 
@@ -27,4 +28,4 @@ def stored_estimate(store: Store, hole_id: str) -> dict[str, Any] | None:
     """The latest served estimate stored for the hole: what a label made now confirms (the
     daemon keeps these in memory; a verb with no daemon running reads the store)."""
     rows = store.predictions(hole_id, shadow=False)
-    return estimate_of(rows[0]) if rows else None
+    return msgspec.structs.asdict(rows[0].estimate) if rows else None

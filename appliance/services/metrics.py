@@ -27,8 +27,8 @@ from prometheus_client.core import (
     Metric,
 )
 
-from appliance.jobs.runner import TERMINAL
 from appliance.points import POINT_NAMES
+from appliance.records import JOB_ENDED
 
 if TYPE_CHECKING:
     from appliance.services.daemon import Daemon
@@ -71,7 +71,7 @@ class Metrics:
             self._auth_failures.labels(outcome)
         # every outcome is exported from the start, so rate() and increase() see the first
         # failed job as a step from 0 rather than as a series that appeared
-        for outcome in TERMINAL:
+        for outcome in JOB_ENDED:
             self._jobs.labels(outcome)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -1,7 +1,8 @@
 """Model versions for the API and the job runner, over the serving room's facade.
 
-Shapes registry rows into the API's model view and adds what the daemon needs on top:
-register + gate a job's candidate in one step, promotion when every gate passed.
+Shows registered versions as clients see them (appliance.records: ModelSummary, ModelDetail,
+without the box's paths) and adds what the daemon needs on top: register + gate a job's
+candidate in one step, promotion when every gate passed.
 """
 
 from __future__ import annotations
@@ -11,30 +12,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from appliance.errors import NotFoundError
 from appliance.points import DepthEstimate
+from appliance.records import Activation, GateVerdict, ModelDetail, ModelSummary, ModelVersion
 from appliance.redact import scrubbed, without_paths
+from appliance.registry import ServingService
 from appliance.services.batching import EstimateBatcher, serving_workers
 from appliance.trace import Trace
 
 
-def _gate_passed(row: dict[str, Any]) -> bool | None:
-    report = row.get("gate_report")
-    if not isinstance(report, dict) or "passed" not in report:
-        return None
-    return bool(report["passed"])
-
-
-def _failing(report: dict[str, Any] | None) -> list[str]:
-    if not report:
-        return []
-    return [f"{g['gate']}: {g['status']}: {g.get('summary', '')}"
-            for g in report.get("gates", []) if g.get("status") in ("fail",
-                                                                   "insufficient evidence")]
-
-
 class ModelService:
-    def __init__(self, serving: Any) -> None:
+    def __init__(self, serving: ServingService) -> None:
         self.serving = serving
         self.batcher = EstimateBatcher(serving.estimate_many, workers=serving_workers())
 
@@ -71,55 +61,56 @@ class ModelService:
         return self.serving.active_version
 
     # -- reads ---------------------------------------------------------------------------------
-    def view(self, row: dict[str, Any], active: str | None) -> dict[str, Any]:
-        return {
-            "version": row["version"], "parent": row.get("parent"),
-            "architecture": row.get("architecture"), "created_at": row.get("created_at"),
-            "status": row.get("status", "candidate"), "active": row["version"] == active,
-            "dataset_hash": row.get("dataset_hash"), "gate_passed": _gate_passed(row),
-            "metrics": scrubbed(row.get("metrics") or {}, self.serving.home),
-        }
+    def summary(self, model: ModelVersion, active: str | None) -> ModelSummary:
+        """The version as clients see it: its folder left out, paths in its metrics shown
+        relative to the home or by name."""
+        return ModelSummary(
+            version=model.version, parent=model.parent, architecture=model.architecture,
+            created_at=model.created_at, status=model.status, active=model.version == active,
+            dataset_hash=model.dataset_hash, gate_passed=model.gate_passed,
+            metrics=scrubbed(model.metrics or {}, self.serving.home))
 
-    def list(self) -> list[dict[str, Any]]:
+    def versions(self) -> list[ModelSummary]:
         active = self.active_version()
-        return [self.view(r, active) for r in self.serving.list_versions()]
+        return [self.summary(m, active) for m in self.serving.list_versions()]
 
-    def active(self) -> dict[str, Any]:
+    def active(self) -> ModelSummary:
         active = self.active_version()
         if active is None:
             raise NotFoundError("no model is active: the rule-based estimator answers")
-        return self.view(self.serving.show(active), active)
+        return self.summary(self.serving.show(active), active)
 
-    def show(self, version: str) -> dict[str, Any]:
-        row = self.serving.show(version)
-        card_path = Path(row["path"]) / "README.md" if row.get("path") else None
+    def show(self, version: str) -> ModelDetail:
+        model = self.serving.show(version)
+        card_path = Path(model.path) / "README.md"
         card = card_path.read_text(encoding="utf-8", errors="replace") if (
-            card_path is not None and card_path.is_file()) else None
+            card_path.is_file()) else None
         # what was written on this box (a gate's folder, a failure's file, a card's paths)
         # is shown relative to the home or by name
         home = self.serving.home
-        return {"model": self.view(row, self.active_version()),
-                "card": None if card is None else without_paths(card, home),
-                "gate_report": scrubbed(row.get("gate_report"), home),
-                "manifest": scrubbed(row.get("manifest") or {}, home)}
+        report = None if model.gate_report is None else msgspec.convert(
+            scrubbed(msgspec.to_builtins(model.gate_report), home), GateVerdict)
+        return ModelDetail(model=self.summary(model, self.active_version()),
+                           card=None if card is None else without_paths(card, home),
+                           gate_report=report, manifest=scrubbed(model.manifest or {}, home))
 
-    def activations(self, limit: int) -> list[dict[str, Any]]:
+    def activations(self, limit: int) -> list[Activation]:
         return self.serving.history(limit)
 
     def folder(self, version: str) -> Path:
-        return Path(self.serving.show(version)["path"])
+        return Path(self.serving.show(version).path)
 
     # -- changes -------------------------------------------------------------------------------
     def activate(self, version: str, actor: str, force: bool, reason: str | None
-                 ) -> dict[str, Any]:
+                 ) -> ModelSummary:
         self.serving.activate(version, actor=actor, force=force, reason=reason)
-        return self.view(self.serving.show(version), self.active_version())
+        return self.summary(self.serving.show(version), self.active_version())
 
-    def rollback(self, version: str | None, actor: str, reason: str | None) -> dict[str, Any]:
+    def rollback(self, version: str | None, actor: str, reason: str | None) -> ModelSummary:
         self.serving.rollback(version, actor=actor, reason=reason)
         active = self.active_version()
         assert active is not None
-        return self.view(self.serving.show(active), active)
+        return self.summary(self.serving.show(active), active)
 
     def shadow(self, version: str | None, actor: str) -> dict[str, Any]:
         """Run `version` beside the active model on new holes, unserved (None stops it)."""
@@ -138,18 +129,18 @@ class ModelService:
         With auto_rollback_mm, a promoted model is checked at once against the one it replaced
         on the most recent confirmed holes and rolled back (logged as auto-rollback) when worse.
         """
-        row = self.serving.register(folder, actor=actor)
-        version = row["version"]
+        version = self.serving.register(folder, actor=actor).version
         report = self.serving.gate(version, actor=actor)
-        report = report.as_dict() if hasattr(report, "as_dict") else report
-        passed = bool(report.get("passed"))
+        passed = report.passed
         activated = False
         if promote and passed:
             self.serving.activate(version, actor=actor, force=False,
                                   reason="every gate passed (auto-promote)")
             activated = True
         result = {"candidate_version": version, "gate_passed": passed,
-                  "failing_gates": _failing(report), "activated": activated}
+                  "failing_gates": [f"{g.gate}: {g.status}: {g.summary}"
+                                    for g in report.blocking],
+                  "activated": activated}
         if activated and auto_rollback_mm is not None:
             check = self.serving.auto_rollback_check(degradation_mm=auto_rollback_mm)
             result["auto_rollback"] = {k: check.get(k) for k in ("status", "why", "problems")}

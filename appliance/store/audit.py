@@ -7,27 +7,29 @@ from typing import Any
 
 import duckdb
 
+from appliance.records import AuditEntry
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts
+from appliance.store.rows import fetch_dicts, fetch_records
 
 
 def record(
     con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str | None,
     detail: dict[str, Any] | None,
 ) -> int:
-    row = con.execute(
+    [(audit_id,)] = con.execute(
         """INSERT INTO audit ("at", actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)
            RETURNING audit_id""",
         [utcnow(), actor, action, subject, dumps(detail)],
-    ).fetchone()
-    return int(row[0])
+    ).fetchall()
+    return int(audit_id)
 
 
 def entries(
     con: duckdb.DuckDBPyConnection, action: str | None = None, limit: int | None = None
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Audit entries, newest first."""
-    sql, params = 'SELECT audit_id, "at", actor, action, subject, detail FROM audit', []
+    sql = 'SELECT audit_id, "at", actor, action, subject, detail FROM audit'
+    params: list[Any] = []
     if action is not None:
         sql += " WHERE action = ?"
         params.append(action)
@@ -35,7 +37,7 @@ def entries(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    return fetch_dicts(con, sql, params, ("detail",))
+    return fetch_records(con, AuditEntry, sql, params, ("detail",))
 
 
 def quarantine(
@@ -45,12 +47,12 @@ def quarantine(
     content_hash = hashlib.sha256(data).hexdigest() if data is not None else None
     if size is None and data is not None:
         size = len(data)
-    row = con.execute(
+    [(quarantine_id,)] = con.execute(
         """INSERT INTO quarantine ("at", source, content_hash, error, size)
            VALUES (?, ?, ?, ?, ?) RETURNING quarantine_id""",
         [utcnow(), source, content_hash, error, size],
-    ).fetchone()
-    return int(row[0])
+    ).fetchall()
+    return int(quarantine_id)
 
 
 def quarantined(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> list[dict[str, Any]]:

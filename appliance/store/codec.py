@@ -56,14 +56,15 @@ def dumps(obj: Any) -> str | None:
     """JSON text for a JSON column (None stays SQL NULL)."""
     if obj is None:
         return None
-    return json.dumps(obj, default=_json_default, sort_keys=True)
+    return json.dumps(obj, default=json_default, sort_keys=True)
 
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """What JSON holds of a value json and msgspec do not know (numpy, datetime)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

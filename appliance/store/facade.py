@@ -13,18 +13,32 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import duckdb
+import msgspec
 
 from appliance.config import MAX_SAMPLES_PER_HOLE
 from appliance.errors import DiskFullError, NotFoundError, ValidationError, disk_full
 from appliance.points import DepthEstimate, DepthPoints
+from appliance.records import (
+    Activation,
+    AuditEntry,
+    GateVerdict,
+    Hole,
+    Job,
+    JobChange,
+    JobParams,
+    Label,
+    ModelVersion,
+    Prediction,
+)
 from appliance.store import audit as audit_sql
 from appliance.store import bus, drift, holes, jobs, labels, models, predictions
 from appliance.store.codec import utcnow
 from appliance.store.connection import StoreOpenError, connect, db_path
 from appliance.store.exam import DEFAULT_EXAM_SHARE, is_exam
+from appliance.store.models import ModelChange
 from appliance.store.schema import migrate
 from appliance.trace import Trace
 
@@ -201,16 +215,20 @@ class Store:
         with self.cursor() as con:
             return holes.find_by_hash(con, content_hash)
 
-    def get_hole(self, hole_id: str) -> dict[str, Any]:
+    def get_hole(self, hole_id: str) -> Hole:
+        """The hole with its latest label in full (what it was confirmed from, who through
+        which door) and whether it is in the exam set."""
         with self.cursor() as con:
-            row = holes.get_row(con, hole_id)
-            if row is None:
+            found = holes.list_rows(con, ids=[hole_id])
+            if not found:
                 raise NotFoundError(f"hole {hole_id} does not exist")
-            row["sources"] = holes.sources(con, hole_id)
-            row["latest_label"] = labels.latest(con, hole_id)
-            row["label_status"] = "labelled" if row["latest_label"] else "unlabelled"
-            row["exam"] = self.is_exam(hole_id)
-            return row
+            return msgspec.structs.replace(found[0], label=labels.latest(con, hole_id),
+                                           exam=self.is_exam(hole_id))
+
+    def hole_sources(self, hole_id: str) -> list[str]:
+        """Every name the hole's content arrived under, the first first."""
+        with self.cursor() as con:
+            return holes.sources(con, hole_id)
 
     def get_trace(self, hole_id: str) -> Trace:
         with self.cursor() as con:
@@ -226,7 +244,7 @@ class Store:
         limit: int | None = None,
         offset: int = 0,
         ids: list[str] | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Hole]:
         """Holes in ingest order with their latest label (ids: only those holes)."""
         with self.cursor() as con:
             return holes.list_rows(con, labelled, since, limit, offset, ids)
@@ -292,15 +310,15 @@ class Store:
             labels.check_points(points, row["depth_min"], row["depth_max"], hole_id)
             return labels.insert_label(con, hole_id, points, by, origin, from_estimate, detail)
 
-    def latest_label(self, hole_id: str) -> dict[str, Any] | None:
+    def latest_label(self, hole_id: str) -> Label | None:
         with self.cursor() as con:
             return labels.latest(con, hole_id)
 
-    def label_history(self, hole_id: str) -> list[dict[str, Any]]:
+    def label_history(self, hole_id: str) -> list[Label]:
         with self.cursor() as con:
             return labels.history(con, hole_id)
 
-    def latest_labels(self) -> list[dict[str, Any]]:
+    def latest_labels(self) -> list[Label]:
         """The latest label of every labelled hole, by hole id."""
         with self.cursor() as con:
             return labels.all_latest(con)
@@ -322,11 +340,11 @@ class Store:
                 raise NotFoundError(f"hole {hole_id} does not exist")
             return predictions.insert(con, hole_id, estimate, shadow)
 
-    def predictions(self, hole_id: str, shadow: bool | None = None) -> list[dict[str, Any]]:
+    def predictions(self, hole_id: str, shadow: bool | None = None) -> list[Prediction]:
         with self.cursor() as con:
             return predictions.for_hole(con, hole_id, shadow)
 
-    def latest_predictions(self, shadow: bool = False) -> list[dict[str, Any]]:
+    def latest_predictions(self, shadow: bool = False) -> list[Prediction]:
         with self.cursor() as con:
             return predictions.latest_per_hole(con, shadow)
 
@@ -339,7 +357,7 @@ class Store:
         architecture: str | None = None,
         parent: str | None = None,
         status: str = "candidate",
-        gate_report: dict[str, Any] | None = None,
+        gate_report: GateVerdict | None = None,
         metrics: dict[str, Any] | None = None,
         dataset_hash: str | None = None,
         manifest: dict[str, Any] | None = None,
@@ -349,18 +367,18 @@ class Store:
             models.insert(con, version, str(path), architecture, parent, status, gate_report,
                           metrics, dataset_hash, manifest, created_at)
 
-    def get_model(self, version: str) -> dict[str, Any]:
+    def get_model(self, version: str) -> ModelVersion:
         with self.cursor() as con:
             row = models.get(con, version)
         if row is None:
             raise NotFoundError(f"model version {version!r} is not registered")
         return row
 
-    def list_models(self, status: str | None = None) -> list[dict[str, Any]]:
+    def list_models(self, status: str | None = None) -> list[ModelVersion]:
         with self.cursor() as con:
             return models.list_all(con, status)
 
-    def update_model(self, version: str, /, **fields: Any) -> None:
+    def update_model(self, version: str, /, **fields: Unpack[ModelChange]) -> None:
         with self.transaction() as con:
             models.update(con, version, fields)
 
@@ -388,32 +406,31 @@ class Store:
             return models.record_activation(con, version, previous_version, action, actor,
                                             reason)
 
-    def activations(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def activations(self, limit: int | None = None) -> list[Activation]:
         with self.cursor() as con:
             return models.activations(con, limit)
 
     # -- jobs --
 
     def create_job(
-        self, kind: str, params: dict[str, Any] | None = None, status: str = "queued",
+        self, kind: str, params: JobParams | None = None, status: str = "queued",
         job_id: str | None = None,
     ) -> str:
         with self.transaction() as con:
             return jobs.insert(con, kind, params, status, job_id)
 
-    def update_job(self, job_id: str, /, **fields: Any) -> None:
+    def update_job(self, job_id: str, /, **fields: Unpack[JobChange]) -> None:
         with self.transaction() as con:
             jobs.update(con, job_id, fields)
 
-    def get_job(self, job_id: str) -> dict[str, Any]:
+    def get_job(self, job_id: str) -> Job:
         with self.cursor() as con:
-            row = jobs.get(con, job_id)
-        if row is None:
+            job = jobs.get(con, job_id)
+        if job is None:
             raise NotFoundError(f"job {job_id!r} does not exist")
-        return row
+        return job
 
-    def list_jobs(self, status: str | None = None,
-                  limit: int | None = None) -> list[dict[str, Any]]:
+    def list_jobs(self, status: str | None = None, limit: int | None = None) -> list[Job]:
         with self.cursor() as con:
             return jobs.list_all(con, status, limit)
 
@@ -427,7 +444,7 @@ class Store:
             return audit_sql.record(con, actor, action, subject, detail)
 
     def audit_log(self, action: str | None = None,
-                  limit: int | None = None) -> list[dict[str, Any]]:
+                  limit: int | None = None) -> list[AuditEntry]:
         with self.cursor() as con:
             return audit_sql.entries(con, action, limit)
 
@@ -576,7 +593,7 @@ class Store:
         with self.cursor() as con:
             return drift.all_events(con)
 
-    def confirmed_labels(self) -> list[dict[str, Any]]:
+    def confirmed_labels(self) -> list[Label]:
         """Operators' latest labels that kept the estimate they were shown, oldest first."""
         with self.cursor() as con:
             return labels.confirmed(con)

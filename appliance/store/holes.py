@@ -8,11 +8,13 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import msgspec
 import numpy as np
 import pyarrow as pa
 
 from appliance.config import MAX_SAMPLES_PER_HOLE
 from appliance.errors import ValidationError
+from appliance.records import Hole, Label
 from appliance.store.codec import (
     META_COLUMNS,
     SAMPLE_COLUMNS,
@@ -175,6 +177,16 @@ def trace_from_row(row: dict[str, Any], columns: dict[str, np.ndarray]) -> Trace
     return trace_from_columns(meta, columns, meta_json.get("arrays", []))
 
 
+# A hole's columns as appliance.records.Hole names them (h: holes, l: its latest label).
+_HOLE_FIELDS = """
+    h.hole_id AS id, h.source, h.source_group, h.variant, h.file_version, h.cycle_date,
+    h.drill_serial, h.head_name, h.head_local_counter, h.n_samples,
+    h.depth_min AS depth_min_mm, h.depth_max AS depth_max_mm, h.ingested_at,
+    l.label_id IS NOT NULL AS labelled, l.label_id, l.entry_mm, l.transition_mm, l.exit_mm,
+    l."by" AS label_by, l."at" AS label_at, l.origin AS label_origin
+"""
+
+
 def list_rows(
     con: duckdb.DuckDBPyConnection,
     labelled: bool | None = None,
@@ -182,16 +194,11 @@ def list_rows(
     limit: int | None = None,
     offset: int = 0,
     ids: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Holes in ingest order with their latest label and its status (ids: only those)."""
+) -> list[Hole]:
+    """Holes in ingest order with their latest label (ids: only those)."""
     where, params = _filters(labelled, since, ids)
     sql = f"""
-        SELECT h.hole_id, h.source, h.source_group, h.variant, h.cycle_date, h.head_name,
-               h.head_local_counter, h.n_samples, h.depth_min, h.depth_max, h.ingested_at,
-               l.label_id, l.entry_mm, l.transition_mm, l.exit_mm, l."by" AS label_by,
-               l."at" AS label_at, l.origin AS label_origin,
-               CASE WHEN l.label_id IS NULL THEN 'unlabelled' ELSE 'labelled' END
-                   AS label_status
+        SELECT {_HOLE_FIELDS}
         FROM holes h LEFT JOIN ({LATEST_LABELS}) l USING (hole_id)
         {where}
         ORDER BY h.hole_seq
@@ -202,7 +209,21 @@ def list_rows(
     if offset:
         sql += " OFFSET ?"
         params.append(int(offset))
-    return fetch_dicts(con, sql, params)
+    rows = fetch_dicts(con, sql, params)
+    for row in rows:
+        row["label"] = _label_of(row)
+    # one call checks and builds every record (a Label, already built, is taken as it is)
+    holes: list[Hole] = msgspec.convert(rows, list[Hole])
+    return holes
+
+
+def _label_of(row: dict[str, Any]) -> Label | None:
+    """The latest label carried by a listing row (its label_* columns), or None."""
+    if row["label_id"] is None:
+        return None
+    return Label(label_id=row["label_id"], hole_id=row["id"], entry_mm=row["entry_mm"],
+                 transition_mm=row["transition_mm"], exit_mm=row["exit_mm"],
+                 by=row["label_by"], at=row["label_at"], origin=row["label_origin"])
 
 
 def list_ids(

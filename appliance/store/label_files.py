@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.errors import ValidationError
 from appliance.points import POINT_NAMES, DepthPoints
+from appliance.records import Label
 from appliance.store.facade import Store
 from appliance.store.labels import points_of
 
@@ -163,9 +164,9 @@ def import_labels(store: Store, path: Path, by: str = "import") -> ImportReport:
     return report
 
 
-def _same_label(current: dict[str, Any], points: DepthPoints, detail: dict[str, Any]) -> bool:
+def _same_label(current: Label, points: DepthPoints, detail: dict[str, Any]) -> bool:
     """The points, method and confidence agree (notes alone do not make a new label)."""
-    old = current.get("detail") or {}
+    old = current.detail or {}
     return points_of(current) == points and all(
         old.get(k) == detail.get(k) for k in ("method", "confidence")
     )
@@ -175,15 +176,15 @@ def export_labels(store: Store, path: Path) -> int:
     """Write every hole's latest label; returns the number of rows written."""
     path = Path(path)
     suffix = _check_suffix(path)
-    rows = []
+    rows: list[list[Any]] = []
     index = store.source_index()
     for label in store.latest_labels():
-        hole = store.get_hole(label["hole_id"])
-        detail = label.get("detail") or {}
+        hole = store.get_hole(label.hole_id)
+        detail = label.detail or {}
         rows.append([
-            index.shortest_name(hole["source"], hole["source_group"]),
-            label["entry_mm"], label["transition_mm"], label["exit_mm"],
-            detail.get("method") or _METHOD_OF_ORIGIN.get(label["origin"], label["origin"]),
+            index.shortest_name(hole.source, hole.source_group),
+            label.entry_mm, label.transition_mm, label.exit_mm,
+            detail.get("method") or _METHOD_OF_ORIGIN.get(label.origin, label.origin),
             detail.get("confidence"),
             detail.get("notes"),
         ])

@@ -10,8 +10,9 @@ import duckdb
 
 from appliance.errors import ValidationError
 from appliance.points import POINT_NAMES, DepthPoints
+from appliance.records import Label
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts
+from appliance.store.rows import fetch_records
 
 ORIGINS = ("operator", "import", "auto")
 MAX_BY_LEN = 100  # as the API's LabelIn.by
@@ -91,35 +92,33 @@ def _num(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def history(con: duckdb.DuckDBPyConnection, hole_id: str) -> list[dict[str, Any]]:
+def history(con: duckdb.DuckDBPyConnection, hole_id: str) -> list[Label]:
     """Every label of the hole, oldest first."""
-    return fetch_dicts(
-        con, f"SELECT {_COLUMNS} FROM labels WHERE hole_id = ? ORDER BY label_id", [hole_id], _JSON
-    )
+    return fetch_records(
+        con, Label, f"SELECT {_COLUMNS} FROM labels WHERE hole_id = ? ORDER BY label_id",
+        [hole_id], _JSON)
 
 
-def latest(con: duckdb.DuckDBPyConnection, hole_id: str) -> dict[str, Any] | None:
-    found = fetch_dicts(
-        con,
+def latest(con: duckdb.DuckDBPyConnection, hole_id: str) -> Label | None:
+    found = fetch_records(
+        con, Label,
         f"SELECT {_COLUMNS} FROM labels WHERE hole_id = ? ORDER BY label_id DESC LIMIT 1",
-        [hole_id],
-        _JSON,
-    )
+        [hole_id], _JSON)
     return found[0] if found else None
 
 
-def all_latest(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return fetch_dicts(
-        con, f"SELECT {_COLUMNS} FROM ({LATEST_LABELS}) ORDER BY hole_id", None, _JSON
-    )
+def all_latest(con: duckdb.DuckDBPyConnection) -> list[Label]:
+    return fetch_records(
+        con, Label, f"SELECT {_COLUMNS} FROM ({LATEST_LABELS}) ORDER BY hole_id", None, _JSON)
 
 
-def confirmed(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return fetch_dicts(
-        con, f"""SELECT {_COLUMNS} FROM ({LATEST_LABELS})
-                 WHERE origin = 'operator' AND from_estimate IS NOT NULL ORDER BY "at" """,
+def confirmed(con: duckdb.DuckDBPyConnection) -> list[Label]:
+    return fetch_records(
+        con, Label, f"""SELECT {_COLUMNS} FROM ({LATEST_LABELS})
+                        WHERE origin = 'operator' AND from_estimate IS NOT NULL
+                        ORDER BY "at" """,
         None, _JSON)
 
 
-def points_of(label: dict[str, Any]) -> DepthPoints:
-    return DepthPoints(label["entry_mm"], label["transition_mm"], label["exit_mm"])
+def points_of(label: Label) -> DepthPoints:
+    return DepthPoints(label.entry_mm, label.transition_mm, label.exit_mm)

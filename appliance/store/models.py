@@ -1,24 +1,43 @@
-"""SQL for model versions and the append-only activation log."""
+"""SQL for model versions and the append-only activation log.
+
+A row becomes an appliance.records.ModelVersion (an activation an Activation) here and nowhere
+else: the gate report, metrics and manifest are JSON columns, the times TIMESTAMPs (ISO 8601
+UTC text in the record).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, get_args
 
 import duckdb
+import msgspec
 
-from appliance.errors import NotFoundError, ValidationError
-from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts, fetch_one, update_columns
+from appliance.errors import ApplianceError, NotFoundError, ValidationError
+from appliance.records import (
+    Activation,
+    ActivationAction,
+    GateVerdict,
+    ModelStatus,
+    ModelVersion,
+)
+from appliance.store.codec import dumps, iso, json_default, loads, utcnow
 
-STATUSES = ("candidate", "active", "retired", "rejected")
-ACTIONS = ("activate", "rollback", "auto-rollback")
+STATUSES: tuple[str, ...] = get_args(ModelStatus)
+ACTIONS: tuple[str, ...] = get_args(ActivationAction)
 
 _COLUMNS = """version, parent, architecture, path, created_at, status, gate_report, metrics,
               dataset_hash, manifest"""
-_JSON = ("gate_report", "metrics", "manifest")
-_UPDATABLE = {"parent", "architecture", "path", "status", "gate_report", "metrics",
-              "dataset_hash", "manifest"}
+
+
+class ModelChange(TypedDict, total=False):
+    """The fields of a registered version that change (its folder and content never do)."""
+
+    status: ModelStatus
+    gate_report: GateVerdict | None
+
+
+_UPDATABLE = frozenset(ModelChange.__annotations__)
 
 
 def insert(
@@ -28,7 +47,7 @@ def insert(
     architecture: str | None,
     parent: str | None,
     status: str,
-    gate_report: dict[str, Any] | None,
+    gate_report: GateVerdict | None,
     metrics: dict[str, Any] | None,
     dataset_hash: str | None,
     manifest: dict[str, Any] | None,
@@ -40,24 +59,26 @@ def insert(
     con.execute(
         f"INSERT INTO models ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [version, parent, architecture, path, created_at or utcnow(), status,
-         dumps(gate_report), dumps(metrics), dataset_hash, dumps(manifest)],
+         _report_json(gate_report), dumps(metrics), dataset_hash, dumps(manifest)],
     )
 
 
-def get(con: duckdb.DuckDBPyConnection, version: str) -> dict[str, Any] | None:
-    return fetch_one(con, f"SELECT {_COLUMNS} FROM models WHERE version = ?", [version], _JSON)
+def get(con: duckdb.DuckDBPyConnection, version: str) -> ModelVersion | None:
+    rows = con.execute(f"SELECT {_COLUMNS} FROM models WHERE version = ?", [version]).fetchall()
+    return _model(rows[0]) if rows else None
 
 
-def list_all(con: duckdb.DuckDBPyConnection, status: str | None = None) -> list[dict[str, Any]]:
+def list_all(con: duckdb.DuckDBPyConnection, status: str | None = None) -> list[ModelVersion]:
     sql, params = f"SELECT {_COLUMNS} FROM models", []
     if status is not None:
         _check_status(status)
         sql += " WHERE status = ?"
         params.append(status)
-    return fetch_dicts(con, sql + " ORDER BY created_at, version", params, _JSON)
+    rows = con.execute(sql + " ORDER BY created_at, version", params).fetchall()
+    return [_model(row) for row in rows]
 
 
-def update(con: duckdb.DuckDBPyConnection, version: str, fields: dict[str, Any]) -> None:
+def update(con: duckdb.DuckDBPyConnection, version: str, fields: ModelChange) -> None:
     unknown = set(fields) - _UPDATABLE
     if unknown:
         raise ValidationError(f"cannot update model field(s) {', '.join(sorted(unknown))}")
@@ -65,7 +86,14 @@ def update(con: duckdb.DuckDBPyConnection, version: str, fields: dict[str, Any])
         _check_status(fields["status"])
     if get(con, version) is None:
         raise NotFoundError(f"model version {version!r} is not registered")
-    update_columns(con, "models", "version", version, fields, _JSON)
+    values: dict[str, Any] = dict(fields)
+    if "gate_report" in fields:
+        values["gate_report"] = _report_json(fields["gate_report"])
+    if not values:
+        return
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    con.execute(f"UPDATE models SET {assignments} WHERE version = ?",
+                [*values.values(), version])
 
 
 def active_version(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -90,10 +118,11 @@ def record_activation(
            VALUES (?, ?, ?, ?, ?, ?) RETURNING activation_id""",
         [utcnow(), version, previous_version, action, actor, reason],
     ).fetchone()
+    assert row is not None  # RETURNING gives the inserted row
     return int(row[0])
 
 
-def activations(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> list[dict[str, Any]]:
+def activations(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> list[Activation]:
     """The activation log, newest first."""
     sql = """SELECT activation_id, "at", version, previous_version, action, actor, reason
              FROM activations ORDER BY activation_id DESC"""
@@ -101,7 +130,29 @@ def activations(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> lis
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    return fetch_dicts(con, sql, params)
+    return [Activation(activation_id=int(row[0]), at=iso(row[1]), version=row[2],
+                       previous_version=row[3], action=row[4], actor=row[5], reason=row[6])
+            for row in con.execute(sql, params).fetchall()]
+
+
+def _model(row: tuple[Any, ...]) -> ModelVersion:
+    (version, parent, architecture, path, created_at, status, gate_report, metrics,
+     dataset_hash, manifest) = row
+    try:
+        report = None if gate_report is None else msgspec.json.decode(gate_report,
+                                                                     type=GateVerdict)
+        return ModelVersion(
+            version=version, parent=parent, architecture=architecture, path=path,
+            created_at=iso(created_at), status=status, gate_report=report,
+            metrics=loads(metrics), dataset_hash=dataset_hash, manifest=loads(manifest))
+    except msgspec.ValidationError as exc:
+        raise ApplianceError(f"model version {version!r} in the store is unreadable: "
+                             f"{exc}") from None
+
+
+def _report_json(report: GateVerdict | None) -> str | None:
+    return None if report is None else dumps(msgspec.to_builtins(report,
+                                                                 enc_hook=json_default))
 
 
 def _check_status(status: str) -> None:

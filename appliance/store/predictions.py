@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.points import DepthEstimate
+from appliance.records import Estimate, Prediction
 from appliance.store.codec import dumps, utcnow
 from appliance.store.rows import fetch_dicts
 
@@ -63,24 +65,46 @@ def insert(
 
 def for_hole(
     con: duckdb.DuckDBPyConnection, hole_id: str, shadow: bool | None = None
-) -> list[dict[str, Any]]:
+) -> list[Prediction]:
     """The hole's predictions, newest first (shadow None: both kinds)."""
     sql = f"SELECT {_COLUMNS} FROM predictions WHERE hole_id = ?"
     params: list[Any] = [hole_id]
     if shadow is not None:
         sql += " AND shadow = ?"
         params.append(shadow)
-    return fetch_dicts(con, sql + " ORDER BY prediction_id DESC", params, _JSON)
+    return _predictions(con, sql + " ORDER BY prediction_id DESC", params)
 
 
-def latest_per_hole(
-    con: duckdb.DuckDBPyConnection, shadow: bool = False
-) -> list[dict[str, Any]]:
-    return fetch_dicts(
+def latest_per_hole(con: duckdb.DuckDBPyConnection, shadow: bool = False) -> list[Prediction]:
+    return _predictions(
         con,
         f"""SELECT {_COLUMNS} FROM predictions WHERE shadow = ?
             QUALIFY row_number() OVER (PARTITION BY hole_id ORDER BY prediction_id DESC) = 1
             ORDER BY hole_id""",
-        [shadow],
-        _JSON,
-    )
+        [shadow])
+
+
+def _predictions(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]
+                 ) -> list[Prediction]:
+    return [_prediction(row) for row in fetch_dicts(con, sql, params, _JSON)]
+
+
+def _prediction(row: dict[str, Any]) -> Prediction:
+    """A stored row as its record: the one place that knows how _points packed an estimate
+    (an older row may lack what later estimates carry)."""
+    points = row["points"] or {}
+    estimate = Estimate(
+        entry_mm=points.get("entry_mm"), transition_mm=points.get("transition_mm"),
+        exit_mm=points.get("exit_mm"), spread_mm=row["spread"] or {},
+        presence=row["presence"] or {}, confidence=points.get("confidence") or {},
+        model_version=row["model_version"], estimator=row["estimator"] or "heuristic",
+        note=points.get("note"), review_priority=_number(points.get("review_priority")))
+    return Prediction(prediction_id=row["prediction_id"], hole_id=row["hole_id"],
+                      created_at=row["created_at"], shadow=row["shadow"], estimate=estimate)
+
+
+def _number(value: Any) -> float | None:
+    """A stored review priority, or None where it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)

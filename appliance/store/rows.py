@@ -1,13 +1,18 @@
-"""Small helpers shared by the SQL modules: results as dicts, JSON and timestamp columns."""
+"""Small helpers shared by the SQL modules: results as dicts or records, JSON and timestamp
+columns."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from types import GenericAlias
+from typing import Any, TypeVar
 
 import duckdb
+import msgspec
 
 from appliance.store.codec import dumps, iso, loads
+
+R = TypeVar("R")
 
 
 def fetch_dicts(
@@ -28,6 +33,20 @@ def fetch_dicts(
             row[name] = iso(value)
         out.append(row)
     return out
+
+
+def fetch_records(
+    con: duckdb.DuckDBPyConnection,
+    cls: type[R],
+    sql: str,
+    params: list[Any] | None = None,
+    json_columns: Iterable[str] = (),
+) -> list[R]:
+    """The rows as records of cls (appliance.records), the columns named as its fields,
+    checked and converted in one msgspec call."""
+    rows: list[R] = msgspec.convert(fetch_dicts(con, sql, params, json_columns),
+                                    GenericAlias(list, (cls,)))
+    return rows
 
 
 def fetch_one(

@@ -27,7 +27,7 @@ from appliance.points import DepthPoints
 from appliance.store import holes as holes_sql
 from appliance.store.codec import SAMPLE_COLUMNS, dumps, iso, meta_full, utcnow
 from appliance.store.facade import Store
-from appliance.store.labels import LATEST_LABELS, points_of
+from appliance.store.labels import LATEST_LABELS
 from appliance.store.rows import fetch_dicts
 from appliance.trace import Trace
 
@@ -250,7 +250,8 @@ def exam_set(store: Store) -> list[LabelledHole]:
     rows = [r for r in _labelled_rows(store) if store.is_exam(r["hole_id"])]
     by_hole = _split_samples(_samples_of(store, [r["hole_id"] for r in rows]))
     return [
-        LabelledHole(holes_sql.trace_from_row(row, by_hole[row["hole_id"]]), points_of(row),
+        LabelledHole(holes_sql.trace_from_row(row, by_hole[row["hole_id"]]),
+                     DepthPoints(row["entry_mm"], row["transition_mm"], row["exit_mm"]),
                      row["source_group"] or "", row["hole_id"])
         for row in rows
     ]

@@ -12,8 +12,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from tui.client import ApiError, live_accuracy_of
-from tui.fields import fmt_mm, model_version
+from appliance.records import ModelDetail, ModelSummary
+from tui.client import ApiError
+from tui.fields import fmt_mm
 from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import ConfirmScreen, ReasonScreen
 from tui.widgets.accuracy import LiveAccuracyView
@@ -37,9 +38,9 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def metric(model: dict[str, Any], point: str) -> str:
+def metric(model: ModelSummary, point: str) -> str:
     """A point's mean absolute error from the model's metrics, wherever it is nested."""
-    for key, value in flatten(model.get("metrics") or {}).items():
+    for key, value in flatten(model.metrics).items():
         lowered = key.lower()
         if "mae" in lowered and point in lowered and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
@@ -47,48 +48,28 @@ def metric(model: dict[str, Any], point: str) -> str:
     return "-"
 
 
-def gates_summary(model: dict[str, Any]) -> str:
-    if isinstance(model.get("gate_passed"), bool):
-        return "pass" if model["gate_passed"] else "FAIL"
-    gates = model.get("gates") or model.get("gate_report") or model.get("gate_results")
-    if isinstance(gates, dict) and "passed" in gates and not isinstance(gates["passed"], dict):
-        verdict = "pass" if gates["passed"] else "FAIL"
-        failed = gates.get("failed") or []
-        return verdict + (f" ({', '.join(map(str, failed))})" if failed else "")
-    if isinstance(gates, dict):
-        results = gates.get("gates", gates)
-        failed = []
-        for name, res in results.items() if isinstance(results, dict) else []:
-            ok = res.get("passed") if isinstance(res, dict) else res
-            if ok is False:
-                failed.append(name)
-        return "FAIL " + ",".join(failed) if failed else ("pass" if results else "-")
-    if isinstance(gates, list):
-        failed = [g.get("name", "?") for g in gates if isinstance(g, dict) and not g.get("passed")]
-        return "FAIL " + ",".join(failed) if failed else ("pass" if gates else "-")
-    return "-"
+def gates_summary(model: ModelSummary) -> str:
+    if model.gate_passed is None:
+        return "-"
+    return "pass" if model.gate_passed else "FAIL"
 
 
-def gate_lines(version: str, detail: dict[str, Any]) -> list[str]:
-    model = detail.get("model") if isinstance(detail.get("model"), dict) else detail
-    report = detail.get("gate_report") or {}
-    lines = [f"{version}: gates {gates_summary(model)}"
-             + (f" (compared with {report['compared_with']})"
-                if report.get("compared_with") else "")]
-    for gate in report.get("gates") or []:
-        if isinstance(gate, dict):
-            colour = {"pass": "green", "fail": "red"}.get(str(gate.get("status")), "yellow")
-            lines.append(f"  [{colour}]{gate.get('gate', '?')}: {gate.get('status', '?')}[/]"
-                         f" — {gate.get('summary', '')}")
-    if not report:
+def gate_lines(detail: ModelDetail) -> list[str]:
+    """Which gate said what of a version, and why it was set aside if it was."""
+    report = detail.gate_report
+    compared = report.compared_with if report else None
+    lines = [f"{detail.model.version}: gates {gates_summary(detail.model)}"
+             + (f" (compared with {compared})" if compared else "")]
+    for gate in report.gates if report else ():
+        colour = {"pass": "green", "fail": "red"}.get(gate.status, "yellow")
+        lines.append(f"  [{colour}]{gate.gate}: {gate.status}[/] — {gate.summary}")
+    if report is None or not report.gates:
         lines.append("  not gated yet")
+    for name, note in (("rejected", report and report.rejected),
+                       ("removed", report and report.removed)):
+        if note:
+            lines.append(f"  [red]{name}[/] by {note.by}: {note.why}")
     return lines
-
-
-def is_active(model: dict[str, Any], active: str) -> bool:
-    return bool(model.get("active")) or str(model.get("status", "")).lower() == "active" or (
-        model_version(model) == active
-    )
 
 
 class ModelsScreen(Screen[None]):
@@ -109,7 +90,7 @@ class ModelsScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.models: list[dict[str, Any]] = []
+        self.models: list[ModelSummary] = []
         self.active = "-"
 
     @property
@@ -149,7 +130,6 @@ class ModelsScreen(Screen[None]):
         try:
             self.models = await client.list_models()
             active = await client.active_model()
-            live = live_accuracy_of(active)
             events = await client.activations(limit=100)
         except ApiError as exc:
             if self.is_attached:
@@ -157,43 +137,37 @@ class ModelsScreen(Screen[None]):
             return
         if not self.is_attached:
             return
-        self.active = model_version(active)
+        self.active = "-" if active is None else active.model.version
         self.query_one(LiveAccuracyView).show(
-            self.active, live, served=isinstance(active, dict) and "live_accuracy" in active)
+            self.active, None if active is None else active.live,
+            served=active is not None and active.served)
         table = self.query_one("#models", DataTable)
         cursor = table.cursor_row
         table.clear()
         for m in self.models:
-            active = is_active(m, self.active)
-            style = "bold green" if active else ""
+            style = "bold green" if m.active else ""
             cells = (
-                "●" if active else "",
-                model_version(m),
-                str(m.get("status", "-")),
-                str(m.get("parent") or m.get("parent_version") or "-"),
-                str(m.get("created_at") or m.get("created") or "-").replace("T", " ")[:19],
+                "●" if m.active else "",
+                m.version,
+                m.status,
+                m.parent or "-",
+                (m.created_at or "-").replace("T", " ")[:19],
                 metric(m, "entry"),
                 metric(m, "transition"),
                 metric(m, "exit"),
                 gates_summary(m),
             )
-            table.add_row(*(Text(c, style=style) for c in cells), key=model_version(m))
+            table.add_row(*(Text(c, style=style) for c in cells), key=m.version)
         if self.models:
             table.move_cursor(row=min(cursor or 0, len(self.models) - 1))
         history = self.query_one("#history", DataTable)
         history.clear()
         for e in events:
-            history.add_row(
-                str(e.get("at") or "-").replace("T", " ")[:19],
-                str(e.get("action") or "-"),
-                str(e.get("version") or "-"),
-                str(e.get("previous_version") or "-"),
-                str(e.get("actor") or "-"),
-                str(e.get("reason") or ""),
-            )
+            history.add_row(e.at.replace("T", " ")[:19], e.action, e.version,
+                            e.previous_version or "-", e.actor, e.reason or "")
         self.show_detail()
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> ModelSummary | None:
         table = self.query_one("#models", DataTable)
         if not self.models or table.cursor_row is None:
             return None
@@ -208,10 +182,8 @@ class ModelsScreen(Screen[None]):
         if model is None:
             self.query_one("#detail", Static).update("no model versions")
             return
-        self.query_one("#detail", Static).update(
-            f"{model_version(model)}: gates {gates_summary(model)}"
-        )
-        self.run_worker(partial(self.load_detail, model_version(model)), group="detail",
+        self.query_one("#detail", Static).update(f"{model.version}: gates {gates_summary(model)}")
+        self.run_worker(partial(self.load_detail, model.version), group="detail",
                         exclusive=True)
 
     @drop_if_torn_down
@@ -225,13 +197,13 @@ class ModelsScreen(Screen[None]):
             return
         if not self.is_attached:
             return
-        self.query_one("#detail", Static).update("\n".join(gate_lines(version, detail)))
+        self.query_one("#detail", Static).update("\n".join(gate_lines(detail)))
 
     def action_activate(self) -> None:
         model = self.selected()
         if model is None:
             return
-        version = model_version(model)
+        version = model.version
         if version == self.active:
             self.say(f"{version} is already active")
             return
@@ -248,7 +220,7 @@ class ModelsScreen(Screen[None]):
         model = self.selected()
         if model is None:
             return
-        version = model_version(model)
+        version = model.version
 
         def reasoned(reason: str | None) -> None:
             if reason:

@@ -4,8 +4,9 @@ and log (and a search's trials), cancel it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -13,8 +14,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Log, ProgressBar, Static
 
+from appliance.records import Job, JobProgress
 from tui.client import ApiError, DaemonUnreachable
-from tui.fields import job_id, job_is_running
 from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.status import StatusLine
 from tui.widgets.training import TrialTable
@@ -22,50 +23,18 @@ from tui.widgets.training import TrialTable
 if TYPE_CHECKING:
     from tui.app import ApplianceApp
 
-SEARCH_KIND = "tune"  # the daemon's kind of a hyperparameter search job
-FINISHED = {"succeeded", "success", "done", "completed", "failed", "error", "cancelled",
-            "canceled", "rejected"}
+
+def progress_fraction(job: Job) -> float | None:
+    """0..1: the daemon's own fraction, and all of it once the job succeeded."""
+    return 1.0 if job.status == "succeeded" else job.progress.fraction
 
 
-def progress_fraction(event: dict[str, Any], folds: int, epochs: int) -> float | None:
-    """0..1 from an event: the daemon's own `progress`, else fold and epoch counts."""
-    for key in ("progress", "fraction"):
-        value = event.get(key)
-        if isinstance(value, (int, float)):
-            return float(value) / 100 if value > 1 else float(value)
-        if isinstance(value, dict):
-            nested = progress_fraction(value, folds, epochs)
-            if nested is not None:
-                return nested
-    fold, epoch = event.get("fold"), event.get("epoch")
-    if isinstance(fold, int) and isinstance(epoch, int) and folds > 0 and epochs > 0:
-        # fold and epoch are 0- or 1-based depending on the trainer; clamp either way.
-        done = min(folds, max(0, fold - (1 if fold >= 1 else 0))) * epochs + min(epoch, epochs)
-        return min(1.0, done / (folds * epochs))
-    if str(event.get("event") or event.get("status", "")).lower() in {"done", "succeeded"}:
-        return 1.0
-    return None
-
-
-def search_text(progress: dict[str, Any]) -> str:
+def search_text(progress: JobProgress) -> str:
     """`search: 3/20 trials, best objective 0.412 mm` from a search job's progress."""
-    done, total = progress.get("trials_done"), progress.get("trials_total")
-    best = progress.get("best_objective")
-    best_text = f"{best:.3f} mm" if isinstance(best, (int, float)) else "-"
-    return (f"search: {done if isinstance(done, int) else 0}/"
-            f"{total if isinstance(total, int) else '?'} trials, best objective {best_text}")
-
-
-def describe_event(event: dict[str, Any]) -> str:
-    kind = event.get("event") or event.get("status") or "event"
-    parts = [str(kind)]
-    for key in ("fold", "epoch", "train_loss", "val_loss", "eta_s", "message", "reason",
-                "error"):
-        value = event.get(key)
-        if value is None:
-            continue
-        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
+    total = "?" if progress.trials_total is None else progress.trials_total
+    best = progress.best_objective
+    best_text = "-" if best is None else f"{best:.3f} mm"
+    return f"search: {progress.trials_done or 0}/{total} trials, best objective {best_text}"
 
 
 class TrainingScreen(Screen[None]):
@@ -89,7 +58,7 @@ class TrainingScreen(Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.job: dict[str, Any] | None = None
+        self.job: Job | None = None
         self.folds = 2
         self.epochs = 1
         self.trials = 20
@@ -131,7 +100,7 @@ class TrainingScreen(Screen[None]):
         except ApiError as exc:
             self.query_one("#detail", Label).update(f"[red]{exc.message}[/]")
             return
-        running = [j for j in jobs if job_is_running(j)]
+        running = [j for j in jobs if not j.ended]
         # The daemon lists jobs newest first.
         if running:
             self.follow(running[0])
@@ -195,37 +164,31 @@ class TrainingScreen(Screen[None]):
             return
         self.started(job, "search")
 
-    def started(self, job: dict[str, Any], what: str) -> None:
+    def started(self, job: Job, what: str) -> None:
         self.query_one(Log).clear()
         self._last_log = None
         self.query_one(TrialTable).show([])  # a new job: nothing of the last search
-        self.appliance.notify(f"{what} job {job_id(job)} started")
+        self.appliance.notify(f"{what} job {job.job_id} started")
         self.follow(job)
 
-    def follow(self, job: dict[str, Any]) -> None:
-        params = job.get("params") or job.get("parameters") or {}
-        self.folds = int(params.get("folds", self.folds) or self.folds)
-        self.epochs = int(params.get("epochs", self.epochs) or self.epochs)
+    def follow(self, job: Job) -> None:
+        self.folds = job.params.folds or self.folds
+        self.epochs = job.params.epochs or self.epochs
         self.show_job(job)
-        self.run_worker(partial(self.watch_job, job_id(job)), group="watch", exclusive=True)
+        self.run_worker(partial(self.watch_job, job.job_id), group="watch", exclusive=True)
 
     @drop_if_torn_down
-    async def watch_job(self, jid: Any) -> None:
+    async def watch_job(self, jid: str) -> None:
         """Follow the event stream; when it drops, poll the job until it ends."""
         client = self.appliance.client
         try:
-            async for event in client.job_events(jid):
-                # Each event carries the whole job (`job` at each change, `end` last).
+            async for job in client.job_events(jid):
+                # each event carries the whole job (`job` at each change, `end` last)
                 if not self.is_attached:
                     return
                 self.events_seen += 1
-                if "status" in event:
-                    self.show_job(event)
-                else:
-                    self.on_job_event(event)
-                if str(event.get("status", "")).lower() in FINISHED or event.get("event") in {
-                    "done", "error", "end"
-                }:
+                self.show_job(job)
+                if job.ended:
                     return
         except ApiError as exc:
             self.query_one(Log).write_line(f"event stream: {exc.message}; polling instead")
@@ -242,88 +205,64 @@ class TrainingScreen(Screen[None]):
             if not self.is_attached:
                 return
             self.show_job(job)
-            if not job_is_running(job):
+            if job.ended:
                 return
             await asyncio.sleep(1.0)
 
-    def on_job_event(self, event: dict[str, Any]) -> None:
-        self.query_one(Log).write_line(describe_event(event))
-        fraction = progress_fraction(event, self.folds, self.epochs)
-        if fraction is not None:
-            self.query_one(ProgressBar).update(progress=round(100 * fraction, 1))
-        detail = []
-        if isinstance(event.get("fold"), int):
-            detail.append(f"fold {min(event['fold'] + 1, self.folds)}/{self.folds}")
-        if isinstance(event.get("epoch"), int):
-            detail.append(f"epoch {min(event['epoch'] + 1, self.epochs)}/{self.epochs}")
-        if isinstance(event.get("eta_s"), (int, float)):
-            detail.append(f"ETA {event['eta_s']:.0f} s")
-        if detail:
-            self.query_one("#detail", Label).update(" · ".join(detail))
-
-    def show_job(self, job: dict[str, Any]) -> None:
+    def show_job(self, job: Job) -> None:
         self.job = job
-        progress = job.get("progress") if isinstance(job.get("progress"), dict) else {}
-        self.folds = int(progress.get("folds") or self.folds)
-        self.epochs = int(progress.get("epochs") or self.epochs)
-        status = str(job.get("status", "?"))
-        reason = job.get("error") or job.get("reason")
-        text = f"job {job_id(job)}: {status}"
-        if reason:
-            text += f" — {reason}"
-        if job.get("candidate_version"):
-            text += f" · candidate {job['candidate_version']}"
-        if progress.get("gate_passed") is not None:
-            text += " · gates " + ("passed" if progress["gate_passed"] else
-                                   "FAILED " + ", ".join(progress.get("failing_gates") or []))
-        if progress.get("activated"):
+        progress = job.progress
+        self.folds = progress.folds or self.folds
+        self.epochs = progress.epochs or self.epochs
+        text = f"job {job.job_id}: {job.status}"
+        if job.error:
+            text += f" — {job.error}"
+        if job.candidate_version:
+            text += f" · candidate {job.candidate_version}"
+        if progress.gate_passed is not None:
+            text += " · gates " + ("passed" if progress.gate_passed else
+                                   "FAILED " + ", ".join(progress.failing_gates or ()))
+        if progress.activated:
             text += " · activated"
-        search = job.get("kind") == SEARCH_KIND
-        if search:
+        if job.is_search:
             text += " · " + search_text(progress)
         self.query_one("#job", Static).update(text)
-        self.query_one(TrialTable).set_class(search, "search")
-        if search:
+        self.query_one(TrialTable).set_class(job.is_search, "search")
+        if job.is_search:
             # each change of a search's job is a trial ended (or the end): read them again
-            self.run_worker(partial(self.load_trials, job_id(job)), group="trials",
+            self.run_worker(partial(self.load_trials, job.job_id), group="trials",
                             exclusive=True)
-        fraction = progress_fraction(job, self.folds, self.epochs)
-        if status.lower() in {"succeeded", "success", "done", "completed"}:
-            fraction = 1.0
+        fraction = progress_fraction(job)
         if fraction is not None:
             self.query_one(ProgressBar).update(progress=round(100 * fraction, 1))
         detail = []
         # the trainer counts folds and epochs from 0; operators count from 1
-        if isinstance(progress.get("fold"), int):
-            detail.append(f"fold {min(progress['fold'] + 1, self.folds)}/{self.folds}")
-        if isinstance(progress.get("epoch"), int):
-            detail.append(f"epoch {min(progress['epoch'] + 1, self.epochs)}/{self.epochs}")
-        eta = progress.get("eta_s")
-        if isinstance(eta, (int, float)) and job_is_running(job):
-            detail.append(f"ETA {eta:.0f} s")
-        for key in ("train_loss", "val_loss"):
-            if isinstance(progress.get(key), (int, float)):
-                detail.append(f"{key.replace('_', ' ')} {progress[key]:.4g}")
+        if progress.fold is not None:
+            detail.append(f"fold {min(progress.fold + 1, self.folds)}/{self.folds}")
+        if progress.epoch is not None:
+            detail.append(f"epoch {min(progress.epoch + 1, self.epochs)}/{self.epochs}")
+        if progress.eta_s is not None and not job.ended:
+            detail.append(f"ETA {progress.eta_s:.0f} s")
+        for name, loss in (("train loss", progress.train_loss), ("val loss", progress.val_loss)):
+            if loss is not None:
+                detail.append(f"{name} {loss:.4g}")
         if detail:
             self.query_one("#detail", Label).update(" · ".join(detail))
-        self.write_tail(job.get("log_tail") or [])
+        self.write_tail(job.log_tail)
 
     @drop_if_torn_down
-    async def load_trials(self, jid: Any) -> None:
+    async def load_trials(self, jid: str) -> None:
         try:
             trials = await self.appliance.client.list_trials(jid)
         except ApiError as exc:
             self.query_one("#detail", Label).update(f"[red]{exc.message}[/]")
             return
-        if self.job is None or job_id(self.job) != jid:
+        if self.job is None or self.job.job_id != jid:
             return  # another job is followed by now
-        progress = self.job.get("progress") if isinstance(self.job.get("progress"), dict) else {}
-        best = progress.get("best_trial")
-        self.query_one(TrialTable).show(trials, best if isinstance(best, int) else None)
+        self.query_one(TrialTable).show(trials, self.job.progress.best_trial)
 
-    def write_tail(self, tail: list[Any] | str) -> None:
+    def write_tail(self, lines: Sequence[str]) -> None:
         """Append the lines of a sliding log tail that are not on screen yet."""
-        lines = tail.splitlines() if isinstance(tail, str) else [str(x) for x in tail]
         if not lines:
             return
         start = 0
@@ -335,13 +274,13 @@ class TrainingScreen(Screen[None]):
         self._last_log = lines[-1]
 
     def action_cancel(self) -> None:
-        if self.job is None or not job_is_running(self.job):
+        if self.job is None or self.job.ended:
             self.query_one("#detail", Label).update("no running job to cancel")
             return
-        self.run_worker(partial(self.cancel, job_id(self.job)), group="cancel", exclusive=True)
+        self.run_worker(partial(self.cancel, self.job.job_id), group="cancel", exclusive=True)
 
     @drop_if_torn_down
-    async def cancel(self, jid: Any) -> None:
+    async def cancel(self, jid: str) -> None:
         try:
             await self.appliance.client.cancel_job(jid)
         except ApiError as exc:
