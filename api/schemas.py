@@ -33,13 +33,6 @@ class LabelIn(Struct, forbid_unknown_fields=True):
     by: Name
 
 
-class HolePage(Struct):
-    items: list[Hole]
-    total: int
-    limit: int
-    offset: int
-
-
 class IngestOut(Struct):
     hole: Hole
     estimate: Estimate

@@ -311,3 +311,12 @@ class Hole(Struct, frozen=True, kw_only=True):
     head_name: str | None = None
     head_local_counter: int | None = None
     exam: bool | None = None  # in the frozen exam set (never trained on); a single hole's read
+
+
+class HolePage(Struct, frozen=True, kw_only=True):
+    """GET /holes: a page of holes in the asked order, and how many match in all."""
+
+    items: list[Hole]
+    total: int
+    limit: int
+    offset: int

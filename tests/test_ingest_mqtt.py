@@ -182,6 +182,22 @@ def test_missing_position_values_and_unequal_lengths(messages: dict[str, dict]) 
         parse_json_messages(_encode(messages), "f")
 
 
+def test_channel_values_are_numbers_or_all_null(messages: dict[str, dict]) -> None:
+    """A bool, null or string among a channel's numbers is named with its index (a bool is
+    not a number here, though Python counts it as one); a channel all null is absent."""
+    trace = _payload(messages["Trace.json"])
+    torque = next(k for k in trace if k.endswith("IntensityTorqueTrace.StepTraceContent[0].Values"))
+    power = next(k for k in trace if k.endswith("PowerTrace.StepTraceContent[0].Values"))
+    for bad, shown in ((True, "True"), (None, "None"), ("1.5", "'1.5'")):
+        variant = json.loads(json.dumps(messages))
+        _payload(variant["Trace.json"])[torque]["Value"][3] = bad
+        with pytest.raises(IngestError, match=rf"IntensityTorqueTrace\[3\] is {shown}, not a "):
+            parse_json_messages(_encode(variant), "f")
+    assert parse_json_messages(_encode(messages), "f")[0].power_w is not None
+    trace[power]["Value"] = [None] * len(trace[power]["Value"])
+    assert parse_json_messages(_encode(messages), "f")[0].power_w is None
+
+
 def test_bodies_parse_bytes_accepts(messages: dict[str, dict]) -> None:
     base = parse_json_messages(_encode(messages), "f")[0]
     combined = {"trace": messages["Trace.json"], "result": messages["Result.json"],

@@ -17,6 +17,7 @@ from test_tui_double import KEY, STAMP, FakeDaemon
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar
 
+from appliance.points import DepthPoints
 from appliance.records import JobParams
 from tui.app import ApplianceApp
 from tui.screens.dialogs import PickScreen
@@ -100,8 +101,7 @@ async def test_lost_connection_is_shown_retried_and_recovers(tmp_path: Path) -> 
 async def test_filters_and_since(tmp_path: Path) -> None:
     daemon = FakeDaemon.seeded(n_holes=4)
     first = next(iter(daemon.holes))
-    daemon.labels[first].append({"by": "bo"})
-    daemon.holes[first].update(labelled=True, label={"by": "bo"})
+    daemon.add_label(first, DepthPoints(2.0, 9.0, 18.0), "bo")
     app = make_app(daemon, tmp_path, refresh_s=3600)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.screen
@@ -129,7 +129,7 @@ async def test_hole_navigation_zoom_and_discard(tmp_path: Path) -> None:
     app = make_app(daemon, tmp_path, refresh_s=3600)
     async with app.run_test(size=(120, 36)) as pilot:
         await until(pilot, lambda: len(app.screen.holes) == 3)
-        order = [h["id"] for h in app.screen.holes]
+        order = [h.hole_id for h in app.screen.holes]
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, HoleScreen)
                     and app.screen.markers is not None)
@@ -147,7 +147,7 @@ async def test_hole_navigation_zoom_and_discard(tmp_path: Path) -> None:
         assert plot.view.span == pytest.approx(full)
         await pilot.press("n")
         await until(pilot, lambda: hole.hole_id == order[1] and hole.markers is not None
-                    and hole.estimate.get("model_version") is not None)
+                    and hole.estimate == daemon.holes[order[1]].estimate)
         await pilot.press("p")
         await until(pilot, lambda: hole.hole_id == order[0] and hole.markers is not None)
         await pilot.press("right", "escape")
@@ -385,7 +385,7 @@ async def test_review_queue_filters_to_a_drill_and_back(tmp_path: Path) -> None:
         # all drills, then SN100..SN104 (none in alarm)
         await pilot.press("down", "down", "down", "enter")
         await until(pilot, lambda: len(screen.holes) == 1)
-        assert screen.holes[0]["drill_serial"] == "SN102"
+        assert screen.holes[0].drill_serial == "SN102"
         assert daemon.requests[-1] == "holes?status=needs-review&drill=SN102"
         assert str(screen.query_one("#drill").render()) == "drill SN102"
         assert screen.query_one("#drill").display and "1 hole ·" in str(

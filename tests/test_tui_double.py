@@ -34,11 +34,15 @@ from appliance.records import (
     Activation,
     ActivationAction,
     AuditEntry,
+    Estimate,
     GateOutcome,
     GateVerdict,
+    Hole,
+    HolePage,
     Job,
     JobParams,
     JobProgress,
+    Label,
     ModelDetail,
     ModelSummary,
 )
@@ -120,9 +124,9 @@ def window_accuracy(window: int, holes: int, mae: tuple[float, float, float],
 
 @dataclass
 class FakeDaemon:
-    holes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    holes: dict[str, Hole] = field(default_factory=dict)
     traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    labels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    labels: dict[str, list[Label]] = field(default_factory=dict)  # oldest first
     jobs: list[Job] = field(default_factory=list)  # newest first, as GET /jobs lists them
     audit: list[AuditEntry] = field(default_factory=list)  # newest first
     models: list[ModelSummary] = field(default_factory=list)
@@ -146,24 +150,22 @@ class FakeDaemon:
             spread = round(0.05 + 0.11 * ((i * 3) % n_holes), 3)
             # an order of its own, not the spread's (hole 4 stays first for the tmux test)
             priority = round(0.04 + 0.2 * ((i * 2 + 3) % n_holes), 2)
-            d.holes[hid] = {
-                "id": hid, "source": f"synth/hole_{i + 1:03d}.xls", "source_group": "synth",
-                "variant": "synthetic", "file_version": None,
-                "cycle_date": f"2026-11-2{i % 8}T08:{i:02d}:00", "drill_serial": f"SN{100 + i}",
-                "head_name": "HEAD", "head_local_counter": i, "n_samples": n_samples,
-                "depth_min_mm": 0.8, "depth_max_mm": exit_ + 4.0, "ingested_at": STAMP,
-                "labelled": False, "label": None, "uncertainty_mm": spread,
-                "review_priority": priority,
-                "estimate": {
-                    "entry_mm": entry + 0.2, "transition_mm": transition - 0.3,
-                    "exit_mm": exit_ + 0.25,
-                    "spread_mm": {"entry": spread / 2, "transition": spread, "exit": spread / 3},
-                    "presence": {"entry": 1.0, "transition": 0.9, "exit": 1.0},
-                    "confidence": {"entry": 0.9, "transition": 0.7, "exit": 0.8},
-                    "model_version": "baseline", "estimator": "ensemble", "note": None,
-                    "review_priority": priority,
-                },
-            }
+            d.holes[hid] = Hole(
+                hole_id=hid, source=f"synth/hole_{i + 1:03d}.xls", source_group="synth",
+                variant="synthetic", file_version=None,
+                cycle_date=f"2026-11-2{i % 8}T08:{i:02d}:00", drill_serial=f"SN{100 + i}",
+                head_name="HEAD", head_local_counter=i, n_samples=n_samples,
+                depth_min_mm=0.8, depth_max_mm=exit_ + 4.0, ingested_at=STAMP,
+                labelled=False, label=None, uncertainty_mm=spread, review_priority=priority,
+                estimate=Estimate(
+                    entry_mm=entry + 0.2, transition_mm=transition - 0.3, exit_mm=exit_ + 0.25,
+                    spread_mm={"entry": spread / 2, "transition": spread, "exit": spread / 3},
+                    presence={"entry": 1.0, "transition": 0.9, "exit": 1.0},
+                    confidence={"entry": 0.9, "transition": 0.7, "exit": 0.8},
+                    model_version="baseline", estimator="ensemble", note=None,
+                    review_priority=priority,
+                ),
+            )
             d.labels[hid] = []
         d.models = [
             ModelSummary(version="baseline", parent=None, architecture="patchtsmixer",
@@ -185,7 +187,7 @@ class FakeDaemon:
                                     action="activate", actor="system", reason="first start")]
         # the holes' drills, some past learning; none in alarm (raise_alarm makes one)
         for i, hole in enumerate(d.holes.values()):
-            drill = hole["drill_serial"]
+            drill = hole.drill_serial or "unknown"
             d.drift[drill] = drill_drift(drill, holes=12 + 9 * i, seed=i)
         d.live["baseline"] = {"model_version": "baseline", "confirmed": 137, "windows": [
             window_accuracy(50, 50, (0.184, 0.412, 0.263), 0.96),
@@ -198,10 +200,18 @@ class FakeDaemon:
 
     # --- helpers the routes use --------------------------------------------------------------
 
-    def hole(self, hid: str) -> dict[str, Any]:
+    def hole(self, hid: str) -> Hole:
         if hid not in self.holes:
             raise LookupError(f"hole {hid} not found")
         return self.holes[hid]
+
+    def add_label(self, hid: str, points: DepthPoints, by: str) -> Label:
+        """Append a label, as the store does: the hole's latest label is the new one."""
+        label = Label(label_id=len(self.labels[hid]) + 1, hole_id=hid, **points.as_dict(),
+                      by=by, at=STAMP, origin="operator")
+        self.labels[hid].append(label)
+        self.holes[hid] = msgspec.structs.replace(self.hole(hid), labelled=True, label=label)
+        return label
 
     def job(self, jid: str) -> Job:
         found = next((j for j in self.jobs if j.job_id == jid), None)
@@ -296,17 +306,17 @@ class FakeDaemon:
             d.requests.append(f"holes?status={status}" + (f"&drill={drill}" if drill else ""))
             items = list(d.holes.values())
             if drill is not None:
-                items = [h for h in items if (h["drill_serial"] or "unknown") == drill]
+                items = [h for h in items if (h.drill_serial or "unknown") == drill]
             if status in ("needs-review", "unlabelled"):
-                items = [h for h in items if not h["labelled"]]
+                items = [h for h in items if not h.labelled]
             if status == "labelled":
-                items = [h for h in items if h["labelled"]]
+                items = [h for h in items if h.labelled]
             if status == "needs-review":
-                items.sort(key=lambda h: review_key(h["estimate"]))
+                items.sort(key=lambda h: review_key(msgspec.to_builtins(h.estimate)))
             if since:
-                items = [h for h in items if h["ingested_at"] >= since]
-            return {"items": items[offset:offset + limit], "total": len(items),
-                    "limit": limit, "offset": offset}
+                items = [h for h in items if h.ingested_at >= since]
+            return HolePage(items=items[offset:offset + limit], total=len(items), limit=limit,
+                            offset=offset)
 
         @get("/holes/{hid:str}")
         async def get_hole(hid: str) -> Any:
@@ -324,7 +334,7 @@ class FakeDaemon:
 
         @get("/holes/{hid:str}/estimate")
         async def get_estimate(hid: str) -> Any:
-            return d.hole(hid)["estimate"]
+            return d.hole(hid).estimate
 
         @put("/holes/{hid:str}/label")
         async def put_label(request: Request, hid: str, data: dict[str, Any]) -> Any:
@@ -335,15 +345,11 @@ class FakeDaemon:
                                  data.get("exit_mm"))
             problem = points.order_problem()
             for v in points.as_dict().values():
-                if v is not None and not hole["depth_min_mm"] <= v <= hole["depth_max_mm"]:
+                if v is not None and not hole.depth_min_mm <= v <= hole.depth_max_mm:
                     problem = f"{v} mm is outside the trace"
             if problem:
                 return refuse(422, problem)
-            label = {"label_id": len(d.labels[hid]) + 1, "hole_id": hid, **points.as_dict(),
-                     "by": data["by"], "at": STAMP, "origin": "operator"}
-            d.labels[hid].append(label)
-            hole["labelled"], hole["label"] = True, label
-            return label
+            return d.add_label(hid, points, data["by"])
 
         @get("/holes/{hid:str}/labels")
         async def get_labels(hid: str) -> Any:
@@ -585,23 +591,33 @@ async def test_needs_review_list_is_highest_priority_first() -> None:
     daemon = FakeDaemon.seeded(n_holes=5)
     client = client_of(daemon)
     holes = await client.list_holes("needs-review")
-    priorities = [h["review_priority"] for h in holes]
+    priorities = [h.review_priority for h in holes]
     assert priorities == sorted(priorities, reverse=True) and len(holes) == 5
-    assert [h["uncertainty_mm"] for h in holes] != sorted(
-        (h["uncertainty_mm"] for h in holes), reverse=True)  # the spread does not order it
+    assert [h.uncertainty_mm for h in holes] != sorted(
+        (h.uncertainty_mm for h in holes), reverse=True)  # the spread does not order it
+    assert holes == sorted(daemon.holes.values(), key=lambda h: -(h.review_priority or 0))
     assert await client.count_holes() == 5
     await client.aclose()
 
 
-async def test_review_priority_decoded_from_the_estimate_of_an_older_daemon() -> None:
-    daemon = FakeDaemon.seeded(n_holes=2)
-    old, new = daemon.holes.values()
-    del old["review_priority"]  # a daemon from before the hole view carried it
-    new["review_priority"] = new["estimate"]["review_priority"] = None
+async def test_a_hole_the_client_cannot_read_is_named() -> None:
+    daemon = FakeDaemon.seeded(n_holes=1)
+    hole = next(iter(daemon.holes.values()))
+    # a daemon that names the hole "hole_id", or sends a priority as text: refused, naming it
+    body = msgspec.to_builtins(hole)
+    wrong = {k: v for k, v in body.items() if k != "id"} | {"hole_id": hole.hole_id}
+    page = {"items": [wrong], "total": 1, "limit": 100, "offset": 0}
+    with pytest.raises(ApiError, match=r"GET /holes: unexpected answer \(Object missing "
+                                       r"required field `id` - at `\$.items\[0\]`\)"):
+        decoded(page, HolePage, "GET /holes")
+    with pytest.raises(ApiError, match=r"Expected `float \| null`, got `str` - at "
+                                       r"`\$.review_priority`"):
+        decoded({**body, "review_priority": "high"}, Hole, "GET /holes/1")
+    with pytest.raises(ApiError, match=r"GET /holes/1/estimate: .* `\$.spread_mm`"):
+        decoded({**body["estimate"], "spread_mm": 0.3}, Estimate, "GET /holes/1/estimate")
     client = client_of(daemon)
-    holes = {h["id"]: h for h in await client.list_holes("all")}
-    assert holes[old["id"]]["review_priority"] == old["estimate"]["review_priority"]
-    assert holes[new["id"]]["review_priority"] is None
+    assert await client.get_hole(hole.hole_id) == hole
+    assert await client.get_estimate(hole.hole_id) == hole.estimate
     await client.aclose()
 
 
@@ -610,7 +626,10 @@ def test_priority_column_as_a_percentage() -> None:
 
     hole = FakeDaemon.seeded(n_holes=1).holes["0000000000000001"]
     row = dict(zip(HOLE_COLUMNS, hole_row(hole), strict=True))
-    assert row["prio"] == f"{hole['review_priority'] * 100:.0f}%"
+    assert hole.review_priority is not None
+    assert row["prio"] == f"{hole.review_priority * 100:.0f}%"
+    assert (row["id"], row["source"], row["drill"], row["label"]) == (
+        hole.hole_id, "hole_001.xls", "SN100", "unlabelled")
     assert [fmt_percent(v) for v in (None, 0.0, 0.001, 0.5, 1.0)] == [
         "-", "0%", "<1%", "50%", "100%"]
 
@@ -619,9 +638,10 @@ async def test_label_round_trip_and_refusal_message() -> None:
     daemon = FakeDaemon.seeded(n_holes=2)
     client = client_of(daemon)
     hid = next(iter(daemon.holes))
-    await client.put_label(hid, DepthPoints(2.5, 9.0, 18.2), "ana")
+    put = await client.put_label(hid, DepthPoints(2.5, 9.0, 18.2), "ana")
     labels = await client.get_labels(hid)
-    assert labels[-1]["by"] == "ana" and labels[-1]["exit_mm"] == 18.2
+    assert labels == [put] and (put.by, put.exit_mm, put.origin) == ("ana", 18.2, "operator")
+    assert (await client.get_hole(hid)).label == put
     with pytest.raises(ApiError) as err:
         await client.put_label(hid, DepthPoints(9.0, 2.5, None), "ana")
     # the daemon's own reason, the route and the status; no traceback text
@@ -792,7 +812,7 @@ async def test_holes_of_one_drill_and_live_accuracy_records() -> None:
     daemon = FakeDaemon.seeded(n_holes=5)
     client = client_of(daemon)
     holes = await client.list_holes("needs-review", drill="SN102")
-    assert [h["drill_serial"] for h in holes] == ["SN102"]
+    assert [h.drill_serial for h in holes] == ["SN102"]
     assert daemon.requests[-1] == "holes?status=needs-review&drill=SN102"
     active = await client.active_model()
     live = None if active is None else active.live
@@ -983,6 +1003,31 @@ async def test_the_doubles_models_validate_against_the_daemons_schema(
     with pytest.raises(jsonschema.ValidationError, match="'name' was unexpected"):
         answer_schema(openapi, "post", "/models/{version}/activate", 200).validate(
             {**activated.json(), "name": "an older name of version"})
+    await http.aclose()
+
+
+async def test_the_doubles_holes_validate_against_the_daemons_schema(
+        openapi: dict[str, Any]) -> None:
+    daemon = FakeDaemon.seeded(n_holes=2)
+    hid = next(iter(daemon.holes))
+    http = httpx.AsyncClient(transport=daemon.transport(), base_url="http://daemon.test",
+                             headers={"Authorization": f"Bearer {KEY}"})
+    label = await http.put(f"/holes/{hid}/label",
+                           json={"entry_mm": 2.5, "transition_mm": None, "exit_mm": 18.0,
+                                 "by": "ana"})
+    answer_schema(openapi, "put", "/holes/{hole_id}/label", 200).validate(label.json())
+    page = (await http.get("/holes", params={"status": "all"})).json()
+    answer_schema(openapi, "get", "/holes", 200).validate(page)
+    assert page["items"][0]["label"] == label.json()  # a labelled hole and one without
+    hole = (await http.get(f"/holes/{hid}")).json()
+    answer_schema(openapi, "get", "/holes/{hole_id}", 200).validate(hole)
+    answer_schema(openapi, "get", "/holes/{hole_id}/estimate", 200).validate(
+        (await http.get(f"/holes/{hid}/estimate")).json())
+    answer_schema(openapi, "get", "/holes/{hole_id}/labels", 200).validate(
+        (await http.get(f"/holes/{hid}/labels")).json())
+    with pytest.raises(jsonschema.ValidationError, match="'uncertainty' was unexpected"):
+        answer_schema(openapi, "get", "/holes/{hole_id}", 200).validate(
+            {**hole, "uncertainty": 0.2})
     await http.aclose()
 
 

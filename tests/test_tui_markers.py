@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from appliance.points import DepthPoints
 from tui.markers import COARSE_STEP_MM, MarkerSet, PlotTrace, half_height_crossings, trace_from_json
 from tui.widgets.plot import TracePlot, bin_minmax
 
@@ -42,8 +43,7 @@ def test_crossings_ignore_retravel_after_a_backward_move() -> None:
 
 def test_snap_moves_to_the_next_crossing_each_way() -> None:
     trace = ramps(3.0, 11.5, 21.25)
-    markers = MarkerSet.start({"entry_mm": 5.0, "transition_mm": None, "exit_mm": 20.0}, None,
-                              trace.depth_range)
+    markers = MarkerSet.start(DepthPoints(5.0, None, 20.0), None, trace.depth_range)
     assert markers.snap(trace, 1) == pytest.approx(11.5, abs=0.1)
     assert markers.snap(trace, -1) == pytest.approx(3.0, abs=0.1)
     assert markers.snap(trace, -1) is None  # nothing shallower: it stays
@@ -52,8 +52,7 @@ def test_snap_moves_to_the_next_crossing_each_way() -> None:
 
 def test_snap_steps_through_ramps_of_the_selected_points_direction() -> None:
     trace = ramps(3.0, 11.5, 21.25)
-    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": None, "exit_mm": 15.0}, None,
-                              trace.depth_range)
+    markers = MarkerSet.start(DepthPoints(3.0, None, 15.0), None, trace.depth_range)
     markers.select("exit")  # an exit sits on a fall: the rises at 3 and 11.5 are skipped
     assert markers.snap(trace, -1) is None and markers.values["exit"] == 15.0
     assert markers.snap(trace, 1) == pytest.approx(21.25, abs=0.1)
@@ -75,8 +74,7 @@ def _as_trace(plot: PlotTrace):
 
 
 def test_moves_clamp_to_the_trace_and_thickness_follows() -> None:
-    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": 11.0, "exit_mm": 21.0}, None,
-                              (0.5, 26.0))
+    markers = MarkerSet.start(DepthPoints(3.0, 11.0, 21.0), None, (0.5, 26.0))
     markers.move(0.05)
     assert markers.values["entry"] == pytest.approx(3.05)
     markers.select("exit")
@@ -89,8 +87,7 @@ def test_moves_clamp_to_the_trace_and_thickness_follows() -> None:
 
 
 def test_absent_point_is_null_and_comes_back_between_neighbours() -> None:
-    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": 11.0, "exit_mm": 21.0}, None,
-                              (0.5, 26.0))
+    markers = MarkerSet.start(DepthPoints(3.0, 11.0, 21.0), None, (0.5, 26.0))
     markers.select("transition")
     assert markers.toggle_absent() is None
     assert markers.points.transition_mm is None
@@ -98,8 +95,7 @@ def test_absent_point_is_null_and_comes_back_between_neighbours() -> None:
 
 
 def test_the_latest_label_wins_over_the_estimate_and_order_is_checked() -> None:
-    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": 11.0, "exit_mm": 21.0},
-                              {"entry_mm": 3.2, "transition_mm": None, "exit_mm": 20.9},
+    markers = MarkerSet.start(DepthPoints(3.0, 11.0, 21.0), DepthPoints(3.2, None, 20.9),
                               (0.5, 26.0))
     assert markers.points.as_dict() == {"entry_mm": 3.2, "transition_mm": None,
                                         "exit_mm": 20.9}
@@ -126,8 +122,7 @@ def test_bins_keep_each_columns_extremes() -> None:
 
 def test_plot_draws_a_ten_thousand_sample_trace_with_markers() -> None:
     trace = ramps(3.0, 11.5, 21.25, n=10_000)
-    markers = MarkerSet.start({"entry_mm": 3.0, "transition_mm": 11.5, "exit_mm": 21.25}, None,
-                              trace.depth_range)
+    markers = MarkerSet.start(DepthPoints(3.0, 11.5, 21.25), None, trace.depth_range)
     plot = TracePlot()
     plot.trace, plot.markers, plot.estimate = trace, markers, {"entry": 3.4}
     plot.view.lo, plot.view.hi = trace.depth_range

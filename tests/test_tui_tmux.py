@@ -103,8 +103,8 @@ def test_queue_hole_and_label_in_a_real_terminal(
             assert time.monotonic() < deadline, term.screen()
             time.sleep(0.2)
         label = daemon.labels["0000000000000004"][-1]
-        assert label["by"] == "ana"
-        assert label["exit_mm"] == pytest.approx(19.45 - 1.0)
+        assert label.by == "ana"
+        assert label.exit_mm == pytest.approx(19.45 - 1.0)
         term.wait_for("(2/5)")  # it moved on to the next hole
         term.keys("Escape")
         term.wait_for("holes · most")

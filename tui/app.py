@@ -20,7 +20,6 @@ from tui.client import (
     DaemonClient,
     DaemonUnreachable,
     DrillDrift,
-    items_of,
     running_job,
 )
 from tui.screens.dialogs import OperatorScreen, StartDaemonScreen
@@ -218,4 +217,4 @@ def _job_text(job: Job | None) -> str:
     return f"job {job.job_id} {job.status}{pct}"
 
 
-__all__ = ["ApplianceApp", "items_of"]
+__all__ = ["ApplianceApp"]

@@ -19,8 +19,17 @@ import msgspec
 
 from appliance.monitor.accuracy import LiveAccuracy, WindowAccuracy
 from appliance.points import DepthPoints
-from appliance.records import Activation, AuditEntry, Job, ModelDetail, ModelSummary
-from tui.fields import hole_priority
+from appliance.records import (
+    Activation,
+    AuditEntry,
+    Estimate,
+    Hole,
+    HolePage,
+    Job,
+    Label,
+    ModelDetail,
+    ModelSummary,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 # Idempotent reads are retried this many times on a dropped connection before giving up.
@@ -75,21 +84,9 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def items_of(body: Any, *keys: str) -> list[dict[str, Any]]:
-    """The list inside a collection response, whether bare or wrapped ({"items": [...]})."""
-    if isinstance(body, list):
-        return body
-    if isinstance(body, dict):
-        for key in (*keys, "items", "results", "data"):
-            value = body.get(key)
-            if isinstance(value, list):
-                return value
-    return []
-
-
 # --- the records the daemon serves as the domain declares them (appliance.records) ----------
-# A job or an audit entry is decoded into the very type the API encoded it from: a field the
-# daemon renamed or dropped fails here, naming it, rather than reading as "-" on a screen.
+# A job, a hole, a label or an audit entry is decoded into the very type the API encoded it
+# from: a field the daemon renamed or dropped fails here, naming it, not as "-" on a screen.
 
 _Record = TypeVar("_Record")
 
@@ -109,8 +106,8 @@ def running_job(health: dict[str, Any]) -> Job | None:
 
 
 # --- typed records of the drift watch and live accuracy (issue 14) --------------------------
-# The older resources reach the screens as the daemon's dicts (read through tui.fields); these
-# newer ones are decoded once, here, so the widgets that draw them see fields, not keys.
+# The API serves these from api.schemas rather than appliance.records (issue 12 item 8 has
+# yet to move them), so they are read field by field, once, here: the widgets see fields.
 
 DriftState = Literal["learning", "ok", "alarm"]
 DRIFT_STATES: tuple[str, ...] = get_args(DriftState)
@@ -164,6 +161,12 @@ class DrillDrift:
                 for s in signals if _is_object(s, "a drift signal")
             ),
         )
+
+
+class DriftPage(msgspec.Struct, frozen=True):
+    """GET /drift (api.schemas.DriftOut): every drill's state, each read by DrillDrift."""
+
+    drills: list[Any]
 
 
 def live_accuracy_from_json(body: Any) -> LiveAccuracy:
@@ -399,11 +402,12 @@ class DaemonClient:
 
     async def health(self) -> dict[str, Any]:
         """Open (no key): status, version, active model."""
-        return await self._request("GET", "/health")
+        return decoded(await self._request("GET", "/health"), dict[str, Any], "GET /health")
 
     async def health_details(self) -> dict[str, Any]:
         """With the key: store counts, running job, disk space as well."""
-        return await self._request("GET", "/health/details")
+        path = "/health/details"
+        return decoded(await self._request("GET", path), dict[str, Any], f"GET {path}")
 
     async def list_holes(
         self,
@@ -412,45 +416,42 @@ class DaemonClient:
         limit: int = 200,
         offset: int = 0,
         drill: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Hole]:
         """status: "needs-review" (unlabelled, highest review priority first), "unlabelled",
         "labelled" or "all"; since: ISO 8601 time of ingestion; drill: only that drill's
-        holes (its serial, "unknown" for holes without one). Each hole carries
-        "review_priority" (0..1 or None), also where an older daemon only put it in the
-        hole's estimate."""
+        holes (its serial, "unknown" for holes without one)."""
         params: dict[str, Any] = {"status": status, "limit": limit, "offset": offset,
                                   "since": since, "drill": drill}
-        holes = items_of(await self._request("GET", "/holes", params=params), "holes")
-        for hole in holes:
-            if isinstance(hole, dict):
-                hole["review_priority"] = hole_priority(hole)
-        return holes
+        body = await self._request("GET", "/holes", params=params)
+        return decoded(body, HolePage, "GET /holes").items
 
     async def count_holes(self, status: str = "all") -> int:
         body = await self._request("GET", "/holes", params={"status": status, "limit": 1})
-        if isinstance(body, dict) and isinstance(body.get("total"), int):
-            return body["total"]
-        return len(items_of(body, "holes"))
+        return decoded(body, HolePage, "GET /holes").total
 
-    async def get_hole(self, hole_id: Any) -> dict[str, Any]:
-        body = await self._request("GET", f"/holes/{hole_id}")
-        return body.get("hole", body) if isinstance(body, dict) else body
+    async def get_hole(self, hole_id: str) -> Hole:
+        path = f"/holes/{hole_id}"
+        return decoded(await self._request("GET", path), Hole, f"GET {path}")
 
-    async def get_trace(self, hole_id: Any, max_points: int = 2000) -> dict[str, Any]:
-        return await self._request(
-            "GET", f"/holes/{hole_id}/trace", params={"max_points": max_points}
-        )
+    async def get_trace(self, hole_id: str, max_points: int = 2000) -> dict[str, Any]:
+        """The samples to plot (api.schemas.TraceOut), read by tui.markers.trace_from_json."""
+        path = f"/holes/{hole_id}/trace"
+        body = await self._request("GET", path, params={"max_points": max_points})
+        return decoded(body, dict[str, Any], f"GET {path}")
 
-    async def get_estimate(self, hole_id: Any) -> dict[str, Any]:
-        body = await self._request("GET", f"/holes/{hole_id}/estimate")
-        return body.get("estimate", body) if isinstance(body, dict) else body
+    async def get_estimate(self, hole_id: str) -> Estimate:
+        path = f"/holes/{hole_id}/estimate"
+        return decoded(await self._request("GET", path), Estimate, f"GET {path}")
 
-    async def put_label(self, hole_id: Any, points: DepthPoints, by: str) -> Any:
+    async def put_label(self, hole_id: str, points: DepthPoints, by: str) -> Label:
         body = {**points.as_dict(), "by": by}
-        return await self._request("PUT", f"/holes/{hole_id}/label", json_body=body)
+        path = f"/holes/{hole_id}/label"
+        return decoded(await self._request("PUT", path, json_body=body), Label, f"PUT {path}")
 
-    async def get_labels(self, hole_id: Any) -> list[dict[str, Any]]:
-        return items_of(await self._request("GET", f"/holes/{hole_id}/labels"), "labels")
+    async def get_labels(self, hole_id: str) -> list[Label]:
+        """A hole's labels, oldest first: the last is its truth."""
+        path = f"/holes/{hole_id}/labels"
+        return decoded(await self._request("GET", path), list[Label], f"GET {path}")
 
     async def post_hole(self, data: bytes, source: str) -> dict[str, Any]:
         try:
@@ -467,7 +468,7 @@ class DaemonClient:
                 f"POST /holes: {describe_error(response)} (HTTP {response.status_code})",
                 status=response.status_code,
             )
-        return response.json()
+        return decoded(_json_or_none(response), dict[str, Any], "POST /holes")
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -489,9 +490,9 @@ class DaemonClient:
     async def list_trials(self, job_id: Any) -> list[Trial]:
         """A search's trials so far, in order (none before the first one ends)."""
         path = f"/jobs/{job_id}/trials"
-        body = await self._request("GET", path)
+        body = decoded(await self._request("GET", path), list[Any], f"GET {path}")
         try:
-            return [Trial.from_json(t) for t in items_of(body, "trials")]
+            return [Trial.from_json(t) for t in body]
         except ValueError as exc:
             raise ApiError(f"GET {path}: unexpected answer ({exc})") from exc
 
@@ -594,8 +595,9 @@ class DaemonClient:
             if exc.status == 404:
                 return None
             raise
+        drills = decoded(body, DriftPage, "GET /drift").drills
         try:
-            return [DrillDrift.from_json(d) for d in items_of(body, "drills")]
+            return [DrillDrift.from_json(d) for d in drills]
         except ValueError as exc:
             raise ApiError(f"GET /drift: unexpected answer ({exc})") from exc
 

@@ -63,18 +63,22 @@ def trace_from_json(body: Any) -> PlotTrace:
     if not isinstance(body, dict):
         raise ValueError("trace response is not an object of sample arrays")
 
-    def series(*names: str, required: bool = True) -> np.ndarray | None:
+    def series(*names: str) -> np.ndarray | None:
         for name in names:
             if body.get(name) is not None:
                 return np.asarray(body[name], dtype=float)
-        if required:
-            raise ValueError(f"trace response lacks {names[0]!r}")
         return None
 
-    depth = series("depth_mm", "depth")
-    torque = series("torque_a", "torque")
-    thrust = series("thrust_a", "thrust", required=False)
-    step = series("step", "steps", required=False)
+    def required(*names: str) -> np.ndarray:
+        found = series(*names)
+        if found is None:
+            raise ValueError(f"trace response lacks {names[0]!r}")
+        return found
+
+    depth = required("depth_mm", "depth")
+    torque = required("torque_a", "torque")
+    thrust = series("thrust_a", "thrust")
+    step = series("step", "steps")
     if len(torque) != len(depth):
         raise ValueError(f"trace response has {len(depth)} depths but {len(torque)} torques")
     return PlotTrace(depth, torque, thrust, step)
@@ -101,13 +105,13 @@ class MarkerSet:
     @classmethod
     def start(
         cls,
-        estimate: dict[str, Any] | None,
-        label: dict[str, Any] | None,
+        estimate: DepthPoints | None,
+        label: DepthPoints | None,
         depth_range: tuple[float, float],
     ) -> MarkerSet:
         """Markers begin at the operator's latest label when there is one, else the estimate."""
-        source = label or estimate or {}
-        values = {n: _float_or_none(source.get(f"{n}_mm")) for n in POINT_NAMES}
+        source = label or estimate
+        values = {n: None if source is None else source.get(n) for n in POINT_NAMES}
         return cls(values=values, depth_range=depth_range)
 
     def select(self, name: str) -> None:
@@ -190,12 +194,3 @@ class MarkerSet:
         b = min(after) if after else hi
         return round((a + b) / 2, 3)
 
-
-def _float_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if np.isfinite(out) else None

@@ -12,10 +12,10 @@ from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, UploadOperation, errors
-from api.schemas import HolePage, IngestOut, LabelIn, TraceOut, utc_text
+from api.schemas import IngestOut, LabelIn, TraceOut, utc_text
 from api.uploads import read_upload
 from appliance.points import DepthPoints
-from appliance.records import Estimate, Hole, Label
+from appliance.records import Estimate, Hole, HolePage, Label
 from appliance.services.holes import HoleFilter
 
 SourceParam = Annotated[str | None, Parameter(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from textual.app import ComposeResult
@@ -11,8 +11,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Static
 
 from appliance.points import POINT_NAMES
+from appliance.records import Estimate, Hole
 from tui.client import ApiError
-from tui.fields import fmt_mm, hole_drill, hole_source, hole_time
+from tui.fields import fmt_mm, hole_drill, hole_source, hole_time, points_of
 from tui.markers import COARSE_STEP_MM, FINE_STEP_MM, MarkerSet, PlotTrace, trace_from_json
 from tui.screens._teardown import drop_if_torn_down
 from tui.widgets.plot import POINT_COLOURS, TracePlot
@@ -62,12 +63,12 @@ class HoleScreen(Screen[None]):
         Binding("g", "toggle_thrust", "Thrust on/off", show=False),
     ]
 
-    def __init__(self, hole_ids: list[Any], index: int) -> None:
+    def __init__(self, hole_ids: list[str], index: int) -> None:
         super().__init__()
         self.hole_ids = hole_ids
         self.index = max(0, min(index, len(hole_ids) - 1))
-        self.hole: dict[str, Any] = {}
-        self.estimate: dict[str, Any] = {}
+        self.hole: Hole | None = None
+        self.estimate: Estimate | None = None
         self.trace: PlotTrace | None = None
         self.markers: MarkerSet | None = None
 
@@ -76,7 +77,7 @@ class HoleScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     @property
-    def hole_id(self) -> Any:
+    def hole_id(self) -> str:
         return self.hole_ids[self.index]
 
     def compose(self) -> ComposeResult:
@@ -98,9 +99,9 @@ class HoleScreen(Screen[None]):
         self.markers = None
         self.query_one("#title", Label).update(f"hole {self.hole_id} — loading…")
         try:
-            self.hole = await client.get_hole(self.hole_id)
+            hole = self.hole = await client.get_hole(self.hole_id)
             self.trace = trace_from_json(await client.get_trace(self.hole_id, PLOT_POINTS))
-            self.estimate = await client.get_estimate(self.hole_id) or {}
+            estimate = self.estimate = await client.get_estimate(self.hole_id)
             labels = await client.get_labels(self.hole_id)
         except (ApiError, ValueError) as exc:
             if self.is_attached:
@@ -109,13 +110,15 @@ class HoleScreen(Screen[None]):
         if not self.is_attached:  # left the screen while the daemon answered
             return
         latest = labels[-1] if labels else None
-        self.markers = MarkerSet.start(self.estimate, latest, self.trace.depth_range)
-        est_points = {n: self.estimate.get(f"{n}_mm") for n in POINT_NAMES}
+        estimated = points_of(estimate)
+        self.markers = MarkerSet.start(estimated, None if latest is None else points_of(latest),
+                                       self.trace.depth_range)
+        est_points = {n: estimated.get(n) for n in POINT_NAMES}
         self.query_one(TracePlot).show(self.trace, self.markers, est_points)
         where = f"{self.index + 1}/{len(self.hole_ids)}"
         self.query_one("#title", Label).update(
-            f"hole {self.hole_id} ({where}) · {hole_source(self.hole)} · {hole_time(self.hole)}"
-            f" · drill {hole_drill(self.hole)} · "
+            f"hole {self.hole_id} ({where}) · {hole_source(hole)} · {hole_time(hole)}"
+            f" · drill {hole_drill(hole)} · "
             + ("labelled" if latest else "not labelled yet")
         )
         self.say("")
@@ -124,9 +127,10 @@ class HoleScreen(Screen[None]):
     # --- the panel under the plot ------------------------------------------------------------
 
     def update_panel(self) -> None:
-        if self.markers is None:
+        if self.markers is None or self.estimate is None:
             return
-        spread = self.estimate.get("spread_mm") or {}
+        estimate = self.estimate
+        estimated = points_of(estimate)
         table = Table(box=None, padding=(0, 2), expand=False, show_edge=False)
         for col in ("", "point", "estimate mm", "spread", "yours mm", ""):
             table.add_column(col)
@@ -136,8 +140,8 @@ class HoleScreen(Screen[None]):
             table.add_row(
                 "▶" if selected else " ",
                 f"[{POINT_COLOURS[name]}]{name}[/]",
-                fmt_mm(self.estimate.get(f"{name}_mm")),
-                fmt_mm(spread.get(name) if isinstance(spread, dict) else None, 3),
+                fmt_mm(estimated.get(name)),
+                fmt_mm(estimate.spread_mm.get(name), 3),
                 f"[b]{fmt_mm(value)}[/b]" if value is not None else "[dim]absent[/dim]",
                 "[i]moved[/i]" if name in self.markers.touched else "",
             )

@@ -4,17 +4,19 @@ one drill's."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select
 
+from appliance.records import Hole
 from tui.client import ApiError, DrillDrift
-from tui.fields import HOLE_COLUMNS, hole_id, hole_row
+from tui.fields import HOLE_COLUMNS, hole_row
 from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import PickScreen
 from tui.widgets.status import StatusLine
@@ -79,7 +81,7 @@ class ReviewScreen(Screen[None]):
         self.filter = "unlabelled"
         self.since: str | None = None
         self.drill: str | None = None  # only this drill's holes; None: every drill's
-        self.holes: list[dict[str, Any]] = []
+        self.holes: list[Hole] = []
         self._loading = False
 
     @property
@@ -132,18 +134,18 @@ class ReviewScreen(Screen[None]):
         self.show_holes(holes)
         self.appliance.mark_holes_seen()
 
-    def show_holes(self, holes: list[dict[str, Any]]) -> None:
+    def show_holes(self, holes: list[Hole]) -> None:
         table = self.query_one(DataTable)
         keep = None
         if table.row_count and table.cursor_row is not None:
             try:
-                keep = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+                keep = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
             except Exception:  # noqa: BLE001 - a row that vanished keeps no cursor
                 keep = None
         self.holes = holes
         table.clear()
         for hole in holes:
-            table.add_row(*hole_row(hole), key=str(hole_id(hole)))
+            table.add_row(*hole_row(hole), key=hole.hole_id)
         if keep is not None:
             try:
                 table.move_cursor(row=table.get_row_index(keep))
@@ -230,5 +232,5 @@ class ReviewScreen(Screen[None]):
             return
         from tui.screens.hole import HoleScreen
 
-        ids = [hole_id(h) for h in self.holes]
+        ids = [h.hole_id for h in self.holes]
         self.app.push_screen(HoleScreen(ids, index))
