@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta, Struct
 
-from appliance.records import Estimate, Hole, Job, ModelSummary
+from appliance.records import DrillDrift, Estimate, Hole, Job, LiveAccuracy, ModelSummary
 
 _Body = TypeVar("_Body", bound=Struct)
 
@@ -66,20 +66,6 @@ class TuneIn(Struct, forbid_unknown_fields=True):
     epochs: Annotated[int, Meta(ge=1, le=1000)] = 10
 
 
-class TrialOut(Struct):
-    """One trial of a hyperparameter search (a `tune` job's trials.csv)."""
-
-    number: int
-    state: str  # complete | pruned | fail | running
-    objective: float | None  # mean MAE mm + 1 mm per wrong presence, out of fold
-    mae_entry_mm: float | None
-    mae_transition_mm: float | None
-    mae_exit_mm: float | None
-    presence_error: float | None
-    duration_s: float | None
-    params: dict[str, float | int | str]
-
-
 class NightlyIn(Struct, forbid_unknown_fields=True):
     force: bool = False  # start even with fewer new labels than the configured minimum
 
@@ -92,47 +78,14 @@ class NightlyOut(Struct):
     job: Job | None
 
 
-class WindowAccuracyOut(Struct):
-    window: int  # the last N confirmations asked for
-    holes: int  # how many there were
-    entry_mae_mm: float | None
-    transition_mae_mm: float | None
-    exit_mae_mm: float | None
-    presence_accuracy: float | None
-
-
-class LiveAccuracyOut(Struct):
-    """How far this version's served estimates were from what operators then confirmed."""
-
-    model_version: str
-    confirmed: int
-    windows: list[WindowAccuracyOut]
-
-
 class ActiveModelOut(ModelSummary, frozen=True, kw_only=True):
     """GET /models/active: the serving version, and how it has done since it was activated."""
 
-    live_accuracy: LiveAccuracyOut | None = None  # None: no confirmed hole since
-
-
-class DriftSignalOut(Struct):
-    name: str
-    statistic: float | None
-    threshold: float
-    state: Literal["learning", "ok", "alarm"]
-
-
-class DrillDriftOut(Struct):
-    drill: str
-    state: Literal["learning", "ok", "alarm"]
-    holes: int  # the drill's holes in arrival order
-    alarm_at_hole: int | None  # that count when the current alarm was raised
-    since: str | None
-    signals: list[DriftSignalOut]
+    live_accuracy: LiveAccuracy | None = None  # None: no confirmed hole since
 
 
 class DriftOut(Struct):
-    drills: list[DrillDriftOut]
+    drills: list[DrillDrift]
 
 
 class ActivateIn(Struct, forbid_unknown_fields=True):

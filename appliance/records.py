@@ -320,3 +320,83 @@ class HolePage(Struct, frozen=True, kw_only=True):
     total: int
     limit: int
     offset: int
+
+
+# -- drift and live accuracy -----------------------------------------------------------------
+
+DriftState = Literal["learning", "ok", "alarm"]
+
+
+class DriftSignal(Struct, frozen=True):
+    """One CUSUM of a drill's drift watch (torque, presence, residual_exit, ...)."""
+
+    name: str
+    statistic: float | None  # None: not computed yet (JSON has no NaN)
+    threshold: float
+    state: DriftState
+
+    @property
+    def in_alarm(self) -> bool:
+        return self.state == "alarm"
+
+
+class DrillDrift(Struct, frozen=True):
+    """A drill's drift state after its latest hole (or reset): GET /drift, one per drill."""
+
+    drill: str  # the trace's drill serial; "unknown" for holes without one
+    state: DriftState
+    holes: int  # the drill's holes in arrival order, resets included
+    alarm_at_hole: int | None  # `holes` when the current alarm was raised
+    since: str | None  # ISO time of the hole that raised the current alarm
+    signals: tuple[DriftSignal, ...]
+
+    @property
+    def alarmed_signals(self) -> tuple[DriftSignal, ...]:
+        return tuple(s for s in self.signals if s.in_alarm)
+
+
+class WindowAccuracy(Struct, frozen=True):
+    """The served estimates against what operators then confirmed, over the last N."""
+
+    window: int  # the last N confirmations asked for
+    holes: int  # how many there were
+    entry_mae_mm: float | None  # over holes where both label and estimate have the point
+    transition_mae_mm: float | None
+    exit_mae_mm: float | None
+    presence_accuracy: float | None  # share of holes whose three presences were all right
+
+    def mae(self, point: str) -> float | None:
+        return {"entry": self.entry_mae_mm, "transition": self.transition_mae_mm,
+                "exit": self.exit_mae_mm}[point]
+
+
+class LiveAccuracy(Struct, frozen=True):
+    """How far a version's served estimates were from what operators then confirmed: GET
+    /models/active's live_accuracy (appliance.monitor.accuracy computes it)."""
+
+    model_version: str
+    confirmed: int  # confirmations of its estimates in all
+    windows: tuple[WindowAccuracy, ...]
+
+
+# -- hyperparameter searches -----------------------------------------------------------------
+
+TrialState = Literal["complete", "pruned", "fail", "running"]
+ParamValue = float | int | str
+
+
+class Trial(Struct, frozen=True, kw_only=True):
+    """One trial of a search (a `tune` job's trials.csv): GET /jobs/{id}/trials. A pruned,
+    failed or running trial has no objective nor figures; its parameters it has."""
+
+    number: int
+    state: TrialState
+    objective: float | None  # mean MAE mm + 1 mm per wrong presence, out of fold; lower is better
+    mae_entry_mm: float | None
+    mae_transition_mm: float | None
+    mae_exit_mm: float | None
+    presence_error: float | None  # the share of wrong presences, 0..1
+    duration_s: float | None
+    # lr, head_epochs, augment_strength (and width, patch_length, stem_dilations for a fresh
+    # model), in the search's order
+    params: dict[str, ParamValue]

@@ -33,8 +33,7 @@ from test_drift_daemon import LEARN, drill_logs, upload
 from appliance.bus.bridge import BusStatus
 from appliance.config import load_config
 from appliance.monitor import DrillDrift
-from appliance.monitor.accuracy import LiveAccuracy, WindowAccuracy
-from appliance.monitor.drift import SignalState
+from appliance.records import DriftSignal, LiveAccuracy, WindowAccuracy
 from appliance.services.daemon import Daemon
 from appliance.services.metrics import BUCKETS_S, DaemonCollector
 
@@ -256,8 +255,8 @@ def _expose(daemon: SimpleNamespace) -> Exposition:
 
 def test_nan_none_and_retired_versions_are_left_out(tmp_path: Path) -> None:
     drill = DrillDrift("D1", "alarm", 40, 37, "2026-03-04T05:06:07",
-                       (SignalState("torque", 12.5, 10.0, "alarm"),
-                        SignalState("residual_exit", math.nan, 10.0, "learning")))
+                       (DriftSignal("torque", 12.5, 10.0, "alarm"),
+                        DriftSignal("residual_exit", None, 10.0, "learning")))
     windows = (WindowAccuracy(50, 4, 0.2, None, 0.4, None),
                WindowAccuracy(200, 4, 0.2, None, 0.4, 0.75))
     live = [LiveAccuracy("v-old", 9, (WindowAccuracy(50, 9, 1.0, 1.0, 1.0, 0.5),)),

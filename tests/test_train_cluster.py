@@ -25,6 +25,7 @@ from appliance.store import Store
 from appliance.store.snapshot import export_dataset
 
 torch = pytest.importorskip("torch")
+load_file = pytest.importorskip("safetensors.torch").load_file
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                reason="the cluster extra is not installed")
 
@@ -91,8 +92,8 @@ def test_ray_without_the_cluster_extra_says_how_to_install_it(
 
 
 @needs_ray
-def test_ray_folds_resume_after_a_kill_into_a_folder_that_passes_the_gates(
-        tmp_path: Path) -> None:
+def test_ray_folds_resume_after_a_kill_into_the_folder_a_local_run_writes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "cand"
     # three folds on this box's cores: at least one finishes before the others
     args = [sys.executable, "-m", "appliance.cli", "train", "--synthetic", "12", "--folds", "3",
@@ -130,6 +131,17 @@ def test_ray_folds_resume_after_a_kill_into_a_folder_that_passes_the_gates(
     assert len(manifest["weights"]) == 3
     assert {r["device"] for r in manifest["training"]["fold_reports"]} == {"cpu"}
     assert not work.exists()  # checkpoints go once the folder is written
+    # the same run without Ray gives the same members: a fold is the same function, seeded
+    # the same, wherever it runs (one thread each, on the CPU)
+    local = tmp_path / "local"
+    rc, err = _in_process(capsys, *args[3:args.index("--ray")], "--device", "cpu",
+                          "--out", str(local))
+    assert rc == 0, err[-2000:]
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    for ours, theirs in zip(manifest["weights"], local_manifest["weights"], strict=True):
+        a, b = load_file(str(out / ours)), load_file(str(local / theirs))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), ours
 
 
 def test_a_search_writes_best_and_trials_resumes_and_trains_with_best(
@@ -150,12 +162,12 @@ def test_a_search_writes_best_and_trials_resumes_and_trains_with_best(
     rc, err = _in_process(capsys, "tune", *search, "--trials", "3")
     assert rc == 0, err[-2000:]
     trials = read_trials(out)
-    assert [t["number"] for t in trials] == [0, 1, 2]
-    assert [t["params"] for t in trials[:2]] == [
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert [t.params for t in trials[:2]] == [
         {k: v for k, v in t.items() if v} for t in
         ({p: _typed(p, r[p]) for p in ("lr", "width", "patch_length", "stem_dilations",
                                         "head_epochs", "augment_strength")} for r in rows)]
-    assert trials[2]["params"] != trials[0]["params"]  # not a replay of the first draw
+    assert trials[2].params != trials[0].params  # not a replay of the first draw
     # the best parameters train a model with them
     best = json.loads((out / "best.json").read_text())
     cand = tmp_path / "cand"

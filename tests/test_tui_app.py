@@ -440,7 +440,7 @@ async def test_models_screen_shows_live_accuracy(tmp_path: Path) -> None:
 
 
 def test_signal_bars_stand_against_the_threshold_line() -> None:
-    from tui.client import DriftSignal
+    from appliance.records import DriftSignal
     from tui.widgets.drift import FULL_CELL, HALF_CELL, bar_cells, signal_row
     from tui.widgets.status import drift_text
 

@@ -34,6 +34,8 @@ from appliance.records import (
     Activation,
     ActivationAction,
     AuditEntry,
+    DriftSignal,
+    DrillDrift,
     Estimate,
     GateOutcome,
     GateVerdict,
@@ -43,16 +45,18 @@ from appliance.records import (
     JobParams,
     JobProgress,
     Label,
+    LiveAccuracy,
     ModelDetail,
     ModelSummary,
+    Trial,
+    WindowAccuracy,
 )
 from appliance.services.holes import review_key
 from tui.client import (
     ApiError,
     DaemonClient,
     DaemonUnreachable,
-    DrillDrift,
-    Trial,
+    DriftPage,
     best_trial,
     decoded,
     describe_error,
@@ -85,41 +89,33 @@ def synthetic_trace(entry: float, transition: float, exit_: float, n: int,
             "thrust_a": thrust.round(4).tolist(), "step": step.astype(int).tolist()}
 
 
-def drill_drift(drill: str, holes: int, seed: int = 0) -> dict[str, Any]:
-    """A drill's drift state shaped as api.schemas.DrillDriftOut: learning for its first 30
-    holes (every statistic 0, as the real watch reports), then ok with CUSUMs under the
-    threshold."""
+def drill_drift(drill: str, holes: int, seed: int = 0) -> DrillDrift:
+    """A drill's drift state: learning for its first 30 holes (every statistic 0, as the real
+    watch reports), then ok with CUSUMs under the threshold."""
     learning = holes < 30
-    signals = [{"name": name,
-                "statistic": 0.0 if learning else round(((seed * 7 + j * 3) % 9) * 0.9, 2),
-                "threshold": DRIFT_THRESHOLD, "state": "learning" if learning else "ok"}
-               for j, name in enumerate(CHANNELS)]
-    return {"drill": drill, "state": "learning" if learning else "ok", "holes": holes,
-            "alarm_at_hole": None, "since": None, "signals": signals}
+    signals = tuple(
+        DriftSignal(name, 0.0 if learning else round(((seed * 7 + j * 3) % 9) * 0.9, 2),
+                    DRIFT_THRESHOLD, "learning" if learning else "ok")
+        for j, name in enumerate(CHANNELS))
+    return DrillDrift(drill, "learning" if learning else "ok", holes, None, None, signals)
 
 
-def search_trial(number: int) -> dict[str, Any]:
-    """Trial `number` of a search from the active model, shaped as api.schemas.TrialOut: every
-    third one pruned (no figures, as trials.csv leaves them), the best of the first six is 4."""
-    params = {"lr": round(1e-4 * (1 + (number * 5) % 9), 6), "head_epochs": number % 3,
-              "augment_strength": round(0.1 * ((number * 3) % 7), 2)}
+def search_trial(number: int) -> Trial:
+    """Trial `number` of a search from the active model: every third one pruned (no figures,
+    as trials.csv leaves them), the best of the first six is 4."""
+    params: dict[str, float | int | str] = {
+        "lr": round(1e-4 * (1 + (number * 5) % 9), 6), "head_epochs": number % 3,
+        "augment_strength": round(0.1 * ((number * 3) % 7), 2)}
     if number % 3 == 2:
-        return {"number": number, "state": "pruned", "objective": None, "mae_entry_mm": None,
-                "mae_transition_mm": None, "mae_exit_mm": None, "presence_error": None,
-                "duration_s": None, "params": params}
+        return Trial(number=number, state="pruned", objective=None, mae_entry_mm=None,
+                     mae_transition_mm=None, mae_exit_mm=None, presence_error=None,
+                     duration_s=None, params=params)
     objective = round(0.4 + 0.03 * ((number * 3 + 2) % 7), 3)
-    return {"number": number, "state": "complete", "objective": objective,
-            "mae_entry_mm": round(objective * 0.6, 3),
-            "mae_transition_mm": round(objective * 1.5, 3),
-            "mae_exit_mm": round(objective * 0.8, 3), "presence_error": 0.02,
-            "duration_s": 11.5 + number, "params": params}
-
-
-def window_accuracy(window: int, holes: int, mae: tuple[float, float, float],
-                    presence: float) -> dict[str, Any]:
-    """One window of live accuracy, shaped as api.schemas.WindowAccuracyOut."""
-    return {"window": window, "holes": holes, "entry_mae_mm": mae[0],
-            "transition_mae_mm": mae[1], "exit_mae_mm": mae[2], "presence_accuracy": presence}
+    return Trial(number=number, state="complete", objective=objective,
+                 mae_entry_mm=round(objective * 0.6, 3),
+                 mae_transition_mm=round(objective * 1.5, 3),
+                 mae_exit_mm=round(objective * 0.8, 3), presence_error=0.02,
+                 duration_s=11.5 + number, params=params)
 
 
 @dataclass
@@ -134,10 +130,10 @@ class FakeDaemon:
     active: str = "baseline"
     event_pause_s: float = 0.01  # between a job's progress events
     requests: list[str] = field(default_factory=list)
-    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # drill -> DrillDriftOut
+    drift: dict[str, DrillDrift] = field(default_factory=dict)
     drift_resets: list[str] = field(default_factory=list)  # drills reset, in order
-    live: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> LiveAccuracyOut
-    trials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # search job -> trials
+    live: dict[str, LiveAccuracy] = field(default_factory=dict)  # by model version
+    trials: dict[str, list[Trial]] = field(default_factory=dict)  # search job -> trials
     has_drift: bool = True  # False: a daemon from before issue 14 (no /drift, no live MAE)
 
     @classmethod
@@ -189,9 +185,9 @@ class FakeDaemon:
         for i, hole in enumerate(d.holes.values()):
             drill = hole.drill_serial or "unknown"
             d.drift[drill] = drill_drift(drill, holes=12 + 9 * i, seed=i)
-        d.live["baseline"] = {"model_version": "baseline", "confirmed": 137, "windows": [
-            window_accuracy(50, 50, (0.184, 0.412, 0.263), 0.96),
-            window_accuracy(200, 137, (0.201, 0.437, 0.288), 0.949)]}
+        d.live["baseline"] = LiveAccuracy("baseline", 137, (
+            WindowAccuracy(50, 50, 0.184, 0.412, 0.263, 0.96),
+            WindowAccuracy(200, 137, 0.201, 0.437, 0.288, 0.949)))
         d.audit = [AuditEntry(audit_id=2, at=STAMP, actor="ana", action="label",
                               subject=next(iter(d.holes), None), detail={"label_id": 1}),
                    AuditEntry(audit_id=1, at="2026-11-01T00:00:05", actor="daemon",
@@ -242,13 +238,16 @@ class FakeDaemon:
                     signals: tuple[str, ...] = ("torque", "thrust")) -> None:
         """The drill's watch in alarm since its hole `at_hole`, on these signals."""
         state = self.drift[drill]
-        state.update(state="alarm", alarm_at_hole=at_hole, since=STAMP,
-                     holes=max(state["holes"], at_hole))
-        for k, sig in enumerate(g for g in state["signals"] if g["name"] in signals):
-            sig.update(statistic=round(DRIFT_THRESHOLD * (1.4 + 0.9 * k), 2), state="alarm")
-        for sig in state["signals"]:
-            if sig["state"] == "learning":
-                sig["state"] = "ok"
+        alarmed = iter(range(len(signals)))
+        self.drift[drill] = msgspec.structs.replace(
+            state, state="alarm", alarm_at_hole=at_hole, since=STAMP,
+            holes=max(state.holes, at_hole),
+            signals=tuple(
+                msgspec.structs.replace(
+                    g, statistic=round(DRIFT_THRESHOLD * (1.4 + 0.9 * next(alarmed)), 2),
+                    state="alarm") if g.name in signals
+                else msgspec.structs.replace(g, state="ok" if g.state == "learning" else g.state)
+                for g in state.signals))
 
     def model(self, version: str) -> ModelSummary:
         found = next((m for m in self.models if m.version == version), None)
@@ -424,18 +423,18 @@ class FakeDaemon:
                     if d.job(jid).status != "running":
                         break
                     found.append(search_trial(k))
-                    scored = [t["objective"] for t in found if t["objective"] is not None]
+                    scored = [t.objective for t in found if t.objective is not None]
                     job = d.change_job(
                         jid, progress={"fraction": round((k + 1) / total, 4),
                                        "trials_done": k + 1, "last_event": "trial",
                                        "best_objective": min(scored, default=None)},
-                        log_tail=(*d.job(jid).log_tail[-9:], f"trial {k}: {found[-1]['state']}"))
+                        log_tail=(*d.job(jid).log_tail[-9:], f"trial {k}: {found[-1].state}"))
                     yield message(job, "job")
-                complete = [t for t in found if t["objective"] is not None]
+                complete = [t for t in found if t.objective is not None]
                 if d.job(jid).status == "running" and complete:
-                    best = min(complete, key=lambda t: t["objective"])
+                    best = min(complete, key=lambda t: t.objective or 0.0)
                     d.change_job(jid, status="succeeded", finished_at=STAMP, progress={
-                        "best_trial": best["number"], "best_params": best["params"],
+                        "best_trial": best.number, "best_params": best.params,
                         "trials_finished": len(found), "eta_s": 0.0, "last_event": "done"})
                 elif d.job(jid).status == "running":
                     d.change_job(jid, status="failed", finished_at=STAMP,
@@ -498,10 +497,11 @@ class FakeDaemon:
             d.drift_resets.append(drill)
             state = d.drift[drill]
             # the reference restarts: learning again, every statistic back to 0
-            state.update(state="learning", alarm_at_hole=None, since=None)
-            for sig in state["signals"]:
-                sig.update(statistic=0.0, state="learning")
-            return state
+            d.drift[drill] = msgspec.structs.replace(
+                state, state="learning", alarm_at_hole=None, since=None,
+                signals=tuple(msgspec.structs.replace(g, statistic=0.0, state="learning")
+                              for g in state.signals))
+            return d.drift[drill]
 
         @post("/models/{version:str}/activate", status_code=200)
         async def activate(request: Request, version: str, data: dict[str, Any]) -> Any:
@@ -761,14 +761,14 @@ def _struct_in(hint: Any) -> type[msgspec.Struct] | None:
 
 
 async def test_the_double_serves_drift_and_live_accuracy_shaped_as_the_api() -> None:
-    from api.schemas import ActiveModelOut, DriftOut, DrillDriftOut
+    from api.schemas import ActiveModelOut, DriftOut
 
     daemon = FakeDaemon.seeded(n_holes=5)
     daemon.raise_alarm("SN103", at_hole=37)
     http = httpx.AsyncClient(transport=daemon.transport(), base_url="http://daemon.test",
                              headers={"Authorization": f"Bearer {KEY}"})
     assert_shaped_as((await http.get("/drift")).json(), DriftOut)
-    assert_shaped_as((await http.post("/drift/SN103/reset")).json(), DrillDriftOut)
+    assert_shaped_as((await http.post("/drift/SN103/reset")).json(), DrillDrift)
     active = (await http.get("/models/active")).json()
     assert_shaped_as(active, ActiveModelOut)
     assert active["live_accuracy"]["windows"][0]["window"] == 50
@@ -825,18 +825,17 @@ async def test_holes_of_one_drill_and_live_accuracy_records() -> None:
 def test_a_malformed_drift_answer_is_named() -> None:
     body = {"drill": "SN1", "state": "alarming", "holes": 3, "alarm_at_hole": None,
             "since": None, "signals": []}
-    with pytest.raises(ValueError, match="'alarming' is none of learning, ok, alarm"):
-        DrillDrift.from_json(body)
-    with pytest.raises(ValueError, match="'holes' is '3', not a whole number"):
-        DrillDrift.from_json({**body, "state": "ok", "holes": "3"})
+    with pytest.raises(ApiError, match=r"GET /drift: unexpected answer \(Invalid enum value "
+                                       r"'alarming' - at `\$.drills\[0\].state`\)"):
+        decoded({"drills": [body]}, DriftPage, "GET /drift")
+    with pytest.raises(ApiError, match=r"Expected `int`, got `str` - at `\$.holes`"):
+        decoded({**body, "state": "ok", "holes": "3"}, DrillDrift, "POST /drift/SN1/reset")
 
 
 # --- a hyperparameter search's trials (issue 15) -----------------------------------------------
 
 
 async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api() -> None:
-    from api.schemas import TrialOut
-
     daemon = FakeDaemon.seeded(n_holes=1)
     client = client_of(daemon)
     job = await client.start_tune(trials=6, folds=2, epochs=3)
@@ -848,14 +847,14 @@ async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api(
     assert [e.progress.trials_done for e in events] == [1, 2, 3, 4, 5, 6, 6]
     assert events[-1].status == "succeeded" and events[-1].progress.best_trial == 4
     for body in daemon.trials[job.job_id]:
-        assert_shaped_as(body, TrialOut)
+        assert_shaped_as(msgspec.to_builtins(body), Trial)
     trials = await client.list_trials(job.job_id)
     assert [(t.number, t.state) for t in trials][:3] == [
         (0, "complete"), (1, "complete"), (2, "pruned")]
     assert trials[2].objective is None and trials[2].params["head_epochs"] == 2
     assert trials[4].objective == pytest.approx(0.4) and trials[4].mae_transition_mm == 0.6
-    with pytest.raises(TypeError):
-        trials[0].params["lr"] = 1.0  # type: ignore[index]  # a record, not a buffer
+    with pytest.raises(AttributeError):
+        trials[0].state = "fail"  # type: ignore[misc]  # a record, not a buffer
     fine = await client.start_fine_tune(folds=2, epochs=1, head_only=True)
     with pytest.raises(ApiError) as err:
         await client.list_trials(fine.job_id)
@@ -864,14 +863,17 @@ async def test_a_search_is_started_and_its_trials_are_decoded_shaped_as_the_api(
 
 
 def test_a_malformed_trial_is_named_and_the_best_is_the_daemons_or_the_lowest() -> None:
-    rows = [Trial.from_json(search_trial(k)) for k in range(6)]
+    rows = [search_trial(k) for k in range(6)]
     assert best_trial(rows).number == 4  # the lowest objective of the complete ones
     assert best_trial(rows, number=1).number == 1  # a finished search names its own
     assert best_trial([r for r in rows if r.state == "pruned"]) is None
-    with pytest.raises(ValueError, match="state 'done' is none of complete, pruned, fail"):
-        Trial.from_json({**search_trial(0), "state": "done"})
-    with pytest.raises(ValueError, match="param 'lr' is True, not a number or text"):
-        Trial.from_json({**search_trial(0), "params": {"lr": True}})
+    body = msgspec.to_builtins(search_trial(0))
+    with pytest.raises(ApiError, match=r"GET /jobs/j/trials: unexpected answer \(Invalid enum "
+                                       r"value 'done' - at `\$\[0\].state`\)"):
+        decoded([{**body, "state": "done"}], list[Trial], "GET /jobs/j/trials")
+    with pytest.raises(ApiError, match=r"Expected `int \| float \| str`, got `bool` - at "
+                                       r"`\$.params\[...\]`"):
+        decoded({**body, "params": {"lr": True}}, Trial, "GET /jobs/j/trials")
 
 
 # --- jobs and the audit trail, checked against the daemon's own OpenAPI schema (issue 12) -------

@@ -14,12 +14,11 @@ from textual.binding import Binding
 from textual.reactive import reactive
 
 from appliance.home import resolve_home
-from appliance.records import Job
+from appliance.records import DrillDrift, Job
 from tui.client import (
     ApiError,
     DaemonClient,
     DaemonUnreachable,
-    DrillDrift,
     running_job,
 )
 from tui.screens.dialogs import OperatorScreen, StartDaemonScreen

@@ -8,27 +8,28 @@ can offer to start a daemon and keep retrying.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, Literal, TypeVar, get_args
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from appliance.monitor.accuracy import LiveAccuracy, WindowAccuracy
 from appliance.points import DepthPoints
 from appliance.records import (
     Activation,
     AuditEntry,
+    DrillDrift,
     Estimate,
     Hole,
     HolePage,
     Job,
     Label,
+    LiveAccuracy,
     ModelDetail,
     ModelSummary,
+    Trial,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8470"
@@ -105,89 +106,17 @@ def running_job(health: dict[str, Any]) -> Job | None:
     return None if body is None else decoded(body, Job, "GET /health/details")
 
 
-# --- typed records of the drift watch and live accuracy (issue 14) --------------------------
-# The API serves these from api.schemas rather than appliance.records (issue 12 item 8 has
-# yet to move them), so they are read field by field, once, here: the widgets see fields.
-
-DriftState = Literal["learning", "ok", "alarm"]
-DRIFT_STATES: tuple[str, ...] = get_args(DriftState)
-
-
-@dataclass(frozen=True)
-class DriftSignal:
-    """One CUSUM of a drill's drift watch (torque, presence, residual_exit, ...)."""
-
-    name: str
-    statistic: float | None  # None: not computed yet
-    threshold: float
-    state: DriftState
-
-    @property
-    def in_alarm(self) -> bool:
-        return self.state == "alarm"
-
-
-@dataclass(frozen=True)
-class DrillDrift:
-    """A drill's drift state as GET /drift serves it (api.schemas.DrillDriftOut)."""
-
-    drill: str  # the trace's drill serial; "unknown" for holes without one
-    state: DriftState
-    holes: int  # the drill's holes in arrival order
-    alarm_at_hole: int | None  # `holes` when the current alarm was raised
-    since: str | None  # ISO time of the hole that raised it
-    signals: tuple[DriftSignal, ...]
-
-    @property
-    def alarmed_signals(self) -> tuple[DriftSignal, ...]:
-        return tuple(s for s in self.signals if s.in_alarm)
-
-    @classmethod
-    def from_json(cls, body: Any) -> DrillDrift:
-        if not isinstance(body, dict):
-            raise ValueError("a drill's drift state is not an object")
-        signals = body.get("signals")
-        if not isinstance(signals, list):
-            raise ValueError(f"drill {body.get('drill')!r} has no list of signals")
-        return cls(
-            drill=_text(body, "drill"),
-            state=_state(body),
-            holes=_int(body, "holes"),
-            alarm_at_hole=_opt_int(body, "alarm_at_hole"),
-            since=_opt_text(body, "since"),
-            signals=tuple(
-                DriftSignal(_text(s, "name"), _opt_number(s, "statistic"),
-                            _number(s, "threshold"), _state(s))
-                for s in signals if _is_object(s, "a drift signal")
-            ),
-        )
-
-
 class DriftPage(msgspec.Struct, frozen=True):
-    """GET /drift (api.schemas.DriftOut): every drill's state, each read by DrillDrift."""
+    """GET /drift (api.schemas.DriftOut): every drill's state."""
 
-    drills: list[Any]
+    drills: list[DrillDrift]
 
 
-def live_accuracy_from_json(body: Any) -> LiveAccuracy:
-    """GET /models/active's live_accuracy (api.schemas.LiveAccuracyOut), as the domain's own
-    record (appliance.monitor.accuracy)."""
-    if not isinstance(body, dict) or not isinstance(body.get("windows"), list):
-        raise ValueError("live_accuracy is not an object with a list of windows")
-    return LiveAccuracy(
-        model_version=_text(body, "model_version"),
-        confirmed=_int(body, "confirmed"),
-        windows=tuple(
-            WindowAccuracy(
-                _int(w, "window"), _int(w, "holes"),
-                _opt_number(w, "entry_mae_mm"),
-                _opt_number(w, "transition_mae_mm"),
-                _opt_number(w, "exit_mae_mm"),
-                _opt_number(w, "presence_accuracy"),
-            )
-            for w in body["windows"] if _is_object(w, "an accuracy window")
-        ),
-    )
+class _ActiveLive(msgspec.Struct, frozen=True):
+    """The live accuracy of a GET /models/active body (api.schemas.ActiveModelOut), read
+    apart from its ModelSummary fields so that a failure names `$.live_accuracy...`."""
+
+    live_accuracy: LiveAccuracy | None = None
 
 
 @dataclass(frozen=True)
@@ -201,64 +130,6 @@ class ActiveModel:
     served: bool
 
 
-def live_accuracy_of(model: dict[str, Any] | None) -> LiveAccuracy | None:
-    """The live accuracy in a GET /models/active body; None when it has none (no confirmed
-    holes yet, or a daemon from before issue 14: tell them apart with `"live_accuracy" in`)."""
-    if not isinstance(model, dict) or model.get("live_accuracy") is None:
-        return None
-    try:
-        return live_accuracy_from_json(model["live_accuracy"])
-    except ValueError as exc:
-        raise ApiError(f"GET /models/active: unexpected live_accuracy ({exc})") from exc
-
-
-# --- typed trials of a hyperparameter search (issue 15) ------------------------------------------
-
-TrialState = Literal["complete", "pruned", "fail", "running"]
-TRIAL_STATES: tuple[str, ...] = get_args(TrialState)
-ParamValue = float | int | str
-
-
-@dataclass(frozen=True)
-class Trial:
-    """One trial of a search as GET /jobs/{id}/trials serves it (api.schemas.TrialOut). A
-    pruned, failed or running trial has no objective nor figures; its parameters it has."""
-
-    number: int
-    state: TrialState
-    objective: float | None  # mean MAE mm + presence error, out of fold; lower is better
-    mae_entry_mm: float | None
-    mae_transition_mm: float | None
-    mae_exit_mm: float | None
-    presence_error: float | None  # the share of wrong presences, 0..1
-    duration_s: float | None
-    # lr, head_epochs, augment_strength (and width, patch_length, stem_dilations for a fresh
-    # model), in the daemon's order; read-only, and left out of the hash as a dict must be
-    params: Mapping[str, ParamValue] = field(hash=False)
-
-    @classmethod
-    def from_json(cls, body: Any) -> Trial:
-        if not isinstance(body, dict):
-            raise ValueError("a trial is not an object")
-        params = body.get("params")
-        if not isinstance(params, dict):
-            raise ValueError(f"trial {body.get('number')!r} has no object of params")
-        for name, value in params.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError(f"param {name!r} is {value!r}, not a number or text")
-        return cls(
-            number=_int(body, "number"),
-            state=_one_of(body, "state", TRIAL_STATES),  # type: ignore[arg-type]
-            objective=_opt_number(body, "objective"),
-            mae_entry_mm=_opt_number(body, "mae_entry_mm"),
-            mae_transition_mm=_opt_number(body, "mae_transition_mm"),
-            mae_exit_mm=_opt_number(body, "mae_exit_mm"),
-            presence_error=_opt_number(body, "presence_error"),
-            duration_s=_opt_number(body, "duration_s"),
-            params=MappingProxyType(dict(params)),
-        )
-
-
 def best_trial(trials: list[Trial], number: int | None = None) -> Trial | None:
     """The search's best trial: the one the daemon names (a finished search's best_trial),
     else the complete trial of the lowest objective so far, as the search itself ranks them."""
@@ -268,64 +139,6 @@ def best_trial(trials: list[Trial], number: int | None = None) -> Trial | None:
             return named[0]
     scored = [t for t in trials if t.state == "complete" and t.objective is not None]
     return min(scored, key=lambda t: (t.objective, t.number)) if scored else None
-
-
-def _is_object(value: Any, what: str) -> bool:
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} is not an object")
-    return True
-
-
-def _optional(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
-    value = body.get(key)
-    if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
-        return value
-    raise ValueError(f"{key!r} is {value!r}, not {what}")
-
-
-def _required(body: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
-    value = _optional(body, key, kinds, what)
-    if value is None:
-        raise ValueError(f"{key!r} is missing")
-    return value
-
-
-def _text(body: dict[str, Any], key: str) -> str:
-    return str(_required(body, key, (str,), "a string"))
-
-
-def _opt_text(body: dict[str, Any], key: str) -> str | None:
-    value = _optional(body, key, (str,), "a string")
-    return None if value is None else str(value)
-
-
-def _int(body: dict[str, Any], key: str) -> int:
-    return int(_required(body, key, (int,), "a whole number"))
-
-
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
-    value = _optional(body, key, (int,), "a whole number")
-    return None if value is None else int(value)
-
-
-def _number(body: dict[str, Any], key: str) -> float:
-    return float(_required(body, key, (int, float), "a number"))
-
-
-def _opt_number(body: dict[str, Any], key: str) -> float | None:
-    value = _optional(body, key, (int, float), "a number")
-    return None if value is None else float(value)
-
-
-def _state(body: dict[str, Any]) -> DriftState:
-    return _one_of(body, "state", DRIFT_STATES)  # type: ignore[return-value]
-
-
-def _one_of(body: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
-    value = body.get(key)
-    if value not in choices:
-        raise ValueError(f"{key} {value!r} is none of {', '.join(choices)}")
-    return str(value)
 
 
 class DaemonClient:
@@ -490,11 +303,7 @@ class DaemonClient:
     async def list_trials(self, job_id: Any) -> list[Trial]:
         """A search's trials so far, in order (none before the first one ends)."""
         path = f"/jobs/{job_id}/trials"
-        body = decoded(await self._request("GET", path), list[Any], f"GET {path}")
-        try:
-            return [Trial.from_json(t) for t in body]
-        except ValueError as exc:
-            raise ApiError(f"GET {path}: unexpected answer ({exc})") from exc
+        return decoded(await self._request("GET", path), list[Trial], f"GET {path}")
 
     async def list_jobs(self) -> list[Job]:
         """Recent jobs, newest first."""
@@ -555,7 +364,7 @@ class DaemonClient:
                 return None
             raise
         return ActiveModel(model=decoded(body, ModelSummary, f"GET {path}"),
-                           live=live_accuracy_of(body),
+                           live=decoded(body, _ActiveLive, f"GET {path}").live_accuracy,
                            served=isinstance(body, dict) and "live_accuracy" in body)
 
     async def activate(self, version: str, force: bool = False, reason: str | None = None
@@ -595,21 +404,13 @@ class DaemonClient:
             if exc.status == 404:
                 return None
             raise
-        drills = decoded(body, DriftPage, "GET /drift").drills
-        try:
-            return [DrillDrift.from_json(d) for d in drills]
-        except ValueError as exc:
-            raise ApiError(f"GET /drift: unexpected answer ({exc})") from exc
+        return decoded(body, DriftPage, "GET /drift").drills
 
     async def reset_drift(self, drill: str) -> DrillDrift:
         """Acknowledge a drill's state: its reference is learnt again from its next holes."""
         # a serial is free text: quoted whole, so a '/' in it cannot change the route
         path = f"/drift/{quote(drill, safe='')}/reset"
-        body = await self._request("POST", path)
-        try:
-            return DrillDrift.from_json(body)
-        except ValueError as exc:
-            raise ApiError(f"POST {path}: unexpected answer ({exc})") from exc
+        return decoded(await self._request("POST", path), DrillDrift, f"POST {path}")
 
 
 async def parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str | None, str]]:

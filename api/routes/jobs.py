@@ -15,8 +15,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
-from api.schemas import FineTuneIn, NightlyIn, NightlyOut, TrialOut, TuneIn, to_struct
-from appliance.records import Job, JobParams
+from api.schemas import FineTuneIn, NightlyIn, NightlyOut, TuneIn
+from appliance.records import Job, JobParams, Trial
 from appliance.redact import scrubbed
 
 JobId = Annotated[str, Parameter(description="job id", max_length=64)]
@@ -81,8 +81,8 @@ class JobController(Controller):
     @get("/{job_id:str}/trials", operation_id="listTrials", sync_to_thread=True,
          summary="A search's trials so far, in order (empty before the first ends)",
          responses=errors(401, 404, 422))
-    def trials(self, daemon: DaemonDep, job_id: JobId) -> list[TrialOut]:
-        return [to_struct(TrialOut, t) for t in daemon.search_trials(job_id)]
+    def trials(self, daemon: DaemonDep, job_id: JobId) -> list[Trial]:
+        return daemon.search_trials(job_id)
 
     @delete("/{job_id:str}", operation_id="cancelJob", status_code=200, sync_to_thread=True,
             summary="Cancel a running job (its child process is stopped)",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 import msgspec
@@ -15,7 +14,6 @@ from api.routes._docs import DaemonDep, errors
 from api.schemas import (
     ActivateIn,
     ActiveModelOut,
-    LiveAccuracyOut,
     RollbackIn,
     ShadowIn,
     ShadowOut,
@@ -44,7 +42,7 @@ class ModelController(Controller):
                      if a.model_version == model.version), None)
         return ActiveModelOut(
             **msgspec.structs.asdict(model),
-            live_accuracy=None if live is None else to_struct(LiveAccuracyOut, asdict(live)))
+            live_accuracy=live)
 
     @get("/activations", operation_id="listActivations", sync_to_thread=True,
          summary="Activation and rollback history, newest first", responses=errors(401))

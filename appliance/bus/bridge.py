@@ -30,7 +30,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -649,7 +649,7 @@ class MqttBridge:
         """A drill went into drift alarm: told to the supervisory systems at QoS 1."""
         body = {"Drill": drift.drill, "State": drift.state, "Holes": drift.holes,
                 "AlarmAtHole": drift.alarm_at_hole, "Since": drift.since,
-                "Signals": [asdict(sig) for sig in drift.signals if sig.state == "alarm"],
+                "Signals": [msgspec.structs.asdict(sig) for sig in drift.alarmed_signals],
                 "ClientId": self.client_id}
         topic = f"{self.config.root}/{self.config.alarm_suffix}/{drift.drill}"
         self._client.publish(topic, json.dumps(body, allow_nan=False,

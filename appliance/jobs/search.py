@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from appliance.errors import ApplianceError
+from appliance.records import Trial
 
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.json"
@@ -21,25 +24,26 @@ TRIAL_COLUMNS = ("number", "state", "objective", *FIGURES, *PARAM_NAMES)
 _INTS = ("width", "patch_length", "head_epochs")
 
 
-def read_trials(folder: Path) -> list[dict[str, Any]]:
-    """The trials of the search in `folder` (none yet: an empty list), typed: numbers as
-    numbers, an empty cell as None, the parameters under "params"."""
+def read_trials(folder: Path) -> list[Trial]:
+    """The trials of the search in `folder` (none yet: an empty list): an empty cell is None,
+    the parameters are under "params"."""
     path = folder / TRIALS_FILE
     if not path.is_file():
         return []
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     out = []
-    for row in rows:
-        params: dict[str, Any] = {}
-        for name in PARAM_NAMES:
-            cell = row.get(name) or ""
-            if cell:
-                params[name] = (int(cell) if name in _INTS else
-                                cell if name == "stem_dilations" else float(cell))
-        out.append({"number": int(row["number"]), "state": row["state"],
-                    "objective": _number(row.get("objective")),
-                    **{k: _number(row.get(k)) for k in FIGURES}, "params": params})
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            params = {name: (int(cell) if name in _INTS else
+                             cell if name == "stem_dilations" else float(cell))
+                      for name in PARAM_NAMES if (cell := row.get(name) or "")}
+            out.append(msgspec.convert(
+                {"number": int(row["number"]), "state": row["state"],
+                 "objective": _number(row.get("objective")),
+                 **{k: _number(row.get(k)) for k in FIGURES}, "params": params}, Trial))
+        except (KeyError, ValueError, msgspec.ValidationError) as exc:
+            raise ApplianceError(f"{TRIALS_FILE} line {line}: {exc}") from None
     return out
 
 

@@ -5,16 +5,13 @@
   review priority); residual_signals(label, estimate) -> Residuals once a hole is confirmed;
   drill_of(trace), the drill a hole belongs to ("unknown" without a serial).
 - drift.py: DriftMonitor (observe, observe_residuals, reset, drill, drills) with DriftConfig,
-  returning DrillDrift records with a SignalState per channel.
+  returning DrillDrift records (appliance.records) with a DriftSignal per channel.
 """
 
 from appliance.monitor.drift import (
     CHANNELS,
     DriftConfig,
     DriftMonitor,
-    DriftState,
-    DrillDrift,
-    SignalState,
 )
 from appliance.monitor.levels import StepLevel
 from appliance.monitor.signals import (
@@ -25,9 +22,10 @@ from appliance.monitor.signals import (
     hole_signals,
     residual_signals,
 )
+from appliance.records import DriftSignal, DriftState, DrillDrift
 
 __all__ = [
-    "CHANNELS", "UNKNOWN_DRILL", "DriftConfig", "DriftMonitor", "DriftState", "DrillDrift",
-    "HoleSignals", "Residuals", "SignalState", "StepLevel", "drill_of", "hole_signals",
+    "CHANNELS", "UNKNOWN_DRILL", "DriftConfig", "DriftMonitor", "DriftSignal", "DriftState",
+    "DrillDrift", "HoleSignals", "Residuals", "StepLevel", "drill_of", "hole_signals",
     "residual_signals",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from appliance.points import POINT_NAMES, DepthPoints
+from appliance.records import LiveAccuracy, WindowAccuracy
 
 WINDOWS = (50, 200)
 
@@ -23,27 +24,6 @@ class ConfirmedHole:
     label: DepthPoints
     served: DepthPoints
     model_version: str
-
-
-@dataclass(frozen=True)
-class WindowAccuracy:
-    window: int  # the last N confirmations asked for
-    holes: int  # how many there were
-    entry_mae_mm: float | None  # over holes where both label and estimate have the point
-    transition_mae_mm: float | None
-    exit_mae_mm: float | None
-    presence_accuracy: float | None  # share of holes whose three presences were all right
-
-    def mae(self, point: str) -> float | None:
-        return {"entry": self.entry_mae_mm, "transition": self.transition_mae_mm,
-                "exit": self.exit_mae_mm}[point]
-
-
-@dataclass(frozen=True)
-class LiveAccuracy:
-    model_version: str
-    confirmed: int  # confirmations of its estimates in all
-    windows: tuple[WindowAccuracy, ...]
 
 
 def _value(points: DepthPoints, point: str) -> float | None:

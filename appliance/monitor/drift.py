@@ -31,13 +31,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from appliance.errors import NotFoundError
 from appliance.monitor.reference import Channel, Item, Limits
 from appliance.monitor.signals import HoleSignals, Residuals
-
-DriftState = Literal["learning", "ok", "alarm"]
+from appliance.records import DriftSignal, DriftState, DrillDrift
 
 HOLE_CHANNELS: tuple[str, ...] = ("torque", "thrust", "no_load", "thickness", "presence",
                                   "review")
@@ -72,26 +70,6 @@ class DriftConfig:
             raise ValueError(f"unknown drift channels {unknown}; known: {list(CHANNELS)}")
         if self.learn_holes < 1 or self.min_reference < 1:
             raise ValueError("learn_holes and min_reference must be at least 1")
-
-
-@dataclass(frozen=True)
-class SignalState:
-    name: str
-    statistic: float  # the CUSUM statistic (0 while learning)
-    threshold: float
-    state: DriftState
-
-
-@dataclass(frozen=True)
-class DrillDrift:
-    """A drill's drift state after its latest hole (or reset)."""
-
-    drill: str
-    state: DriftState
-    holes: int  # the drill's holes in arrival order, resets included
-    alarm_at_hole: int | None  # `holes` when the current alarm was raised
-    since: str | None  # ISO time of the hole that raised the current alarm
-    signals: tuple[SignalState, ...]
 
 
 class _Drill:
@@ -190,7 +168,7 @@ class DriftMonitor:
     def _record(self, name: str, d: _Drill) -> DrillDrift:
         cfg = self.config
         signals = tuple(
-            SignalState(ch_name, ch.cusum.statistic, cfg.threshold,
+            DriftSignal(ch_name, _finite(ch.cusum.statistic), cfg.threshold,
                         "alarm" if ch.alarm else ("ok" if ch.armed else "learning"))
             for ch_name, ch in d.channels.items())
         if d.since_reset < cfg.learn_holes:
@@ -198,6 +176,11 @@ class DriftMonitor:
         else:
             state = "alarm" if d.alarm_at_hole is not None else "ok"
         return DrillDrift(name, state, d.holes, d.alarm_at_hole, d.since, signals)
+
+
+def _finite(statistic: float) -> float | None:
+    """A statistic as the record holds it: None, not NaN, before it has a reading."""
+    return statistic if math.isfinite(statistic) else None
 
 
 def _hole_items(s: HoleSignals, cfg: DriftConfig) -> dict[str, list[Item]]:

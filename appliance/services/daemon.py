@@ -35,7 +35,7 @@ from appliance.home import FIRST_KEY_FILE
 from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared, job_command
 from appliance.jobs.schedule import NightlySchedule
-from appliance.records import SEARCH_KIND, AuditEntry, Job, JobParams
+from appliance.records import SEARCH_KIND, AuditEntry, Job, JobParams, Trial
 from appliance.redact import scrubbed, shown_path
 from appliance.services.backup import BackupManifest, backup_into_home
 from appliance.services.db import Db
@@ -238,7 +238,7 @@ class Daemon:
         from the active model; it registers no model: its best.json is what it gives."""
         return self._start_job(SEARCH_KIND, params, actor)
 
-    def search_trials(self, job_id: str) -> list[dict[str, Any]]:
+    def search_trials(self, job_id: str) -> list[Trial]:
         """The trials a search has finished so far, from its trials.csv."""
         from appliance.jobs.search import read_trials
 

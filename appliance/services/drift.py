@@ -22,7 +22,7 @@ from appliance.monitor import (
     hole_signals,
     residual_signals,
 )
-from appliance.monitor.accuracy import ConfirmedHole, LiveAccuracy, live_accuracy
+from appliance.monitor.accuracy import ConfirmedHole, live_accuracy
 from appliance.monitor.signals import (
     residuals_from_json,
     residuals_to_json,
@@ -30,6 +30,7 @@ from appliance.monitor.signals import (
     signals_to_json,
 )
 from appliance.points import DepthEstimate, DepthPoints
+from appliance.records import LiveAccuracy
 from appliance.store import Store
 from appliance.store.drift import DriftEvent
 from appliance.store.labels import points_of

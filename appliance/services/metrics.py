@@ -207,9 +207,9 @@ class DaemonCollector:
             if at is not None:
                 since.add_metric([d.drill], at)
             for sig in d.signals:
-                # NaN: the signal has no reading yet; a missing sample says so to PromQL,
+                # None: the signal has no reading yet; a missing sample says so to PromQL,
                 # where a NaN would compare false with every threshold silently
-                if math.isfinite(sig.statistic):
+                if sig.statistic is not None and math.isfinite(sig.statistic):
                     statistic.add_metric([d.drill, sig.name], sig.statistic)
                 threshold.add_metric([d.drill, sig.name], sig.threshold)
                 signal_alarm.add_metric([d.drill, sig.name],

@@ -12,7 +12,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from tui.client import ApiError, DrillDrift
+from appliance.records import DrillDrift
+from tui.client import ApiError
 from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import ConfirmScreen
 from tui.widgets.drift import DrillTable, SignalBars

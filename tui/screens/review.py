@@ -14,8 +14,8 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Label, Select
 
-from appliance.records import Hole
-from tui.client import ApiError, DrillDrift
+from appliance.records import DrillDrift, Hole
+from tui.client import ApiError
 from tui.fields import HOLE_COLUMNS, hole_row
 from tui.screens._teardown import drop_if_torn_down
 from tui.screens.dialogs import PickScreen

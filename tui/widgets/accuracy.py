@@ -10,8 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from appliance.monitor.accuracy import LiveAccuracy
 from appliance.points import POINT_NAMES
+from appliance.records import LiveAccuracy
 from tui.fields import fmt_mm, fmt_percent
 
 ACCURACY_COLUMNS = ("window", "holes", "MAE entry", "MAE trans", "MAE exit", "presence ok")

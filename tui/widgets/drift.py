@@ -14,7 +14,7 @@ from textual.geometry import Size
 from textual.widget import Widget
 from textual.widgets import DataTable
 
-from tui.client import DriftSignal, DrillDrift
+from appliance.records import DriftSignal, DrillDrift
 
 DRILL_COLUMNS = ("drill", "state", "holes", "alarm at hole", "since", "signals in alarm")
 STATE_STYLES = {"alarm": "bold black on dark_orange", "ok": "green", "learning": "dim"}

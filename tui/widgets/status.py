@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.client import DrillDrift
+from appliance.records import DrillDrift
 
 
 @dataclass(frozen=True)

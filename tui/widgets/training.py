@@ -10,7 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from tui.client import ParamValue, Trial, best_trial
+from appliance.records import ParamValue, Trial
+from tui.client import best_trial
 from tui.fields import fmt_mm, fmt_percent
 
 # the MAEs are in mm, as is the objective (mean MAE + presence error)
