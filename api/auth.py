@@ -25,7 +25,7 @@ from litestar.exceptions import (
 )
 from litestar.handlers.base import BaseRouteHandler
 
-from appliance.services.keys import KeyIdentity, Role
+from appliance.services.keys import KeyIdentity, Role, as_role
 
 log = logging.getLogger("appliance.auth")
 ANONYMOUS = KeyIdentity("anonymous", "integration")
@@ -123,7 +123,7 @@ def require_key(connection: ASGIConnection[Any, Any, Any, Any],
 
 
 def role_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Role:
-    return connection.scope.get("state", {}).get("role", "integration")
+    return as_role(connection.scope.get("state", {}).get("role", "integration"))
 
 
 def actor_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

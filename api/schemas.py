@@ -9,14 +9,11 @@ into a body of its own.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 from appliance.records import DrillDrift, Estimate, Hole, Job, LiveAccuracy, ModelSummary
-
-_Body = TypeVar("_Body", bound=Struct)
 
 Depth = Annotated[float, Meta(ge=-100_000.0, le=100_000.0, description="depth in mm")]
 Name = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^\S(.*\S)?$")]
@@ -102,75 +99,9 @@ class ShadowIn(Struct, forbid_unknown_fields=True):
     version: Version | None = None  # None: stop shadow scoring
 
 
-class ShadowOut(Struct):
-    """A candidate scored beside the active model on new holes, its answers never served."""
-    version: str | None  # the model running in shadow now, None when none
-    holes: int  # holes with both a served and a shadow estimate
-    labelled: int  # of those, holes with a confirmed label (scored below)
-    shadow_versions: list[str]
-    served: dict[str, Any] | None = None  # metrics of the served estimates on labelled holes
-    shadow: dict[str, Any] | None = None  # metrics of the shadow estimates on the same holes
-
-
-class StoreHealth(Struct):
-    ok: bool
-    path: str  # the store file, relative to the home
-    holes: int | None
-    labelled_holes: int | None
-
-
-class DiskHealth(Struct):
-    """The disk holding the home."""
-
-    free_bytes: int
-    total_bytes: int
-    free_fraction: float
-
-
-class HealthOut(Struct):
-    """GET /health, open: enough for a liveness probe, nothing about the box."""
-
-    status: Literal["ok", "degraded"]
-    version: str
-    active_model: str | None
-
-
-class HealthDetailsOut(Struct):
-    status: Literal["ok", "degraded"]
-    version: str
-    store: StoreHealth
-    active_model: str | None
-    estimator: str
-    running_job: Job | None
-    disk: DiskHealth
-    nightly_next: str | None
-    open_reads: bool
-
-
-class MqttOut(Struct):
-    """The rig's MQTT bus: GET /mqtt."""
-
-    enabled: bool
-    broker: str | None
-    client_id: str | None
-    connected: bool
-    connected_since: str | None
-    last_message_at: str | None
-    pending: int
-    unpublished: int
-    reconnects: int
-    counts: dict[str, int]
-
-
 class KeyIn(Struct):
     name: str
     role: Literal["integration", "operator", "admin"]
-
-
-class KeyOut(Struct):
-    name: str
-    role: str
-    created_at: str | None
 
 
 class NewKeyOut(Struct):
@@ -207,7 +138,3 @@ def utc_text(value: datetime | None) -> str | None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat()
 
-
-def to_struct(cls: type[_Body], obj: dict[str, Any]) -> _Body:
-    """A Struct from a domain dict, ignoring extra keys (the domain may know more)."""
-    return msgspec.convert(obj, cls, strict=False)

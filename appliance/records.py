@@ -400,3 +400,80 @@ class Trial(Struct, frozen=True, kw_only=True):
     # lr, head_epochs, augment_strength (and width, patch_length, stem_dilations for a fresh
     # model), in the search's order
     params: dict[str, ParamValue]
+
+
+# -- the daemon's health, keys, bus and shadow scoring ----------------------------------------
+
+HealthStatus = Literal["ok", "degraded"]
+
+
+class Health(Struct, frozen=True, kw_only=True):
+    """GET /health, open: enough for a liveness probe, nothing about the box."""
+
+    status: HealthStatus
+    version: str
+    active_model: str | None
+
+
+class StoreHealth(Struct, frozen=True, kw_only=True):
+    ok: bool
+    path: str  # the store file, relative to the home
+    holes: int | None  # None: the store could not count them
+    labelled_holes: int | None
+
+
+class DiskHealth(Struct, frozen=True, kw_only=True):
+    """The disk holding the home."""
+
+    free_bytes: int
+    total_bytes: int
+    free_fraction: float
+
+
+class HealthDetails(Struct, frozen=True, kw_only=True):
+    """GET /health/details: store, disk, running job (its paths scrubbed), schedule."""
+
+    status: HealthStatus
+    version: str
+    store: StoreHealth
+    active_model: str | None
+    estimator: str  # ensemble | heuristic
+    running_job: Job | None
+    disk: DiskHealth
+    nightly_next: str | None  # ISO 8601 UTC
+    open_reads: bool
+
+
+class ApiKey(Struct, frozen=True, kw_only=True):
+    """A key as listed (GET /keys, DELETE /keys/{name}): never the key itself."""
+
+    name: str
+    role: str  # integration | operator | admin; "" for a key revoked before it was listed
+    created_at: str | None  # ISO 8601 UTC
+
+
+class BusStatus(Struct, frozen=True):
+    """The rig's MQTT bus: GET /mqtt."""
+
+    enabled: bool
+    broker: str | None
+    client_id: str | None
+    connected: bool
+    connected_since: str | None
+    last_message_at: str | None
+    pending: int  # messages waiting for their partners
+    unpublished: int  # answers not yet acknowledged by the broker
+    reconnects: int
+    counts: dict[str, int]  # outcome -> count (store totals; *_since_start in memory)
+
+
+class ShadowReport(Struct, frozen=True, kw_only=True):
+    """A candidate scored beside the active model on new holes, its answers never served:
+    GET and PUT /models/shadow."""
+
+    version: str | None  # the model running in shadow now, None when none
+    holes: int  # holes with both a served and a shadow estimate
+    labelled: int  # of those, holes with a confirmed label (scored below)
+    shadow_versions: tuple[str, ...]
+    served: dict[str, Any] | None = None  # metrics of the served estimates on labelled holes
+    shadow: dict[str, Any] | None = None  # metrics of the shadow estimates on the same holes

@@ -30,10 +30,9 @@ from test_api_support import (  # noqa: F401  (fixture)
 )
 from test_drift_daemon import LEARN, drill_logs, upload
 
-from appliance.bus.bridge import BusStatus
 from appliance.config import load_config
 from appliance.monitor import DrillDrift
-from appliance.records import DriftSignal, LiveAccuracy, WindowAccuracy
+from appliance.records import BusStatus, DriftSignal, LiveAccuracy, WindowAccuracy
 from appliance.services.daemon import Daemon
 from appliance.services.metrics import BUCKETS_S, DaemonCollector
 

@@ -13,6 +13,7 @@ from test_store_support import make_trace
 from appliance.errors import NotFoundError, StoreLockedError
 from appliance.points import DepthPoints
 from appliance.store import SchemaError, SchemaTooNewError, Store, StoreOpenError, schema
+from appliance.store.rows import one_row
 
 
 def _version(path) -> int:
@@ -169,3 +170,13 @@ def test_unreadable_store_file_is_a_clear_error(home, tmp_path):
     a_file.write_text("x")
     with pytest.raises(StoreOpenError, match="is a file, not a folder"):
         Store.open(a_file)
+
+
+def test_one_row_gives_the_row_or_names_the_statement(tmp_path):
+    con = duckdb.connect(str(tmp_path / "rows.duckdb"))
+    try:
+        assert one_row(con, "SELECT count(*), max(x) FROM range(3) t(x)") == (3, 2)
+        with pytest.raises(RuntimeError, match="expected one row, got none: SELECT"):
+            one_row(con, "SELECT 1 WHERE false")
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ from appliance.store.snapshot import (
     SAMPLES_FILE,
     exam_set,
     export_dataset,
+    read_manifest,
     read_snapshot,
 )
 
@@ -112,6 +113,13 @@ def test_tampered_or_missing_files_are_refused(filled, tmp_path):
         read_snapshot(tmp_path / "snap")
     with pytest.raises(NotFoundError, match="manifest.json missing"):
         read_snapshot(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"snapshot"', "null"])
+def test_a_manifest_that_is_not_an_object_is_refused(tmp_path, text):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ValidationError, match=r"manifest.json: manifest is \w+, not an object"):
+        read_manifest(tmp_path)
 
 
 def test_export_refuses_a_non_empty_folder(filled, tmp_path):

@@ -34,11 +34,14 @@ from appliance.records import (
     Activation,
     ActivationAction,
     AuditEntry,
+    DiskHealth,
     DriftSignal,
     DrillDrift,
     Estimate,
     GateOutcome,
     GateVerdict,
+    Health,
+    HealthDetails,
     Hole,
     HolePage,
     Job,
@@ -48,6 +51,7 @@ from appliance.records import (
     LiveAccuracy,
     ModelDetail,
     ModelSummary,
+    StoreHealth,
     Trial,
     WindowAccuracy,
 )
@@ -61,7 +65,6 @@ from tui.client import (
     decoded,
     describe_error,
     parse_sse,
-    running_job,
 )
 
 # The double declares its routes in Litestar's short style; its deprecation notes are noise.
@@ -284,20 +287,20 @@ class FakeDaemon:
         @get("/health")
         async def health() -> Any:
             # open, as the daemon's: nothing but whether it is up and what serves
-            return {"status": "ok", "version": "test", "active_model": d.active}
+            return Health(status="ok", version="test", active_model=d.active)
 
         @get("/health/details")
         async def health_details(request: Request) -> Any:
             d.requests.append("health")
             if not authorised(request):
                 return refuse(401, "unauthorised")
-            running = next((j for j in d.jobs if j.status == "running"), None)
-            return {"status": "ok", "version": "test", "active_model": d.active,
-                    "estimator": "ensemble", "running_job": running,
-                    "store": {"ok": True, "path": "appliance.duckdb", "holes": len(d.holes),
-                              "labelled_holes": sum(bool(v) for v in d.labels.values())},
-                    "disk": {"free_bytes": 1, "total_bytes": 2, "free_fraction": 0.5},
-                    "nightly_next": None, "open_reads": True}
+            return HealthDetails(
+                status="ok", version="test", active_model=d.active, estimator="ensemble",
+                running_job=next((j for j in d.jobs if j.status == "running"), None),
+                store=StoreHealth(ok=True, path="appliance.duckdb", holes=len(d.holes),
+                                  labelled_holes=sum(bool(v) for v in d.labels.values())),
+                disk=DiskHealth(free_bytes=1, total_bytes=2, free_fraction=0.5),
+                nightly_next=None, open_reads=True)
 
         @get("/holes")
         async def list_holes(status: str = "all", since: str | None = None, limit: int = 100,
@@ -723,7 +726,7 @@ async def test_a_dropped_read_is_retried_but_a_write_is_not() -> None:
     daemon = FakeDaemon.seeded(n_holes=1)
     reads = DropsFirst(daemon.transport())
     client = DaemonClient("http://daemon.test", KEY, transport=reads)
-    assert (await client.health())["status"] == "ok" and reads.calls == 2
+    assert (await client.health()).status == "ok" and reads.calls == 2
     writes = DropsFirst(daemon.transport())
     client = DaemonClient("http://daemon.test", KEY, transport=writes)
     with pytest.raises(DaemonUnreachable):
@@ -980,8 +983,8 @@ async def test_a_job_the_client_cannot_read_is_named() -> None:
         decoded([wrong], list[Job], "GET /jobs")
     with pytest.raises(ApiError, match=r"Invalid enum value 'done' - at `\$.status`"):
         decoded({**body, "status": "done"}, Job, "GET /jobs/job-1")
-    assert running_job({"running_job": None}) is None
-    assert running_job({"running_job": body}) == job
+    # the running job comes back inside GET /health/details as the very record it was
+    assert (await client.health_details()).running_job == job
     await client.aclose()
 
 

@@ -15,12 +15,7 @@ from textual.reactive import reactive
 
 from appliance.home import resolve_home
 from appliance.records import DrillDrift, Job
-from tui.client import (
-    ApiError,
-    DaemonClient,
-    DaemonUnreachable,
-    running_job,
-)
+from tui.client import ApiError, DaemonClient, DaemonUnreachable
 from tui.screens.dialogs import OperatorScreen, StartDaemonScreen
 from tui.screens.drift import DriftScreen
 from tui.screens.help import HelpScreen
@@ -87,12 +82,12 @@ class ApplianceApp(App[int]):
         old = self.status
         try:
             health = await self.client.health_details()
-            version = str(health.get("active_model") or "")  # api.schemas.HealthDetailsOut
+            version = health.active_model or ""
             if not version:
                 # no model serves: say which estimator answers instead
-                version = f"none ({health.get('estimator') or 'rule-based'})"
-            job = running_job(health)
-            self.holes_now = _count_holes(health)
+                version = f"none ({health.estimator or 'rule-based'})"
+            job = health.running_job
+            self.holes_now = health.store.holes
             if self.holes_now is None:
                 self.holes_now = await self.client.count_holes()
             if self.holes_seen is None:
@@ -195,17 +190,6 @@ class ApplianceApp(App[int]):
                 self.notify(f"operator is now {name} (saved in {path})")
 
         self.push_screen(OperatorScreen(self.settings.operator), named)
-
-
-def _count_holes(health: dict[str, Any]) -> int | None:
-    for key in ("holes", "n_holes", "hole_count"):
-        value = health.get(key)
-        if isinstance(value, int):
-            return value
-    store = health.get("store")
-    if isinstance(store, dict):
-        return _count_holes(store)
-    return None
 
 
 def _job_text(job: Job | None) -> str:

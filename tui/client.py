@@ -22,6 +22,8 @@ from appliance.records import (
     AuditEntry,
     DrillDrift,
     Estimate,
+    Health,
+    HealthDetails,
     Hole,
     HolePage,
     Job,
@@ -98,12 +100,6 @@ def decoded(body: Any, kind: type[_Record], where: str) -> _Record:
         return msgspec.convert(body, kind)
     except msgspec.ValidationError as exc:
         raise ApiError(f"{where}: unexpected answer ({exc})") from exc
-
-
-def running_job(health: dict[str, Any]) -> Job | None:
-    """The job a GET /health/details body says is running, if any."""
-    body = health.get("running_job")
-    return None if body is None else decoded(body, Job, "GET /health/details")
 
 
 class DriftPage(msgspec.Struct, frozen=True):
@@ -213,14 +209,14 @@ class DaemonClient:
 
     # --- health and holes ------------------------------------------------------------------
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Health:
         """Open (no key): status, version, active model."""
-        return decoded(await self._request("GET", "/health"), dict[str, Any], "GET /health")
+        return decoded(await self._request("GET", "/health"), Health, "GET /health")
 
-    async def health_details(self) -> dict[str, Any]:
+    async def health_details(self) -> HealthDetails:
         """With the key: store counts, running job, disk space as well."""
         path = "/health/details"
-        return decoded(await self._request("GET", path), dict[str, Any], f"GET {path}")
+        return decoded(await self._request("GET", path), HealthDetails, f"GET {path}")
 
     async def list_holes(
         self,

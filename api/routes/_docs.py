@@ -7,7 +7,14 @@ from typing import TypeAlias
 
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 
 from api.schemas import ErrorOut
 from appliance.services.daemon import Daemon
@@ -42,12 +49,12 @@ class UploadOperation(Operation):
             ),
             content={
                 "application/octet-stream": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING, format="binary")),
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)),
                 "application/json": OpenAPIMediaType(schema=Schema(type=OpenAPIType.OBJECT)),
                 "multipart/form-data": OpenAPIMediaType(schema=Schema(
                     type=OpenAPIType.OBJECT, required=["file"],
                     properties={
-                        "file": Schema(type=OpenAPIType.STRING, format="binary"),
+                        "file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY),
                         "source": Schema(type=OpenAPIType.STRING, max_length=255),
                     })),
             },

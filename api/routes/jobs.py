@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -16,17 +15,10 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
 from api.schemas import FineTuneIn, NightlyIn, NightlyOut, TuneIn
+from appliance.jobs.shown import shown_job
 from appliance.records import Job, JobParams, Trial
-from appliance.redact import scrubbed
 
 JobId = Annotated[str, Parameter(description="job id", max_length=64)]
-
-
-def job_out(job: Job, home: Path | None) -> Job:
-    """A job as clients see it: its error and log tail (a training child's words, tracebacks
-    included) name files relative to the home or by name, never by absolute path."""
-    return msgspec.structs.replace(job, error=scrubbed(job.error, home),
-                                   log_tail=tuple(scrubbed(job.log_tail, home)))
 
 
 class JobController(Controller):
@@ -41,7 +33,7 @@ class JobController(Controller):
                   data: JSONBody[FineTuneIn]) -> Job:
         params = JobParams(folds=data.folds, epochs=data.epochs, head_only=data.head_only,
                            architecture=data.architecture, seed=data.seed)
-        return job_out(daemon.start_fine_tune(params, actor_of(request)),
+        return shown_job(daemon.start_fine_tune(params, actor_of(request)),
                        daemon.config.home)
 
     @post("/tune", operation_id="startTune", status_code=202, sync_to_thread=True,
@@ -52,7 +44,7 @@ class JobController(Controller):
     def tune(self, request: Request[Any, Any, Any], daemon: DaemonDep,
              data: JSONBody[TuneIn]) -> Job:
         params = JobParams(trials=data.trials, folds=data.folds, epochs=data.epochs)
-        return job_out(daemon.start_search(params, actor_of(request)), daemon.config.home)
+        return shown_job(daemon.start_search(params, actor_of(request)), daemon.config.home)
 
     @post("/nightly", operation_id="runNightly", status_code=200, sync_to_thread=True,
           summary="Run the nightly routine now: fine-tune if enough new labels, gate, promote",
@@ -65,18 +57,18 @@ class JobController(Controller):
         return NightlyOut(started=outcome["started"], reason=outcome["reason"],
                           new_labels=outcome["new_labels"],
                           min_new_labels=outcome["min_new_labels"],
-                          job=job_out(job, daemon.config.home) if job else None)
+                          job=shown_job(job, daemon.config.home) if job else None)
 
     @get("/", operation_id="listJobs", sync_to_thread=True, summary="Recent jobs, newest first",
          responses=errors(401))
     def list_jobs(self, daemon: DaemonDep,
                   limit: Annotated[int, Parameter(ge=1, le=1000)] = 50) -> list[Job]:
-        return [job_out(j, daemon.config.home) for j in daemon.jobs.list(limit=limit)]
+        return [shown_job(j, daemon.config.home) for j in daemon.jobs.list(limit=limit)]
 
     @get("/{job_id:str}", operation_id="getJob", sync_to_thread=True,
          summary="A job: status, progress, ETA, log tail", responses=errors(401, 404))
     def get_job(self, daemon: DaemonDep, job_id: JobId) -> Job:
-        return job_out(daemon.job(job_id), daemon.config.home)
+        return shown_job(daemon.job(job_id), daemon.config.home)
 
     @get("/{job_id:str}/trials", operation_id="listTrials", sync_to_thread=True,
          summary="A search's trials so far, in order (empty before the first ends)",
@@ -90,7 +82,7 @@ class JobController(Controller):
           opt=needs("operator"))
     def cancel_job(self, request: Request[Any, Any, Any], daemon: DaemonDep,
                    job_id: JobId) -> Job:
-        return job_out(daemon.cancel_job(job_id, actor_of(request)), daemon.config.home)
+        return shown_job(daemon.cancel_job(job_id, actor_of(request)), daemon.config.home)
 
     @get("/{job_id:str}/events", operation_id="streamJobEvents",
          summary="Server-sent events: `job` with the job at each change, then `end`",
@@ -116,7 +108,7 @@ async def _follow(daemon: DaemonDep, job_id: str, job: Job, seen: int
     # a stream waits on the event loop for the runner's news: it holds no worker thread
     # (six streams holding the request threads in turn added ~200 ms to every other request)
     while True:
-        data = msgspec.json.encode(job_out(job, daemon.config.home)).decode()
+        data = msgspec.json.encode(shown_job(job, daemon.config.home)).decode()
         if job.ended:
             yield ServerSentEventMessage(data=data, event="end")
             return

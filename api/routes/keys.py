@@ -9,7 +9,8 @@ from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of, needs
 from api.routes._docs import DaemonDep, errors
-from api.schemas import KeyIn, KeyOut, NewKeyOut, to_struct
+from api.schemas import KeyIn, NewKeyOut
+from appliance.records import ApiKey
 
 NameParam = Annotated[str, Parameter(description="the key's name", max_length=64)]
 
@@ -29,13 +30,12 @@ class KeyController(Controller):
     @get("/", operation_id="listKeys", sync_to_thread=True,
          summary="Key names, roles and creation times (never the keys)",
          responses=errors(401, 403), opt=needs("admin"))
-    def list_keys(self, daemon: DaemonDep) -> list[KeyOut]:
-        return [to_struct(KeyOut, k) for k in daemon.list_keys()]
+    def list_keys(self, daemon: DaemonDep) -> list[ApiKey]:
+        return daemon.list_keys()
 
     @delete("/{name:str}", operation_id="revokeKey", status_code=200, sync_to_thread=True,
             summary="Revoke a key: it stops working at once", responses=errors(401, 403, 404),
             opt=needs("admin"))
-    def revoke(self, request: Request[Any, Any, Any], daemon: DaemonDep, name: NameParam) -> KeyOut:
-        found = next((k for k in daemon.list_keys() if k["name"] == name), None)
-        daemon.revoke_key(name, actor_of(request))
-        return to_struct(KeyOut, found or {"name": name, "role": "", "created_at": None})
+    def revoke(self, request: Request[Any, Any, Any], daemon: DaemonDep,
+               name: NameParam) -> ApiKey:
+        return daemon.revoke_key(name, actor_of(request))

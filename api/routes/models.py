@@ -11,15 +11,8 @@ from litestar.params import JSONBody, Parameter
 
 from api.auth import actor_of, needs, role_of
 from api.routes._docs import DaemonDep, errors
-from api.schemas import (
-    ActivateIn,
-    ActiveModelOut,
-    RollbackIn,
-    ShadowIn,
-    ShadowOut,
-    to_struct,
-)
-from appliance.records import Activation, ModelDetail, ModelSummary
+from api.schemas import ActivateIn, ActiveModelOut, RollbackIn, ShadowIn
+from appliance.records import Activation, ModelDetail, ModelSummary, ShadowReport
 
 VersionParam = Annotated[str, Parameter(description="model version", max_length=200)]
 
@@ -62,8 +55,8 @@ class ModelController(Controller):
     @get("/shadow", operation_id="getShadowReport", sync_to_thread=True,
          summary="The model scored in shadow and how it compares with the served one",
          responses=errors(401))
-    def shadow_report(self, daemon: DaemonDep) -> ShadowOut:
-        return to_struct(ShadowOut, daemon.models.shadow_report())
+    def shadow_report(self, daemon: DaemonDep) -> ShadowReport:
+        return daemon.models.shadow_report()
 
     @put("/shadow", operation_id="setShadowModel", sync_to_thread=True,
          summary="Score a version beside the active model on new holes without serving it "
@@ -71,8 +64,8 @@ class ModelController(Controller):
          responses=errors(401, 403, 404, 422),
           opt=needs("admin"))
     def set_shadow(self, request: Request[Any, Any, Any], daemon: DaemonDep,
-                   data: JSONBody[ShadowIn]) -> ShadowOut:
-        return to_struct(ShadowOut, daemon.models.shadow(data.version, actor_of(request)))
+                   data: JSONBody[ShadowIn]) -> ShadowReport:
+        return daemon.models.shadow(data.version, actor_of(request))
 
     @get("/{version:str}", operation_id="getModel", sync_to_thread=True,
          summary="A version's card, gate report and metrics", responses=errors(401, 404))

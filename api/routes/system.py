@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -12,17 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.auth import needs
 from api.routes._docs import DaemonDep, errors
-from api.routes.jobs import job_out
-from api.schemas import HealthDetailsOut, HealthOut, MqttOut, to_struct, utc_text
-from appliance.records import AuditEntry
+from api.schemas import utc_text
+from appliance.records import AuditEntry, BusStatus, Health, HealthDetails
 
 
 @get("/health", operation_id="getHealth", sync_to_thread=True, tags=["system"],
      summary="Up or not, version, active model: open, for liveness probes and watchdogs "
              "(details: GET /health/details, with a key)")
-def health(daemon: DaemonDep) -> HealthOut:
+def health(daemon: DaemonDep) -> Health:
     """Mounted outside the keyed routes (api.app): a probe holds no key."""
-    return to_struct(HealthOut, daemon.health())
+    return daemon.health()
 
 
 class SystemController(Controller):
@@ -31,19 +29,15 @@ class SystemController(Controller):
 
     @get("/health/details", operation_id="getHealthDetails", sync_to_thread=True,
          summary="Store, active model, running job, disk space", responses=errors(401))
-    def health_details(self, daemon: DaemonDep) -> HealthDetailsOut:
-        details = daemon.health_details()
-        running = details.pop("running_job")
-        out = to_struct(HealthDetailsOut, {**details, "running_job": None})
-        out.running_job = job_out(running, daemon.config.home) if running else None
-        return out
+    def health_details(self, daemon: DaemonDep) -> HealthDetails:
+        return daemon.health_details()
 
     @get("/mqtt", operation_id="getMqtt", sync_to_thread=True,
          summary="The rig's MQTT bus: connected or not, last message, messages waiting for "
                  "their partners, answers not yet acknowledged, counts by outcome",
          responses=errors(401))
-    def mqtt(self, daemon: DaemonDep) -> MqttOut:
-        return to_struct(MqttOut, asdict(daemon.bus_status()))
+    def mqtt(self, daemon: DaemonDep) -> BusStatus:
+        return daemon.bus_status()
 
     @get("/metrics", operation_id="getMetrics", sync_to_thread=True,
          media_type=CONTENT_TYPE_LATEST, summary="Prometheus text exposition",

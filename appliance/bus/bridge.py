@@ -45,6 +45,7 @@ from appliance.config import MqttConfig, parse_broker_url
 from appliance.errors import IngestError, ValidationError
 from appliance.ingest.mqtt import HoleMessages, joined_trace
 from appliance.monitor import DrillDrift
+from appliance.records import BusStatus
 from appliance.services.drift import NewHole
 from appliance.services.holes import HoleService
 from appliance.store import Store
@@ -77,22 +78,6 @@ def client_id_for(home: Path) -> str:
     """Stable per home, different between homes (two appliances on one broker)."""
     digest = hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:12]
     return f"appliance-{digest}"
-
-
-@dataclass(frozen=True)
-class BusStatus:
-    """GET /mqtt."""
-
-    enabled: bool
-    broker: str | None
-    client_id: str | None
-    connected: bool
-    connected_since: str | None
-    last_message_at: str | None
-    pending: int  # messages waiting for their partners
-    unpublished: int  # answers not yet acknowledged by the broker
-    reconnects: int
-    counts: dict[str, int]  # outcome -> count (store totals; *_since_start in memory)
 
 
 @dataclass
@@ -323,14 +308,14 @@ class MqttBridge:
         for h, _ in group:
             if h.hole_id is None or h.error is not None:
                 self._publish(Answer(h, None, h.error or "the hole was not stored"))
-        fine = [(h, t if t is not None else self._store.get_trace(h.hole_id))
+        fine = [(h, h.hole_id, t if t is not None else self._store.get_trace(h.hole_id))
                 for h, t in group if h.hole_id is not None and h.error is None]
         new: list[NewHole] = []
         for i in range(0, len(fine), ANSWER_CHUNK):
             chunk = fine[i:i + ANSWER_CHUNK]
-            estimates, fresh = self._holes.estimate_stored([(h.hole_id, t) for h, t in chunk])
+            estimates, fresh = self._holes.estimate_stored([(hid, t) for _, hid, t in chunk])
             _kill_point("estimated")
-            for (h, _), est in zip(chunk, estimates, strict=True):
+            for (h, _, _), est in zip(chunk, estimates, strict=True):
                 self._publish(Answer(h, est, None))
             _kill_point("published")
             new += fresh
@@ -381,6 +366,7 @@ class MqttBridge:
             return 0
         rows: list[InboxRow] = []
         parsed: list[Classified | None] = []
+        c: Classified | None  # a message's reading; None: quarantined
         for _, _, _, topic, payload in batch:
             msg = incoming(topic, payload)
             try:

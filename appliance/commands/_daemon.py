@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ApplianceError, ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def add_daemon_options(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +63,7 @@ def via_daemon(args: argparse.Namespace, method: str, path: str, body: dict[str,
     return r.json()
 
 
-def _detail(r: Any) -> str:
+def _detail(r: httpx.Response) -> str:
     try:
         return str(r.json().get("detail", r.text))
     except ValueError:

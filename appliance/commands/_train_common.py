@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from types import ModuleType
+from typing import Protocol
 
 TRAIN_EXTRA_MODULES = {"torch", "transformers", "safetensors", "onnxscript"}
 
@@ -49,10 +48,22 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, folds: int,
                    help="print JSON-lines progress events on stdout (for the job runner)")
 
 
-def load_train_module() -> ModuleType | None:
+class TrainVerbs(Protocol):
+    """What the training verbs call of appliance.train.run (the module satisfies it)."""
+
+    def run_train(self, args: argparse.Namespace) -> int: ...
+
+    def run_baseline(self, args: argparse.Namespace) -> int: ...
+
+    def run_tune(self, args: argparse.Namespace) -> int: ...
+
+
+def load_train_module() -> TrainVerbs | None:
     """appliance.train.run, imported only when a training verb runs: serving stays torch-free."""
     try:
-        return importlib.import_module("appliance.train.run")
+        from appliance.train import run
+
+        return run
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in TRAIN_EXTRA_MODULES:
             print(f"appliance: training needs {exc.name!r}, which is not installed; "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.commands._common import (
     add_home,
@@ -21,6 +21,10 @@ from appliance.commands._common import (
 )
 from appliance.commands._daemon import add_daemon_options, via_daemon
 from appliance.errors import StoreLockedError, ValidationError
+
+if TYPE_CHECKING:
+    # for the annotation only: importing the store at run time would load duckdb eagerly
+    from appliance.store import Store
 
 DEFAULT_ROLE = "operator"
 
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         add_daemon_options(parser)
 
 
-def _store(home: str | None):  # noqa: ANN202 - the Store type would import duckdb eagerly
+def _store(home: str | None) -> Store:
     from appliance.home import resolve_home
     from appliance.store import Store
 

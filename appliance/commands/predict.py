@@ -76,8 +76,8 @@ def load_engine(home_arg: str | None, model: str | None) -> Engine | None:
     if db_path(home).is_file():
         with Store.open(home, read_only=True) as store:
             version = store.active_version()
-            path = Path(store.get_model(version).path) if version else None
-        return Engine.from_dir(path) if path else None
+            active = Path(store.get_model(version).path) if version else None
+        return Engine.from_dir(active) if active else None
     baseline = baseline_model_dir()
     if (baseline / "manifest.json").is_file():
         return Engine.from_dir(baseline)

@@ -155,8 +155,8 @@ class Engine:
                     finite &= np.isfinite(arr).reshape(n, -1).all(axis=1)
         try:
             self._check_shapes(outputs, batch)
-            offsets = (np.stack([o.offset for o in outputs])
-                       if all(o.offset is not None for o in outputs) else None)
+            present = [o.offset for o in outputs if o.offset is not None]
+            offsets = np.stack(present) if len(present) == len(outputs) else None
             holes = hole_outputs(np.stack([o.scores for o in outputs]),
                                  np.stack([o.presence for o in outputs]), offsets,
                                  batch.origin_mm, self.spec.grid_mm)

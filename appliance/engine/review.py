@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -142,14 +143,16 @@ class ReviewCalibration:
                 "reliability": [list(r) for r in self.reliability]}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, object]) -> ReviewCalibration:
-        names = tuple(d.get("features") or ())  # type: ignore[call-overload]
+    def from_dict(cls, d: Mapping[str, Any]) -> ReviewCalibration:
+        """From parsed manifest JSON: a value of the wrong kind raises TypeError or
+        ValueError in the conversions below, which the caller reports against the folder."""
+        names = tuple(d.get("features") or ())
         if names != FEATURES:
             raise ValueError(f"review calibration features {list(names)} are not this "
                              f"code's {list(FEATURES)}")
 
         def floats(key: str) -> tuple[float, ...]:
-            vals = tuple(float(v) for v in d[key])  # type: ignore[attr-defined]
+            vals = tuple(float(v) for v in d[key])
             if len(vals) != len(FEATURES) or not all(np.isfinite(vals)):
                 raise ValueError(f"review calibration {key!r} must hold {len(FEATURES)} "
                                  "finite numbers")
@@ -159,12 +162,12 @@ class ReviewCalibration:
         if min(scale) <= 0:
             raise ValueError("review calibration 'scale' must be positive")
         rel = d.get("reliability") or ()
-        return cls(coef=floats("coef"), intercept=float(d["intercept"]),  # type: ignore[arg-type]
+        return cls(coef=floats("coef"), intercept=float(d["intercept"]),
                    mean=floats("mean"), scale=scale, fitted=bool(d.get("fitted", True)),
-                   n=int(d.get("n") or 0), n_wrong=int(d.get("n_wrong") or 0),  # type: ignore[call-overload]
-                   brier=None if d.get("brier") is None else float(d["brier"]),  # type: ignore[arg-type]
+                   n=int(d.get("n") or 0), n_wrong=int(d.get("n_wrong") or 0),
+                   brier=None if d.get("brier") is None else float(d["brier"]),
                    reliability=tuple((float(a), float(b), int(c))
-                                     for a, b, c in rel))  # type: ignore[union-attr]
+                                     for a, b, c in rel))
 
 
 # Hand-set for folders without a calibration: ambiguity and disagreement with the rules

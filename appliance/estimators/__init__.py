@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from appliance.errors import ValidationError
 from appliance.points import DepthEstimate
 from appliance.trace import Trace
+
+if TYPE_CHECKING:
+    from appliance.engine import Engine
 
 
 @runtime_checkable
@@ -32,16 +35,15 @@ class Estimator(Protocol):
 class ModelEstimator:
     """An ONNX model folder, served by appliance.engine.Engine."""
 
-    def __init__(self, engine: Any, folder: Path) -> None:
+    def __init__(self, engine: Engine, folder: Path) -> None:
         self.engine = engine
-        version = getattr(engine, "version", None)
-        self.name = f"model:{version or folder.name}"
+        self.name = f"model:{engine.version or folder.name}"
 
     def estimate(self, trace: Trace) -> DepthEstimate:
         return self.engine.estimate(trace)
 
     def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
-        return list(self.engine.estimate_many(list(traces)))
+        return self.engine.estimate_many(list(traces))
 
 
 def load_estimator(spec: str) -> Estimator:

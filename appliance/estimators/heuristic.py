@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,7 @@ class HeuristicEstimator:
     def estimate(self, trace: Trace) -> DepthEstimate:
         return estimate_heuristic(trace)
 
-    def estimate_many(self, traces: list[Trace]) -> list[DepthEstimate]:
+    def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
         return [estimate_heuristic(t) for t in traces]
 
 

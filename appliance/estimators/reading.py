@@ -95,7 +95,8 @@ def moving_mean(values: np.ndarray, width: int) -> np.ndarray:
     # np.minimum / np.maximum: np.clip's overhead was most of this on a trace
     lo = np.maximum(idx - half, 0)
     hi = np.minimum(idx + half + 1, n)
-    return (csum[hi] - csum[lo]) / (hi - lo)
+    mean: np.ndarray = (csum[hi] - csum[lo]) / (hi - lo)
+    return mean
 
 
 def gradient(values: np.ndarray, step: float) -> np.ndarray:
@@ -190,7 +191,8 @@ def _moving_max(values: np.ndarray, width: int) -> np.ndarray:
         spans = np.maximum(spans[:-span], spans[span:])
         span *= 2
     size = n + width + 1
-    return np.maximum(spans[:size], spans[width - span:width - span + size])
+    peaks: np.ndarray = np.maximum(spans[:size], spans[width - span:width - span + size])
+    return peaks
 
 
 def _steps_to_quiet(quiet: np.ndarray, looks: np.ndarray, thr: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ class FeatureBatch:
     sources: tuple[str, ...]
 
     def __len__(self) -> int:
-        return self.x.shape[0]
+        return int(self.x.shape[0])
 
 
 def _speed_per_sample(trace: Trace) -> tuple[np.ndarray, bool]:

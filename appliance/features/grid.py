@@ -77,4 +77,5 @@ def moving_mean(x: np.ndarray, width: int) -> np.ndarray:
     pad_r = width - 1 - pad_l
     xp = np.concatenate([np.full(pad_l, x[0]), x, np.full(pad_r, x[-1])])
     c = np.cumsum(np.concatenate([[0.0], xp]))
-    return (c[width:] - c[:-width]) / width
+    mean: np.ndarray = (c[width:] - c[:-width]) / width
+    return mean

@@ -87,7 +87,7 @@ class FeatureSpec:
                 f"match feature version {self.version}")
 
     @classmethod
-    def of_version(cls, version: int, **kw) -> FeatureSpec:
+    def of_version(cls, version: int, **kw: Any) -> FeatureSpec:
         """A spec of an older (or the current) feature version, with its channel lists."""
         return cls(channels=channels_of(version), scalars=scalars_of(version),
                    version=version, **kw)

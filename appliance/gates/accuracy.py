@@ -25,8 +25,12 @@ MIN_EXAM = 20
 
 
 class ExamHole(Protocol):
-    trace: Trace
-    label: DepthPoints
+    # read-only, so a frozen record (store.snapshot.LabelledHole) is one
+    @property
+    def trace(self) -> Trace: ...
+
+    @property
+    def label(self) -> DepthPoints: ...
 
 
 def check_accuracy(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from appliance.engine.ensemble import Engine
 from appliance.engine.manifest import ModelFolderError, read_manifest, read_verified, verify_files
@@ -108,7 +109,7 @@ def _signature_problems(sig: dict[str, dict[str, list[Any]]], spec: FeatureSpec)
     return problems
 
 
-def _probe_problems(session, probe: Probe, member: int) -> list[str]:
+def _probe_problems(session: ort.InferenceSession, probe: Probe, member: int) -> list[str]:
     problems = []
     # Full probe batch, then a single hole: a dynamic batch must really be dynamic.
     for x, s in ((probe.x, probe.scalars), (probe.x[:1], probe.scalars[:1])):

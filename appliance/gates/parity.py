@@ -44,7 +44,7 @@ def check_parity(
             problems.append(f"{rel}: the member {'lacks' if out.offset is None else 'has'} "
                             "the offset output the probe "
                             f"{'records' if out.offset is None else 'does not record'}")
-        elif out.offset is not None:
+        elif out.offset is not None and want_offset is not None:
             d_pres = max(d_pres, _max_diff(out.offset, want_offset))
         ours = points_array(decode(out.scores, out.presence, batch, engine.spec))
         theirs = points_array(decode(probe.scores[i], probe.presence[i], batch, engine.spec))

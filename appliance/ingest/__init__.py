@@ -78,7 +78,7 @@ def _parse_json_body(data: bytes, source: str) -> Trace:
     if isinstance(obj, list):
         return _one_hole({f"[{i}]": _dump(m) for i, m in enumerate(obj)}, source)
     if is_xls_dump(obj):
-        return parse_xls_dump(obj, data, source)  # type: ignore[arg-type]
+        return parse_xls_dump(obj, data, source)
     message = read_message(obj, data, source, source)
     if message.kind == "single":
         return single_trace(message, source)

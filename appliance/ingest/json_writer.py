@@ -65,7 +65,7 @@ def write_json_messages(trace: Trace) -> dict[str, bytes]:
 
     out = {"Trace.json": _message(device, trace_payload, stamp),
            "Result.json": _message(device, result_payload, stamp)}
-    assets = {
+    assets: dict[str, dict[str, object]] = {
         # the counter equals the ResultId, as in the rig's messages: the bus pairs on it
         "Heads.json": {"AssetManagement.Assets.Heads.0.Identification.DefaultInstanceBrowseName":
                        meta.head_name,
@@ -94,7 +94,8 @@ def _stamp(cycle_date: str | None) -> str:
 
 
 def _values(values: np.ndarray) -> list[float]:
-    return np.round(values.astype(np.float64), 3).tolist()
+    rounded: list[float] = np.round(values.astype(np.float64), 3).tolist()
+    return rounded
 
 
 def _scalar_or_list(values: list[Any]) -> object:

@@ -21,7 +21,8 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeGuard
 
 import msgspec
 import numpy as np
@@ -111,8 +112,8 @@ def read_message_folder(messages: dict[str, bytes], source: str) -> list[FolderE
         try:
             obj = load_json(messages[name], where)
             if is_xls_dump(obj):
-                entries[name] = _guard(name, where, lambda o=obj, n=name, w=where:
-                                       parse_xls_dump(o, messages[n], w))
+                entries[name] = _guard(name, where,
+                                       partial(parse_xls_dump, obj, messages[name], where))
                 continue
             parsed.append(read_message(obj, messages[name], name, where))
         except IngestError as exc:
@@ -122,7 +123,7 @@ def read_message_folder(messages: dict[str, bytes], source: str) -> list[FolderE
         if message.kind == "single":
             where = f"{source}/{message.name}" if source else message.name
             entries[message.name] = _guard(message.name, where,
-                                           lambda m=message, w=where: single_trace(m, w))
+                                           partial(single_trace, message, where))
         elif message.kind == "asset":
             entries[message.name] = FolderEntry(message.name, companion=True)
     traces = [m for m in parsed if m.kind == "trace"]
@@ -147,8 +148,7 @@ def read_message_folder(messages: dict[str, bytes], source: str) -> list[FolderE
                 where, f"no Result message for device {message.device!r} with ResultId "
                        f"{key} (the trace needs its per-step stop codes and no-load currents)"))
             continue
-        entries[message.name] = _guard(message.name, where,
-                                       lambda h=hole, w=where: joined_trace(h, w))
+        entries[message.name] = _guard(message.name, where, partial(joined_trace, hole, where))
         entries[hole.result.name] = FolderEntry(hole.result.name, companion=True)
     for result in results:
         if result.name not in used:
@@ -228,7 +228,7 @@ def load_json(data: bytes, source: str) -> object:
         raise IngestError(source, _TOO_DEEP) from None
 
 
-def is_xls_dump(obj: object) -> bool:
+def is_xls_dump(obj: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(obj, dict) and isinstance(obj.get("Datas"), dict) \
         and isinstance(obj.get("General Infos"), dict)
 
@@ -380,7 +380,8 @@ def _integral(values: np.ndarray, source: str, name: str, dtype: type) -> np.nda
     if bad.size:
         raise IngestError(source, f"{name}[{bad[0]}] = {values[bad[0]]} is not a whole number",
                           name)
-    return rounded.astype(dtype)
+    whole: np.ndarray = rounded.astype(dtype)
+    return whole
 
 
 def _code(value: object, source: str) -> int:
@@ -442,7 +443,11 @@ def joined_trace(hole: HoleMessages, source: str) -> Trace:
             raise IngestError(source, f"the trace lacks {channel}Trace values",
                               f"{channel}Trace.StepTraceContent[0].Values")
     _check_lengths(arrays, source)
-    step = _integral(arrays["step"], source, "StepNumberTrace", np.int32)  # type: ignore[arg-type]
+    position, torque, thrust, steps = (arrays["position"], arrays["torque"], arrays["thrust"],
+                                       arrays["step"])
+    assert position is not None and torque is not None and thrust is not None  # required above
+    assert steps is not None
+    step = _integral(steps, source, "StepNumberTrace", np.int32)
     assert hole.result is not None
     result = result_values(hole.result)
     result_source = f"{source} + {hole.result.name}"
@@ -488,8 +493,8 @@ def joined_trace(hole: HoleMessages, source: str) -> Trace:
     meta = _json_meta(
         source, hashlib.sha256(hole.trace.raw + hole.result.raw).hexdigest(), result, assets,
         extra, interval)
-    return Trace(meta=meta, depth_mm=-arrays["position"], torque_a=arrays["torque"],
-                 thrust_a=arrays["thrust"], step=step, stop_code=stop_code,
+    return Trace(meta=meta, depth_mm=-position, torque_a=torque,
+                 thrust_a=thrust, step=step, stop_code=stop_code,
                  torque_empty_a=torque_empty, thrust_empty_a=thrust_empty,
                  power_w=arrays["power"])
 
@@ -547,10 +552,12 @@ def single_trace(message: Message, source: str) -> Trace:
             raise IngestError(source, f"the message lacks the {key} array",
                               f"StepResultValues.{key}")
     n = _check_lengths(arrays, source)
+    position, torque, thrust = arrays["position"], arrays["torque"], arrays["thrust"]
+    assert position is not None and torque is not None and thrust is not None  # required above
     extra = {"device": message.device, "family": message.family, "shape": "single message"}
     codes = [_code(c, source) for c in _per_step(values.get("StopCode")) if c is not None]
     if arrays["step"] is not None:
-        step = _integral(arrays["step"], source, "StepNb", np.int32)  # type: ignore[arg-type]
+        step = _integral(arrays["step"], source, "StepNb", np.int32)
     else:
         step = _steps_from_empties(arrays, n, len(codes), source)
         extra["step"] = "derived from no-load current changes, numbered from 0"
@@ -559,8 +566,8 @@ def single_trace(message: Message, source: str) -> Trace:
                           "of each step")
     meta = _json_meta(source, hashlib.sha256(message.raw).hexdigest(), values, {}, extra,
                       values.get("SampleRate", _MISSING))
-    return Trace(meta=meta, depth_mm=-arrays["position"], torque_a=arrays["torque"],
-                 thrust_a=arrays["thrust"], step=step, stop_code=stop_code,
+    return Trace(meta=meta, depth_mm=-position, torque_a=torque,
+                 thrust_a=thrust, step=step, stop_code=stop_code,
                  torque_empty_a=arrays["torque_empty"], thrust_empty_a=arrays["thrust_empty"],
                  power_w=arrays["power"])
 
@@ -573,7 +580,7 @@ def _steps_from_empties(arrays: dict[str, np.ndarray | None], n: int, n_steps: i
         raise IngestError(source, "no StepNb array and no no-load currents to find the steps",
                           "StepResultValues.StepNb")
     change = (np.diff(torque_empty) != 0) | (np.diff(thrust_empty) != 0)
-    step = np.r_[0, np.cumsum(change)].astype(np.int32)
+    step: np.ndarray = np.r_[0, np.cumsum(change)].astype(np.int32)
     if n_steps and int(step[-1]) + 1 != n_steps:
         raise IngestError(source, f"no StepNb array, and the no-load currents change "
                                   f"{int(step[-1])} times for {n_steps} StopCodes",
@@ -612,8 +619,8 @@ def parse_xls_dump(obj: dict[str, Any], raw: bytes, source: str) -> Trace:
         raise IngestError(source, f"Datas columns differ in length: {sorted(lengths)}", "Datas")
     if lengths == {0}:
         raise IngestError(source, "Datas has zero samples", "Datas")
-    columns, fix = resolve_columns(names, len(names), source, 0)
-    table = DatasTable(columns, np.column_stack(arrays), "", 0, fix)
+    resolved, fix = resolve_columns(names, len(names), source, 0)
+    table = DatasTable(resolved, np.column_stack(arrays), "", 0, fix)
     meta = build_meta(sections, table, source, hashlib.sha256(raw).hexdigest(), variant="json")
     meta.extra.pop("separator", None)
     meta.extra.pop("decimal", None)

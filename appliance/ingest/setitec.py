@@ -263,7 +263,7 @@ def _fast_rows(body: str, sep: str, decimal: str, width: int) -> np.ndarray | No
                             skip_blank_lines=True)
     except Exception:  # any tokenising or conversion failure is diagnosed row by row
         return None
-    values = frame.to_numpy(dtype=np.float64)
+    values: np.ndarray = frame.to_numpy(dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != width or not np.isfinite(values).all():
         return None
     return values
@@ -332,7 +332,8 @@ def _integral(values: np.ndarray, name: str, table: DatasTable, source: str,
     if bad.size:
         raise IngestError(source, f"{name} must be a whole number below 2^31, got "
                                   f"{values[bad[0]]!r}", f"sample {bad[0] + 1}")
-    return rounded.astype(dtype)
+    whole: np.ndarray = rounded.astype(dtype)
+    return whole
 
 
 def trace_from_table(table: DatasTable, meta: TraceMeta, source: str) -> Trace:

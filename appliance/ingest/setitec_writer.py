@@ -9,6 +9,7 @@ missing no-load currents as 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def write_setitec(trace: Trace, variant: str = "v9", separator: str = "\t") -> b
             lines.append("")
         lines.append(f"*** {name} ***")
 
-    def row(values: list[object]) -> None:
+    def row(values: Sequence[object]) -> None:
         lines.append(sep.join(_cell(v) for v in values))
 
     section("General Infos")
@@ -150,8 +151,9 @@ def write_setitec(trace: Trace, variant: str = "v9", separator: str = "\t") -> b
 
 def _program_row(step: ProgramStep) -> list[object]:
     per_rev = step.feed_mm_rev if step.feed_mm_rev is not None else math.inf
-    return [step.step, 1, step.travel_mm, step.rpm, step.feed_mm_s, per_rev,
-            step.thrust_max_a, step.torque_max_a] + [0.0] * len(_PROGRAM_TAIL)
+    cells: list[object] = [step.step, 1, step.travel_mm, step.rpm, step.feed_mm_s, per_rev,
+                           step.thrust_max_a, step.torque_max_a]
+    return cells + [0.0] * len(_PROGRAM_TAIL)
 
 
 def _runs(step: np.ndarray) -> list[tuple[int, int]]:
@@ -160,7 +162,7 @@ def _runs(step: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _step_results(trace: Trace) -> list[list[object]]:
-    out = []
+    out: list[list[object]] = []
     zeros = np.zeros(len(trace))
     torque_empty = trace.torque_empty_a if trace.torque_empty_a is not None else zeros
     thrust_empty = trace.thrust_empty_a if trace.thrust_empty_a is not None else zeros

@@ -187,15 +187,18 @@ def _hole_items(s: HoleSignals, cfg: DriftConfig) -> dict[str, list[Item]]:
     """The keyed values of each hole channel; NaN and unreadable values are left out."""
     p = s.program
     lo = cfg.min_level_a
-    torque = [((p, st.step), math.log(st.torque_a)) for st in s.steps if st.torque_a >= lo]
-    thrust = [((p, st.step), math.log(st.thrust_a)) for st in s.steps if st.thrust_a >= lo]
+    torque: list[Item] = [((p, st.step), math.log(st.torque_a))
+                          for st in s.steps if st.torque_a >= lo]
+    thrust: list[Item] = [((p, st.step), math.log(st.thrust_a))
+                          for st in s.steps if st.thrust_a >= lo]
     no_load: list[Item] = []
     for st in s.steps:
         for which, v in (("torque", st.torque_empty_a), ("thrust", st.thrust_empty_a)):
             if v >= lo:
                 no_load.append(((p, st.step, which), math.log(v)))
     layers = (s.stack_mm, s.first_layer_mm, s.last_layer_mm)
-    thickness = [(p, layers)] if any(math.isfinite(v) for v in layers) else []
+    thickness: list[Item] = [(p, layers)] if any(math.isfinite(v) for v in layers) else []
+    review: list[Item]
     if math.isfinite(s.review_priority):
         q = min(max(s.review_priority, 0.0), 1.0)
         review = [((p, "priority"), math.log((q + LOGIT_EPS) / (1.0 - q + LOGIT_EPS)))]

@@ -108,13 +108,14 @@ def hole_signals(trace: Trace, estimate: DepthEstimate,
 def residual_signals(label: DepthPoints, estimate: DepthEstimate | DepthPoints) -> Residuals:
     """What a confirmed label says of the estimate it started from."""
     points = estimate.points if isinstance(estimate, DepthEstimate) else estimate
-    diffs = []
+    diffs: dict[str, float] = {}
     errors = 0
     for n in POINT_NAMES:
         lab, est = label.get(n), points.get(n)
         errors += (lab is None) != (est is None)
-        diffs.append(NAN if lab is None or est is None else float(lab) - float(est))
-    return Residuals(*diffs, presence_errors=float(errors))
+        diffs[n] = NAN if lab is None or est is None else float(lab) - float(est)
+    return Residuals(diffs["entry"], diffs["transition"], diffs["exit"],
+                     presence_errors=float(errors))
 
 
 def _mm(value: float | None) -> float:

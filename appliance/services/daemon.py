@@ -14,14 +14,13 @@ import logging
 import os
 import shutil
 import threading
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 import appliance
-from appliance.bus.bridge import BusStatus, MqttBridge
+from appliance.bus.bridge import MqttBridge
 from appliance.bus.watch import FolderWatcher, check_folders
 from appliance.config import DaemonConfig
 from appliance.engine.sessions import set_default_threads
@@ -35,7 +34,20 @@ from appliance.home import FIRST_KEY_FILE
 from appliance.jobs.records import StoreJobRecords
 from appliance.jobs.runner import JobConflictError, JobRunner, Prepared, job_command
 from appliance.jobs.schedule import NightlySchedule
-from appliance.records import SEARCH_KIND, AuditEntry, Job, JobParams, Trial
+from appliance.jobs.shown import shown_job
+from appliance.records import (
+    SEARCH_KIND,
+    ApiKey,
+    AuditEntry,
+    BusStatus,
+    DiskHealth,
+    Health,
+    HealthDetails,
+    Job,
+    JobParams,
+    StoreHealth,
+    Trial,
+)
 from appliance.redact import scrubbed, shown_path
 from appliance.services.backup import BackupManifest, backup_into_home
 from appliance.services.db import Db
@@ -209,14 +221,19 @@ class Daemon:
         """A new key (returned once, stored hashed)."""
         return create_key(self.store, name, role, actor)
 
-    def list_keys(self) -> list[dict[str, Any]]:
-        return self.store.api_keys()
+    def list_keys(self) -> list[ApiKey]:
+        return [ApiKey(name=k["name"], role=k["role"], created_at=k["created_at"])
+                for k in self.store.api_keys()]
 
-    def revoke_key(self, name: str, actor: str) -> None:
+    def revoke_key(self, name: str, actor: str) -> ApiKey:
+        """The key revoked, as it was listed (NotFoundError when there is none)."""
+        found = next((k for k in self.list_keys() if k.name == name), None)
         revoke_key(self.store, name, actor)
         with self._keys_lock:
             for digest in [d for d, who in self._keys.items() if who.name == name]:
                 del self._keys[digest]
+        # made and revoked between the two reads: its role was never seen
+        return found or ApiKey(name=name, role="", created_at=None)
 
     # -- backup --------------------------------------------------------------------------------
     def backup(self, actor: str) -> tuple[str, BackupManifest]:
@@ -444,41 +461,44 @@ class Daemon:
                    and (cut is None or lab.at.rstrip("Z") > cut))
 
     # -- health and metrics --------------------------------------------------------------------
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """What GET /health shows without a key: up or not, version, active model."""
         details = self.health_details()
-        return {k: details[k] for k in ("status", "version", "active_model")}
+        return Health(status=details.status, version=details.version,
+                      active_model=details.active_model)
 
-    def health_details(self) -> dict[str, Any]:
+    def health_details(self) -> HealthDetails:
         """GET /health/details: store, disk, running job, schedule. Paths relative to the
-        home: a client learns nothing of the box's layout."""
-        store: dict[str, Any] = {"ok": True, "path": shown_path(self.store.path,
-                                                                 self.config.home),
-                                 "holes": None, "labelled_holes": None}
+        home, the running job's scrubbed: a client learns nothing of the box's layout."""
+        home = self.config.home
+        holes: int | None = None
+        labelled: int | None = None
         try:
-            store["holes"] = self.store.count_holes()
-            store["labelled_holes"] = self.store.count_holes(labelled=True)
+            holes = self.store.count_holes()
+            labelled = self.store.count_holes(labelled=True)
         except Exception as exc:
             log.error("store health check failed: %s", exc)
-            store["ok"] = False
-        usage = shutil.disk_usage(self.config.home)
+            store_ok = False
+        else:
+            store_ok = True
+        usage = shutil.disk_usage(home)
         active = self.models.active_version()
         running = self.jobs.running()
         free = usage.free / usage.total if usage.total else 0.0
-        ok = store["ok"] and free > 0.05
         nxt = self.schedule.next_at if self.schedule is not None else None
-        return {
-            "status": "ok" if ok else "degraded",
-            "version": appliance.__version__,
-            "store": store,
-            "active_model": active,
-            "estimator": "ensemble" if active else "heuristic",
-            "running_job": running,
-            "disk": {"free_bytes": usage.free, "total_bytes": usage.total,
-                     "free_fraction": round(free, 4)},
-            "nightly_next": nxt.isoformat() if isinstance(nxt, datetime) else None,
-            "open_reads": self.config.open_reads,
-        }
+        return HealthDetails(
+            status="ok" if store_ok and free > 0.05 else "degraded",
+            version=appliance.__version__,
+            store=StoreHealth(ok=store_ok, path=shown_path(self.store.path, home),
+                              holes=holes, labelled_holes=labelled),
+            active_model=active,
+            estimator="ensemble" if active else "heuristic",
+            running_job=None if running is None else shown_job(running, home),
+            disk=DiskHealth(free_bytes=usage.free, total_bytes=usage.total,
+                            free_fraction=round(free, 4)),
+            nightly_next=nxt.isoformat() if nxt is not None else None,
+            open_reads=self.config.open_reads,
+        )
 
     def audit_log(self, since: str | None, limit: int, offset: int) -> list[AuditEntry]:
         """GET /audit: newest first. Subjects and details name what a CLI run was given (files,

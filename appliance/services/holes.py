@@ -7,6 +7,7 @@ downsampling and estimation run outside it so one slow request never holds the o
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import logging
 import math
@@ -204,7 +205,7 @@ class HoleService:
         page = ids[offset:offset + limit]
         return self._views_of(page), len(ids)
 
-    def review_order(self, ids: list[str]) -> list[str]:
+    def review_order(self, ids: builtins.list[str]) -> builtins.list[str]:
         """The hole ids in review order (see review_key); ties keep the given order. Holes of
         a drill in drift alarm come first: what operators confirm there is what a fine-tune
         needs to follow the drill."""
@@ -218,7 +219,7 @@ class HoleService:
             drill = self._drift.drill_of_hole if self._drift is not None else (lambda h: None)
             return sorted(ids, key=lambda h: (drill(h) not in alarmed, keys.get(h, never)))
 
-    def _views_of(self, ids: list[str]) -> list[Hole]:
+    def _views_of(self, ids: builtins.list[str]) -> builtins.list[Hole]:
         """The hole views of these ids, in this order: only a page's rows are read and built."""
         if not ids:
             return []
@@ -281,8 +282,8 @@ class HoleService:
                 return estimate_record(stored)
         return estimate_record(self._fresh(hole_id, self._db.get_trace(hole_id)))
 
-    def estimate_stored(self, items: list[tuple[str, Trace]]
-                        ) -> tuple[list[dict[str, Any]], list[NewHole]]:
+    def estimate_stored(self, items: builtins.list[tuple[str, Trace]]
+                        ) -> tuple[builtins.list[dict[str, Any]], builtins.list[NewHole]]:
         """(the estimate of each stored hole, the holes estimated now). A hole's stored
         estimate of the active model is reused, the rest are estimated in one batch and stored
         (a hole arriving twice is estimated once). The drift watch is not told: the caller
@@ -350,12 +351,12 @@ class HoleService:
                 return label
         raise NotFoundError(f"label {label_id} of hole {hole_id} vanished")  # pragma: no cover
 
-    def labels(self, hole_id: str) -> list[Label]:
+    def labels(self, hole_id: str) -> builtins.list[Label]:
         self._db.get_hole(hole_id)  # 404 for an unknown hole, not an empty history
         return self._db.label_history(hole_id)
 
     # -- helpers -----------------------------------------------------------------------------
-    def observe(self, holes: list[NewHole]) -> None:
+    def observe(self, holes: builtins.list[NewHole]) -> None:
         """New holes to the drift watch; its failure never costs the hole or its estimate."""
         if not holes or self._drift is None:
             return

@@ -76,15 +76,17 @@ def ingest_upload(store: Store, data: bytes, source: str, group: str | None) -> 
     return Upload(entry["hole_id"], kind == "ingested", result.trace)
 
 
-def _has_trace(result: InputResult) -> bool:
-    return not result.companion and result.error is None and result.trace is not None
+def _trace_of(result: InputResult) -> Trace | None:
+    """The trace to store of a parsed input; None: nothing to store (a companion, an error)."""
+    return None if result.companion or result.error is not None else result.trace
 
 
 def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
     """Outcomes of results in order; their traces are stored in one transaction (in smaller
     ones when the disk has no room for it all). From the first input that did not fit on the
     disk on, every input is "unstored" (with the DiskFullError as its error)."""
-    traces = [(r.trace, r.group) for r in results if _has_trace(r)]
+    traces: list[tuple[Trace, str | None]] = [
+        (trace, r.group) for r in results if (trace := _trace_of(r)) is not None]
     stored = iter(store.add_holes(traces) if traces else [])
     out: list[Outcome] = []
     full: DiskFullError | None = None
@@ -95,7 +97,8 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
         if result.companion:
             out.append(("companion", {"source": result.source}))
             continue
-        if not _has_trace(result):
+        trace = _trace_of(result)
+        if trace is None:
             error = result.error or IngestError(result.source, "the parser returned no trace")
             try:
                 out.append(_reject(store, result, error))
@@ -111,7 +114,7 @@ def _outcomes(store: Store, results: list[InputResult]) -> list[Outcome]:
             out.append(_reject(store, result, got))
         elif got[1]:
             out.append(("ingested", {"source": result.source, "hole_id": got[0],
-                                     "samples": result.trace.n_samples}))
+                                     "samples": trace.n_samples}))
         else:
             out.append(("duplicate", {"source": result.source, "hole_id": got[0]}))
     return out
@@ -217,15 +220,14 @@ _REPORT_LIST = {"ingested": "ingested", "duplicate": "duplicates", "rejected": "
                 "companion": "companions"}
 
 
-_DONE = object()
-
 
 def _prefetched(items: Iterator[InputResult], depth: int) -> Iterator[InputResult]:
     """items, produced by a daemon thread up to depth ahead; its exceptions re-raised here."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    # None ends the items; an exception is the producer's, raised here
+    buffer: queue.Queue[InputResult | BaseException | None] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: object) -> bool:
+    def put(item: InputResult | BaseException | None) -> bool:
         while not stop.is_set():
             try:
                 buffer.put(item, timeout=0.1)
@@ -239,7 +241,7 @@ def _prefetched(items: Iterator[InputResult], depth: int) -> Iterator[InputResul
             for item in items:
                 if not put(item):
                     return
-            put(_DONE)
+            put(None)
         except BaseException as exc:  # handed to the consumer, which raises it
             put(exc)
 
@@ -248,7 +250,7 @@ def _prefetched(items: Iterator[InputResult], depth: int) -> Iterator[InputResul
     try:
         while True:
             item = buffer.get()
-            if item is _DONE:
+            if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item

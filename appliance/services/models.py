@@ -16,7 +16,14 @@ import msgspec
 
 from appliance.errors import NotFoundError
 from appliance.points import DepthEstimate
-from appliance.records import Activation, GateVerdict, ModelDetail, ModelSummary, ModelVersion
+from appliance.records import (
+    Activation,
+    GateVerdict,
+    ModelDetail,
+    ModelSummary,
+    ModelVersion,
+    ShadowReport,
+)
 from appliance.redact import scrubbed, without_paths
 from appliance.registry import ServingService
 from appliance.services.batching import EstimateBatcher, serving_workers
@@ -112,15 +119,19 @@ class ModelService:
         assert active is not None
         return self.summary(self.serving.show(active), active)
 
-    def shadow(self, version: str | None, actor: str) -> dict[str, Any]:
+    def shadow(self, version: str | None, actor: str) -> ShadowReport:
         """Run `version` beside the active model on new holes, unserved (None stops it)."""
         if version is not None:
             self.serving.show(version)  # NotFoundError for an unknown version
         self.serving.set_shadow(version, actor=actor)
         return self.shadow_report()
 
-    def shadow_report(self) -> dict[str, Any]:
-        return {"version": self.serving.shadow_version} | self.serving.shadow_report()
+    def shadow_report(self) -> ShadowReport:
+        report = self.serving.shadow_report()
+        return ShadowReport(version=self.serving.shadow_version, holes=report["holes"],
+                            labelled=report["labelled"],
+                            shadow_versions=tuple(report["shadow_versions"]),
+                            served=report.get("served"), shadow=report.get("shadow"))
 
     def adopt_candidate(self, folder: Path, actor: str, promote: bool,
                         auto_rollback_mm: float | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from appliance.store.codec import utcnow
+from appliance.store.rows import one_row
 from appliance.trace import Trace
 
 
@@ -221,9 +222,9 @@ def expire(con: duckdb.DuckDBPyConnection, before: datetime, reason: str
 def counts(con: duckdb.DuckDBPyConnection) -> BusCounts:
     by_state = dict(con.execute(
         "SELECT state, count(*) FROM bus_messages GROUP BY state").fetchall())
-    holes, published, errors = con.execute(
-        "SELECT count(*), count(published_at), count(error) FROM bus_holes").fetchone()
-    last = con.execute("SELECT max(received_at) FROM bus_messages").fetchone()[0]
+    holes, published, errors = one_row(
+        con, "SELECT count(*), count(published_at), count(error) FROM bus_holes")
+    last = one_row(con, "SELECT max(received_at) FROM bus_messages")[0]
     return BusCounts(
         waiting=int(by_state.get("waiting", 0)), paired=int(by_state.get("paired", 0)),
         quarantined=int(by_state.get("quarantined", 0)),

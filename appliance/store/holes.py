@@ -29,7 +29,7 @@ from appliance.store.codec import (
     trace_from_columns,
 )
 from appliance.store.labels import LATEST_LABELS
-from appliance.store.rows import fetch_dicts, fetch_one
+from appliance.store.rows import fetch_dicts, fetch_one, one_row
 from appliance.trace import Trace
 
 HOLE_ID_LENGTH = 16
@@ -251,7 +251,7 @@ def count_rows(
     where, params = _filters(labelled, since)
     sql = f"""SELECT count(*) FROM holes h LEFT JOIN ({LATEST_LABELS}) l USING (hole_id)
               {where}"""
-    return int(con.execute(sql, params).fetchone()[0])
+    return int(one_row(con, sql, params)[0])
 
 
 def _filters(labelled: bool | None, since: datetime | str | None,

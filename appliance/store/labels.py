@@ -12,7 +12,7 @@ from appliance.errors import ValidationError
 from appliance.points import POINT_NAMES, DepthPoints
 from appliance.records import Label
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_records
+from appliance.store.rows import fetch_records, one_row
 
 ORIGINS = ("operator", "import", "auto")
 MAX_BY_LEN = 100  # as the API's LabelIn.by
@@ -78,13 +78,14 @@ def insert_label(
     problem = by_problem(by)
     if problem:
         raise ValidationError(problem)
-    row = con.execute(
+    row = one_row(
+        con,
         """INSERT INTO labels (hole_id, entry_mm, transition_mm, exit_mm, "by", "at", origin,
                                from_estimate, detail)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING label_id""",
         [hole_id, _num(points.entry_mm), _num(points.transition_mm), _num(points.exit_mm),
          by.strip(), utcnow(), origin, dumps(from_estimate), dumps(detail)],
-    ).fetchone()
+    )
     return int(row[0])
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 from appliance.points import DepthEstimate
 from appliance.records import Estimate, Prediction
 from appliance.store.codec import dumps, utcnow
-from appliance.store.rows import fetch_dicts
+from appliance.store.rows import fetch_dicts, one_row
 
 _COLUMNS = """prediction_id, hole_id, model_version, estimator, points, spread, presence,
               created_at, shadow"""
@@ -24,7 +24,7 @@ _ARROW = pa.schema([("hole_id", pa.string()), ("model_version", pa.string()),
 
 
 def _points(estimate: DepthEstimate) -> dict[str, Any]:
-    points = estimate.points.as_dict()
+    points: dict[str, Any] = dict(estimate.points.as_dict())
     if estimate.confidence:
         points["confidence"] = dict(estimate.confidence)
     if estimate.note:
@@ -53,13 +53,14 @@ def insert(
     con: duckdb.DuckDBPyConnection, hole_id: str, estimate: DepthEstimate, shadow: bool
 ) -> int:
     points = _points(estimate)
-    row = con.execute(
+    row = one_row(
+        con,
         """INSERT INTO predictions (hole_id, model_version, estimator, points, spread, presence,
                                     created_at, shadow)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING prediction_id""",
         [hole_id, estimate.model_version, estimate.estimator, dumps(points),
          dumps(dict(estimate.spread_mm)), dumps(dict(estimate.presence)), utcnow(), shadow],
-    ).fetchone()
+    )
     return int(row[0])
 
 

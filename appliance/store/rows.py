@@ -59,6 +59,17 @@ def fetch_one(
     return found[0] if found else None
 
 
+def one_row(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> tuple[Any, ...]:
+    """The single row of a statement that always yields one (an aggregate, INSERT ...
+    RETURNING); DuckDB's fetchone() is typed optional for the general case."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise RuntimeError(f"expected one row, got none: {sql.split()[0]} ...")
+    return row
+
+
 def update_columns(
     con: duckdb.DuckDBPyConnection, table: str, key_column: str, key: Any,
     fields: dict[str, Any], json_columns: Iterable[str] = (),

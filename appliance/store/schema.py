@@ -13,6 +13,7 @@ import duckdb
 
 from appliance.errors import ApplianceError
 from appliance.store.codec import utcnow
+from appliance.store.rows import one_row
 
 
 class SchemaError(ApplianceError):
@@ -226,12 +227,12 @@ MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()[0]
+    exists = one_row(
+        con, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    )[0]
     if not exists:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = one_row(con, "SELECT max(version) FROM schema_version")
     return int(row[0] or 0)
 
 

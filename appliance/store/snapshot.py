@@ -183,6 +183,8 @@ def read_manifest(snapshot_dir: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValidationError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ValidationError(f"{path}: manifest is {type(manifest).__name__}, not an object")
     if manifest.get("format") != SNAPSHOT_FORMAT:
         raise ValidationError(
             f"{path}: snapshot format {manifest.get('format')!r}, expected {SNAPSHOT_FORMAT}"

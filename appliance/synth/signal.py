@@ -38,8 +38,13 @@ class Path:
         steps = spec.steps
         ends = np.cumsum([s.travel_mm for s in steps])
         limit = spec.end_depth_mm
-        z_parts, step_parts, fpr_parts, eng_parts, rep_parts, code_parts = [], [], [], [], [], []
-        rpm_parts = []
+        z_parts: list[np.ndarray] = []
+        step_parts: list[np.ndarray] = []
+        fpr_parts: list[np.ndarray] = []
+        eng_parts: list[np.ndarray] = []
+        rep_parts: list[np.ndarray] = []
+        code_parts: list[np.ndarray] = []
+        rpm_parts: list[np.ndarray] = []
         pos = spec.first_depth_mm
         started = False
         last_k = -1

@@ -107,8 +107,8 @@ def offset_step(trace: Trace, depth_mm: float, before_a: float,
     # the step's last sample is logged DWELL_ROWS times, its copies with the stop code
     repeat = np.ones(len(trace), dtype=np.int64)
     repeat[c - 1] = DWELL_ROWS
-    out = {name: np.repeat(_value(trace, name, arrays), repeat) for name in _ARRAYS
-           if _value(trace, name, arrays) is not None}
+    values = {name: _value(trace, name, arrays) for name in _ARRAYS}
+    out = {name: np.repeat(v, repeat) for name, v in values.items() if v is not None}
     out["stop_code"][c:c + DWELL_ROWS - 1] = STOP_STEP_END
     program = _split_program(trace.meta.program, old, depth_mm, trace.step)
     derived = _derive(trace, f"offset:{depth_mm:.6g}:{before_a:.6g}", **out)
@@ -165,7 +165,10 @@ def _derive(trace: Trace, tag: str, **arrays: np.ndarray | None) -> Trace:
     digest = hashlib.sha256(f"{trace.meta.content_hash}|{tag}".encode()).hexdigest()
     meta = replace(trace.meta, content_hash=digest,
                    extra={**trace.meta.extra, "augmented": tag.split(":")[0]})
-    return replace(trace, meta=meta, **arrays)
+    # the names vary by augmentation, so mypy holds every field to ndarray | None; a None
+    # only ever comes from the trace's own optional arrays (via _value/_times), never for a
+    # required one
+    return replace(trace, meta=meta, **arrays)  # type: ignore[arg-type]
 
 
 def _maybe_offset(trace: Trace, label: DepthPoints, rng: np.random.Generator,

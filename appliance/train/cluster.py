@@ -9,6 +9,7 @@ Ray is the optional `cluster` extra: nothing here is imported unless `--ray` is 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
@@ -40,11 +41,11 @@ class FoldFailedError(ApplianceError):
 
 def import_ray() -> ModuleType:
     try:
-        import ray
+        # by name: a plain `import ray` is Any here (ray is not followed), this is ModuleType
+        return importlib.import_module("ray")
     except ModuleNotFoundError:
         raise RayMissingError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}"
                               ) from None
-    return ray
 
 
 def check_address(address: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class Fleet:
     duplicates: int  # holes found on more than one rig, kept once (the first rig's)
 
 
-def from_snapshots(snapshot_dirs: list[str | Path], folds: int) -> Fleet:
+def from_snapshots(snapshot_dirs: Sequence[str | Path], folds: int) -> Fleet:
     """One snapshot as it is; several (a fleet) with each hole's group named after its rig.
     With at least as many rigs as folds, a rig is a group: every fold is then judged on rigs
     its member never saw, the figure that says how a fleet model does on a new rig. With
@@ -48,8 +49,8 @@ def from_snapshots(snapshot_dirs: list[str | Path], folds: int) -> Fleet:
 
     dirs = [Path(d) for d in snapshot_dirs]
     if len(dirs) == 1:
-        holes = from_snapshot(dirs[0])
-        return Fleet(holes, {_rig_name(read_manifest(dirs[0]), dirs[0]): len(holes)},
+        only = from_snapshot(dirs[0])
+        return Fleet(only, {_rig_name(read_manifest(dirs[0]), dirs[0]): len(only)},
                      "group", 0)
     names: list[str] = []
     for d in dirs:

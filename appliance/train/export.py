@@ -90,7 +90,8 @@ class WithoutOffset(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model(x, scalars)[:2]
+        scores, presence, _ = self.model(x, scalars)
+        return scores, presence
 
 
 def export_onnx(model: torch.nn.Module, path: Path, example_x: np.ndarray,
@@ -236,7 +237,9 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
             probe_arrays[f"points_{i}"] = points_array(decode(scores, presence, probe, spec))
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                       str(tmp / "weights" / f"m{i}.safetensors"))
-        np.savez_compressed(tmp / "probe.npz", **probe_arrays)
+        # numeric arrays only; named, allow_pickle is also not left for **probe_arrays to
+        # fill (numpy's stub types it bool, so a dict of arrays could not bind to it)
+        np.savez_compressed(tmp / "probe.npz", allow_pickle=False, **probe_arrays)
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": version,

@@ -200,7 +200,8 @@ class DepthPointModel(nn.Module):
 
     def forward(self, x: torch.Tensor, scalars: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.head(self.backbone(x), x, scalars)
+        scores, presence, offset = self.head(self.backbone(x), x, scalars)
+        return scores, presence, offset
 
     def load_parent_state(self, state: dict[str, torch.Tensor]) -> None:
         """A parent's weights; a parent from before learnt placement keeps this model's
@@ -224,7 +225,7 @@ def predict(model: torch.nn.Module, x: np.ndarray, scalars: np.ndarray,
     model.eval()
     outs = [model(torch.from_numpy(x[i:i + 128]), torch.from_numpy(scalars[i:i + 128]))
             for i in range(0, len(x), 128)]
-    return tuple(torch.cat([o[j] for o in outs]).numpy() for j in range(3))  # type: ignore[return-value]
+    return tuple(torch.cat([o[j] for o in outs]).numpy() for j in range(3))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -269,7 +269,7 @@ def start_placement(model: torch.nn.Module, data: Tensors, idx: np.ndarray) -> l
 
 def fit_member(model: torch.nn.Module, data: Tensors, train_idx: np.ndarray,
                val_idx: np.ndarray, opts: TrainOptions, fold: int, from_parent: bool,
-               on_epoch) -> list[dict[str, Any]]:
+               on_epoch: Callable[[int, float, float], None]) -> list[dict[str, Any]]:
     rng = np.random.default_rng(opts.seed * 1000 + fold)
     scaler = grad_scaler(data.x.device)
     history: list[dict[str, Any]] = []
@@ -474,7 +474,8 @@ def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
         resolve_device(opts.device)  # cluster's GPUs are checked where they are)
     torch.set_num_threads(max(1, opts.threads))
     check_holes(holes, opts.folds)
-    parent_manifest, parent_states = (None, [])
+    parent_manifest: dict[str, Any] | None = None
+    parent_states: list[dict[str, Any]] = []
     if parent_dir is not None:
         parent_manifest, parent_states = _load_parent(Path(parent_dir), opts)
     spec = opts.spec
@@ -641,7 +642,10 @@ def _with_copies(holes: list[TrainHole], readings: list[Reading | None], anchore
                         h.group, f"{h.hole_id}~aug{c}")
               for c in range(opts.augment) for h in holes]
     reps = opts.augment + 1
-    tile = (lambda a: np.concatenate([a] * reps))  # noqa: E731 - four arrays alike
+
+    def tile(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a] * reps)
+
     return (holes + copies, readings + [read_trace(h.trace) for h in copies],
             Anchored(tile(anchored.anchor_mm), tile(anchored.residual_mm),
                      tile(anchored.on_ramp), anchored.rig_offset_mm), tile(learn_residual))

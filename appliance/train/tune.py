@@ -110,11 +110,12 @@ def read_best(path: str | Path) -> dict[str, Any]:
         best = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValidationError(f"{path}: not a readable best.json ({exc})") from None
+    params = best.get("params") if isinstance(best, dict) else None
     if not isinstance(best, dict) or best.get("format") != BEST_FORMAT \
-            or not isinstance(best.get("params"), dict):
+            or not isinstance(params, dict):
         raise ValidationError(f"{path}: not a best.json written by appliance tune "
                               f"(format {BEST_FORMAT})")
-    return best["params"]
+    return params
 
 
 def score(metrics: dict[str, Any]) -> TrialScore:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.geometry import Size
 from textual.widget import Widget
 from textual.widgets import DataTable
@@ -70,7 +71,7 @@ class DrillTable(DataTable[Text]):
         if not self.row_count:
             return None
         row = min(self.cursor_row, self.row_count - 1)
-        value = self.coordinate_to_cell_key((row, 0)).row_key.value
+        value = self.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value
         return None if value is None else str(value)
 
 
