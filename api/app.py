@@ -14,6 +14,7 @@ import time
 
 from litestar import Litestar, Router
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -89,9 +90,10 @@ def _ready(daemon: Daemon) -> None:
 
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
+        method = scope["method"]
         start = time.perf_counter()
         status = 500
 
@@ -106,7 +108,7 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             daemon: Daemon = scope["app"].state.daemon
             route = scope.get("path_template") or "unmatched"
-            daemon.metrics.observe_request(scope["method"], route, status,
+            daemon.metrics.observe_request(method, route, status,
                                            time.perf_counter() - start)
 
     return middleware

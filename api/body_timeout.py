@@ -12,8 +12,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 log = logging.getLogger("appliance.api")
 
@@ -23,14 +24,15 @@ def body_timeout(limit_s: float) -> Callable[[ASGIApp], ASGIApp]:
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
+            method = scope["method"]
             loop = asyncio.get_running_loop()
             deadline: float | None = None
             complete = False
 
-            async def timed_receive() -> Message:
+            async def timed_receive() -> ReceiveMessage:
                 nonlocal deadline, complete
                 if complete:  # e.g. a stream listening for the client's disconnect
                     return await receive()
@@ -42,7 +44,7 @@ def body_timeout(limit_s: float) -> Callable[[ASGIApp], ASGIApp]:
                     client = scope.get("client")
                     who = client[0] if client else "unknown"
                     log.warning("%s %s from %s: 408: the request body did not arrive within "
-                                "%g s", scope["method"], scope["path"], who, limit_s)
+                                "%g s", method, scope["path"], who, limit_s)
                     raise HTTPException(
                         status_code=408,
                         detail=f"the request body did not arrive within {limit_s:g} s",

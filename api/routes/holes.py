@@ -91,7 +91,9 @@ class HoleController(Controller):
         body = daemon.holes.cached_trace_json(hole_id, max_points)
         if body is None:
             body = await asyncio.to_thread(daemon.holes.trace_json, hole_id, max_points)
-        return Response(body, media_type=MediaType.JSON)
+        # the body is a TraceOut already encoded; Response's parameter is what the OpenAPI
+        # schema documents, so the bytes are passed where a TraceOut is typed
+        return Response(body, media_type=MediaType.JSON)  # type: ignore[arg-type]
 
     @get("/holes/{hole_id:str}/estimate", operation_id="getHoleEstimate", sync_to_thread=True,
          summary="The active model's estimate of a hole (stored, or computed and stored)",

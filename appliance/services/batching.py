@@ -19,7 +19,8 @@ from concurrent.futures import Future
 from appliance.points import DepthEstimate
 from appliance.trace import Trace
 
-_STOP = object()
+_STOP = None  # what close() queues once per worker thread
+_Job = tuple[Trace, "Future[DepthEstimate]"]
 
 
 def serving_workers() -> int:
@@ -36,7 +37,7 @@ class EstimateBatcher:
         # missed one from waiting long for the next
         self._estimate_many = estimate_many
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, name=f"estimate-batcher-{i}",
                                           daemon=True) for i in range(workers)]
         self._closed = False
@@ -68,7 +69,7 @@ class EstimateBatcher:
             first = self._queue.get()
             if first is _STOP:
                 return
-            items = [first]
+            items: list[_Job] = [first]
             stop = False
             while len(items) < self._max_batch:
                 try:
@@ -79,8 +80,8 @@ class EstimateBatcher:
                     stop = True
                     break
                 items.append(nxt)
-            traces = [t for t, _ in items]  # type: ignore[misc]
-            futures = [f for _, f in items]  # type: ignore[misc]
+            traces = [t for t, _ in items]
+            futures = [f for _, f in items]
             try:
                 results = self._estimate_many(traces)
                 with self._count_lock:
