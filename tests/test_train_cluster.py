@@ -260,7 +260,10 @@ def test_a_daemon_job_trains_its_folds_on_ray(
                         train=TrainConfig(device="cpu", ray="local")) as (daemon, client, h):
         _labelled_home(client, h, n=8, seed=54)
         job = client.post("/jobs/fine-tune", headers=h, json=FINE_TUNE).json()
-        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"))
+        # a Ray cluster starts and its workers import torch before the folds: on a busy
+        # 2-core box that alone can take a minute
+        done = _wait(client, h, job["id"], lambda j: j["status"] not in ("queued", "running"),
+                     timeout=420)
         assert done["status"] == "succeeded", done
         assert done["progress"]["fraction"] == 1.0
         log = (daemon.config.home / "jobs" / job["id"] / "train.log").read_text()
