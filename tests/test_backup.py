@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import stat
 import threading
-import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from litestar.testing import TestClient
 from model_fixtures import build_model_folder
 from test_api_support import (  # noqa: F401  (fixture)
     add_key,
     cli,
     fixture_baseline,
+    served,
     synth_files,
 )
 
@@ -36,27 +32,6 @@ from appliance.points import DepthPoints
 from appliance.services.backup import MANIFEST_FILE
 from appliance.services.daemon import Daemon
 from appliance.store import Store
-
-
-@contextmanager
-def served(daemon: Daemon) -> Iterator[str]:
-    """The daemon's app over real HTTP on a free loopback port (uvicorn in a thread)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(daemon), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the daemon did not start serving"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def _post_hole(c: httpx.Client, name: str, data: bytes) -> str:

@@ -58,6 +58,24 @@ class TrainVerbs(Protocol):
     def run_tune(self, args: argparse.Namespace) -> int: ...
 
 
+def add_hole_sources(p: argparse.ArgumentParser) -> None:
+    """Where `train` and `tune` take their holes from: snapshots and/or the generator."""
+    p.add_argument("--dataset", action="append", default=None, metavar="SNAPSHOT_DIR",
+                   help="dataset snapshot directory (`appliance export-dataset`); give it "
+                        "once per rig to train one fleet model on several rigs' holes "
+                        "(folds grouped by rig)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="add N generated holes to the training set")
+
+
+def has_holes(args: argparse.Namespace, verb: str) -> bool:
+    """False (said in one line) when neither source was given."""
+    if args.dataset or args.synthetic:
+        return True
+    print(f"appliance {verb}: give --dataset SNAPSHOT_DIR and/or --synthetic N")
+    return False
+
+
 def load_train_module() -> TrainVerbs | None:
     """appliance.train.run, imported only when a training verb runs: serving stays torch-free."""
     try:

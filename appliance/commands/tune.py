@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from appliance.commands._train_common import add_training_options, load_train_module
+from appliance.commands._train_common import (
+    add_hole_sources,
+    add_training_options,
+    has_holes,
+    load_train_module,
+)
 from appliance.commands.train import FINETUNE_REPLAY
 
 
@@ -18,10 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "each epoch's validation loss; with --ray, Ray Tune with the same searcher. "
                     "The study is kept in DIR: run the same command again to resume. "
                     "Then: appliance train --config DIR/best.json ...")
-    p.add_argument("--dataset", action="append", default=None, metavar="SNAPSHOT_DIR",
-                   help="dataset snapshot directory; once per rig for a fleet")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N",
-                   help="add N generated holes")
+    add_hole_sources(p)
     p.add_argument("--trials", type=int, default=20, help="trials to finish (default 20)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the search's folder: study, trials.csv, best.json")
@@ -33,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
-    if not args.dataset and not args.synthetic:
-        print("appliance tune: give --dataset SNAPSHOT_DIR and/or --synthetic N")
+    if not has_holes(args, "tune"):
         return 2
     if args.trials < 1:
         print("appliance tune: --trials must be at least 1")

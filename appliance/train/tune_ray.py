@@ -11,6 +11,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from appliance.errors import ValidationError
 from appliance.points import POINT_NAMES
 from appliance.train.cluster import check_address, connected, gpu_share
 from appliance.train.progress import Progress
@@ -108,8 +109,6 @@ def run_search_on_ray(search: Search, progress: Progress) -> dict[str, Any]:
         progress.emit("trial", number=row_trial.number, state=row_trial.state.name.lower(),
                       objective=row_trial.value, params=row_trial.params)
     if best is None:
-        from appliance.errors import ValidationError
-
         raise ValidationError(f"{search.out_dir}: no trial finished on Ray")
     progress.emit("done", out=str(search.out_dir), best_objective=best["objective"],
                   params=best["params"], trials=finished_trials(study))
