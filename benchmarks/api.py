@@ -157,7 +157,7 @@ async def run(url: str, key: str, args: argparse.Namespace, pid: int | None = No
     limits = httpx.Limits(max_connections=args.concurrency + 4)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
                                  timeout=httpx.Timeout(60.0)) as client:
-        health = (await client.get("/health")).json()
+        health = (await client.get("/health/details")).json()
         print(f"daemon {url}: model {health['active_model'] or 'rule-based'}, "
               f"{health['store']['holes']} holes; {args.concurrency} concurrent clients")
         name, data = typical_hole()

@@ -23,12 +23,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from appliance.engine import manifest as engine_manifest
 from appliance.engine.manifest import sha256_file
 from appliance.errors import ValidationError
 from appliance.features import FeatureBatch, FeatureSpec, decode, points_array
+from appliance.train.served_form import served_form
 
 MANIFEST_FORMAT = 1
 PARITY_ATOL = 1e-4
@@ -95,12 +96,15 @@ class WithoutOffset(torch.nn.Module):
 
 
 def export_onnx(model: torch.nn.Module, path: Path, example_x: np.ndarray,
-                example_scalars: np.ndarray, offset: bool = True) -> None:
-    """torch.onnx.export(dynamo=True) with a dynamic batch dimension, metadata stripped;
-    `offset` False leaves the offset output (and the branch behind it) out of the graph."""
-    model.eval()
+                example_scalars: np.ndarray, offset: bool = True, as_trained: bool = False,
+                ) -> None:
+    """torch.onnx.export(dynamo=True) of the model's served form (appliance.train.served_form)
+    with a dynamic batch dimension, metadata stripped; `offset` False leaves the offset output
+    (and the branch behind it) out of the graph; `as_trained` exports the training module
+    itself (benchmarks/export_form.py compares the two)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
-    served = model if offset else WithoutOffset(model).eval()
+    form = model.eval() if as_trained else served_form(model)
+    served = form if offset else WithoutOffset(form).eval()
     names = OUTPUT_NAMES if offset else OUTPUT_NAMES[:2]
     with quiet_exporter():
         program = torch.onnx.export(
@@ -272,3 +276,48 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def reexport_members(model_dir: str | Path, card_notes: str = "") -> float:
+    """Export a folder's members again from its own weights (after a change to how models
+    are exported, such as appliance.train.served_form), each checked for parity with its
+    weights on the folder's probe and on a batch of other values. The weights, the probe and
+    so the version are unchanged; the members' hashes, the parity figure and the card are
+    updated (card_notes: what the folder's card adds to model_card's text). Returns the
+    worst parity. Nothing in the folder is touched if any member fails.
+    """
+    from appliance.train.card import refresh_card
+    from appliance.train.model import build_model
+
+    model_dir = Path(model_dir)
+    raw = read_manifest(model_dir)
+    learnt = bool((raw.get("decode") or {}).get("residual", False))
+    probe = np.load(model_dir / raw["probe"], allow_pickle=False)
+    x, scalars = probe["x"], probe["scalars"]
+    rng = np.random.default_rng(12345)
+    other_x = (rng.standard_normal((3, *x.shape[1:])) * 2).astype(np.float32)
+    other_s = rng.standard_normal((3, scalars.shape[1])).astype(np.float32)
+    tmp = model_dir / f".members.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    parity: list[float] = []
+    try:
+        for rel_onnx, rel_weights in zip(raw["members"], raw["weights"], strict=True):
+            model = build_model(raw["architecture"], raw["config"])
+            model.load_parent_state(load_file(str(model_dir / rel_weights)))
+            model.eval()
+            path = tmp / Path(rel_onnx).name
+            export_onnx(model, path, x[:2], scalars[:2], offset=learnt)
+            parity.append(max(check_parity(model, path, x, scalars),
+                              check_parity(model, path, other_x, other_s)))
+        for rel_onnx in raw["members"]:
+            os.replace(tmp / Path(rel_onnx).name, model_dir / rel_onnx)
+            raw["files"][rel_onnx] = sha256_file(model_dir / rel_onnx)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raw["metrics"]["export_parity_max_abs"] = max(parity)
+    out = model_dir / "manifest.json.tmp"
+    out.write_text(json.dumps(raw, indent=2, default=float) + "\n", encoding="utf-8")
+    os.replace(out, model_dir / "manifest.json")
+    refresh_card(model_dir, card_notes)
+    return max(parity)
