@@ -138,6 +138,9 @@ class DaemonConfig:
     body_timeout_s: float = 30.0
     trace_cache_mb: float = 64.0  # downsampled traces kept in memory, encoded
     max_samples_per_hole: int = MAX_SAMPLES_PER_HOLE
+    # worker processes that answer estimates (parse, rules, model) beside the daemon's own
+    # process; -1: one per model thread (appliance.services.batching), 0: none
+    estimate_processes: int = -1
     nightly: NightlyConfig = field(default_factory=NightlyConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -163,7 +166,8 @@ class DaemonConfig:
 
 _DAEMON_KEYS = {"home": str, "host": str, "port": int, "open_reads": bool,
                 "max_body_mb": (int, float), "body_timeout_s": (int, float),
-                "trace_cache_mb": (int, float), "max_samples_per_hole": int}
+                "trace_cache_mb": (int, float), "max_samples_per_hole": int,
+                "estimate_processes": int}
 
 
 def load_config(
@@ -275,6 +279,9 @@ def _validated(cfg: DaemonConfig) -> DaemonConfig:
         problems.append(f"trace_cache_mb {cfg.trace_cache_mb} must be >= 0 (0: no cache)")
     if cfg.max_samples_per_hole < 1:
         problems.append(f"max_samples_per_hole {cfg.max_samples_per_hole} must be >= 1")
+    if not -1 <= cfg.estimate_processes <= 64:
+        problems.append(f"estimate_processes {cfg.estimate_processes} must be -1 (one per "
+                        "model thread), 0 (none) or up to 64")
     n = cfg.nightly
     try:
         hh, mm = n.hour_minute

@@ -25,6 +25,11 @@ class IngestError(ApplianceError):
         location = f" ({where})" if where else ""
         super().__init__(f"{source}{location}: {problem}")
 
+    def __reduce__(self) -> tuple[type[IngestError], tuple[str, str, str | None]]:
+        # rebuilt from its parts when it crosses to another process (an estimate worker
+        # that parsed an upload), not from the message alone
+        return (IngestError, (self.source, self.problem, self.where))
+
 
 class StoreLockedError(ApplianceError):
     """Another process holds the DuckDB file (usually a running `appliance serve`)."""

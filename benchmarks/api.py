@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+
+from proctime import cpu_seconds  # noqa: E402
 
 from appliance.ingest.setitec_writer import write_setitec  # noqa: E402
 from appliance.synth import generate  # noqa: E402
@@ -116,16 +117,6 @@ async def hammer(url: str, key: str, make, n: int, concurrency: int  # noqa: ANN
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, statuses, time.perf_counter() - start
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError, TypeError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report_cpu(pid: int | None, daemon_cpu: float | None, client_cpu: float, n: int,

@@ -47,6 +47,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from mqtt_broker import Mosquitto, free_port, mosquitto_path  # noqa: E402
+from proctime import cpu_seconds  # noqa: E402
 
 from appliance.errors import IngestError  # noqa: E402
 from appliance.ingest import parse_bytes  # noqa: E402
@@ -441,16 +442,6 @@ class FakeDaemon:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError, TypeError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- phases ------------------------------------------------------------------------------------

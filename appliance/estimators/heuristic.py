@@ -106,11 +106,17 @@ def read_trace(trace: Trace) -> Reading | None:
             _READINGS.move_to_end(id(trace))
             return held[1]
     reading = read_samples(trace.depth_mm, trace.torque_a, trace.step)
+    remember_reading(trace, reading)
+    return reading
+
+
+def remember_reading(trace: Trace, reading: Reading | None) -> None:
+    """read_trace's answer for `trace`, computed elsewhere (an estimate worker process): the
+    drift watch then reads the hole from memory rather than again."""
     with _READINGS_LOCK:
         _READINGS[id(trace)] = (trace, reading)
         while len(_READINGS) > READINGS_KEPT:
             _READINGS.popitem(last=False)
-    return reading
 
 
 def read_samples(depth_mm: np.ndarray, torque_a: np.ndarray, step: np.ndarray,

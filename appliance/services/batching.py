@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from appliance.engine.workers import Answer, Item
 from appliance.points import DepthEstimate
 from appliance.trace import Trace
 
 _STOP = None  # what close() queues once per worker thread
-_Job = tuple[Trace, "Future[DepthEstimate]"]
+_Job = tuple[Item, "Future[DepthEstimate]"]
 
 
 def serving_workers() -> int:
@@ -30,7 +31,7 @@ def serving_workers() -> int:
 
 
 class EstimateBatcher:
-    def __init__(self, estimate_many: Callable[[Sequence[Trace]], list[DepthEstimate]],
+    def __init__(self, estimate_many: Callable[[Sequence[Item]], Sequence[Answer]],
                  max_batch: int = 8, workers: int = 1) -> None:
         # several workers (see serving_workers): while one waits on onnxruntime (no GIL held)
         # another gathers and decodes its batch; small batches keep a request that just
@@ -49,12 +50,13 @@ class EstimateBatcher:
     def estimate(self, trace: Trace, timeout: float | None = 120.0) -> DepthEstimate:
         return self.submit(trace).result(timeout=timeout)
 
-    def submit(self, trace: Trace) -> Future[DepthEstimate]:
-        """Queue one hole; the future is resolved by the worker thread."""
+    def submit(self, item: Item) -> Future[DepthEstimate]:
+        """Queue one hole (a trace, or an upload to parse); the future is resolved by the
+        worker thread, with the upload's error when it does not parse."""
         if self._closed:
             raise RuntimeError("the estimator is shutting down")
         fut: Future[DepthEstimate] = Future()
-        self._queue.put((trace, fut))
+        self._queue.put((item, fut))
         return fut
 
     def close(self) -> None:
@@ -80,14 +82,17 @@ class EstimateBatcher:
                     stop = True
                     break
                 items.append(nxt)
-            traces = [t for t, _ in items]
+            holes = [t for t, _ in items]
             futures = [f for _, f in items]
             try:
-                results = self._estimate_many(traces)
+                results = self._estimate_many(holes)
                 with self._count_lock:
                     self.batches += 1
                 for fut, res in zip(futures, results, strict=True):
-                    fut.set_result(res)
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
             except BaseException as exc:  # every waiter must hear of it, never hang
                 for fut in futures:
                     if not fut.done():

@@ -63,7 +63,7 @@ from appliance.services.keys import (
     revoke_key,
 )
 from appliance.services.metrics import Metrics
-from appliance.services.models import ModelService
+from appliance.services.models import ModelService, estimate_processes
 from appliance.store import Store
 
 log = logging.getLogger("appliance.daemon")
@@ -76,7 +76,7 @@ class Daemon:
         self.store = store
         self.db = Db(store)
         self.metrics = Metrics()
-        self.models = ModelService(serving)
+        self.models = ModelService(serving, estimate_processes(config.estimate_processes))
         self.drift = DriftService(store)
         self.holes = HoleService(self.db, self.models, self.metrics, self.drift,
                                  trace_cache_bytes=config.trace_cache_bytes)

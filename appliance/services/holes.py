@@ -19,6 +19,7 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 
+from appliance.engine.workers import Upload
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.records import Estimate, Hole, Label
@@ -154,26 +155,37 @@ class HoleService:
     async def estimate_bytes(self, data: bytes, source: str | None) -> Estimate:
         """Stateless: parse and estimate, store nothing (not even a quarantine entry).
 
-        For the event loop: parsing runs in a small pool of its own and the (batched) model
-        call is awaited, so a request holds a thread only while its bytes are parsed."""
-        loop = asyncio.get_running_loop()
-        trace = await loop.run_in_executor(self._parse_pool, self.parse_upload, data, source)
-        est = await self._models.estimate_async(trace)
+        For the event loop: the bytes go to the estimate worker process that answers their
+        batch and parses them there (without worker processes: parsed in a small pool of
+        threads first), and the batch is awaited, so no request holds a thread meanwhile."""
+        if self._models.workers is not None:
+            # parsed by the estimate worker that answers it, beyond this process's lock
+            name = check_source(source) if source is not None else default_source(data)
+            est = await self._models.estimate_async(Upload(data, name))
+        else:
+            loop = asyncio.get_running_loop()
+            trace = await loop.run_in_executor(self._parse_pool, self.parse_upload, data,
+                                               source)
+            est = await self._models.estimate_async(trace)
         self._metrics.count_estimate(est.estimator)
         return estimate_record(est.as_dict())
 
     def warm(self, holes: int = 32) -> None:
-        """Send a burst of synthetic uploads through the estimate path (parse pool, every
-        model worker) so the first burst of real requests does not pay the process's first
-        allocations: measured, a cold daemon answered its first 32 concurrent estimates
-        ~1.5x slower than later ones."""
+        """Send a burst of synthetic uploads through the estimate path (every worker process
+        or the parse pool, every model thread) so the first burst of real requests does not
+        pay the first allocations (nor the workers' start and model load): measured, a cold
+        daemon answered its first 32 concurrent estimates ~1.5x slower than later ones."""
         from appliance.ingest.setitec_writer import write_setitec
         from appliance.synth import generate
 
         data = write_setitec(generate(1, 7)[0].trace)
-        parsed = [self._parse_pool.submit(self.parse_upload, data, "warm-up.xls")
-                  for _ in range(holes)]
-        waiting = [self._models.batcher.submit(f.result()) for f in parsed]
+        if self._models.workers is not None:
+            waiting = [self._models.batcher.submit(Upload(data, "warm-up.xls"))
+                       for _ in range(holes)]
+        else:
+            parsed = [self._parse_pool.submit(self.parse_upload, data, "warm-up.xls")
+                      for _ in range(holes)]
+            waiting = [self._models.batcher.submit(f.result()) for f in parsed]
         for fut in waiting:
             fut.result(timeout=120)
 

@@ -8,13 +8,16 @@ candidate in one step, promotion when every gate passed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from appliance.engine.workers import Answer, Item, ProcessEstimator, WorkerFailed, answer_items
 from appliance.errors import NotFoundError
+from appliance.estimators.heuristic import remember_reading
 from appliance.points import DepthEstimate
 from appliance.records import (
     Activation,
@@ -29,23 +32,55 @@ from appliance.registry import ServingService
 from appliance.services.batching import EstimateBatcher, serving_workers
 from appliance.trace import Trace
 
+log = logging.getLogger("appliance.models")
+
+
+def estimate_processes(setting: int) -> int:
+    """Worker processes for estimates: `setting` when >= 0 (0: all in the daemon's own
+    process), else one per model thread of the batcher."""
+    return serving_workers() if setting < 0 else setting
+
 
 class ModelService:
-    def __init__(self, serving: ServingService) -> None:
+    def __init__(self, serving: ServingService, processes: int = 0) -> None:
         self.serving = serving
-        self.batcher = EstimateBatcher(serving.estimate_many, workers=serving_workers())
+        # with worker processes, each batch thread hands its batch to one (parsing, the
+        # rules' reading, the model and the answer all run there, beyond this process's
+        # interpreter lock); without, or when a worker fails, the thread answers it here
+        self.workers = ProcessEstimator(processes) if processes > 0 else None
+        self.batcher = EstimateBatcher(self._answer_batch, workers=serving_workers())
 
     def close(self) -> None:
         self.batcher.close()
+        if self.workers is not None:
+            self.workers.close()
+
+    def _answer_batch(self, items: Sequence[Item]) -> list[Answer]:
+        active = self.serving.holder.current()
+        if self.workers is not None:
+            folder = active.engine.manifest.folder if active.engine is not None else None
+            try:
+                done = self.workers.estimate(folder, items)
+            except WorkerFailed as exc:
+                log.warning("%s; this batch of %d answered in the daemon", exc, len(items))
+            else:
+                for i, reading in done.readings:
+                    item = items[i]
+                    if isinstance(item, Trace):
+                        remember_reading(item, reading)
+                return done.answers
+        return answer_items(items, active.estimate_many)[0]
 
     # -- estimation ----------------------------------------------------------------------------
     def estimate(self, trace: Trace) -> DepthEstimate:
         """The active model's estimate; concurrent callers share one batched model call."""
         return self.batcher.estimate(trace)
 
-    async def estimate_async(self, trace: Trace) -> DepthEstimate:
-        """`estimate` for the event loop: awaits the batch without holding a thread."""
-        return await asyncio.wrap_future(self.batcher.submit(trace))
+    async def estimate_async(self, item: Item) -> DepthEstimate:
+        """`estimate` for the event loop: awaits the batch without holding a thread. An
+        Upload is parsed where the batch is answered; one that does not parse raises its
+        IngestError."""
+        return await asyncio.wrap_future(self.batcher.submit(item))
 
     def estimate_many(self, traces: Sequence[Trace]) -> list[DepthEstimate]:
         return self.serving.estimate_many(traces)
