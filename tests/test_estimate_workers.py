@@ -19,8 +19,8 @@ from appliance.engine import Engine
 from appliance.engine.sessions import set_default_threads
 from appliance.engine.workers import ProcessEstimator, Upload, WorkerFailed
 from appliance.errors import IngestError
-from appliance.ingest import parse_bytes
 from appliance.estimators.heuristic import read_trace
+from appliance.ingest import parse_bytes
 from appliance.ingest.setitec_writer import write_setitec
 from appliance.points import DepthEstimate
 from appliance.services.daemon import Daemon
@@ -64,7 +64,7 @@ def test_a_worker_answers_traces_and_uploads_as_the_daemon_would(tmp_path: Path,
     assert isinstance(err, IngestError) and err.source == "bad.xls"
     # the rules' reading comes back for the stored traces (the drift watch reads them next)
     assert [i for i, _ in done.readings] == [0, 2, 4]
-    for (i, reading), trace in zip(done.readings, traces, strict=True):
+    for (_, reading), trace in zip(done.readings, traces, strict=True):
         here = read_trace(trace)
         assert (reading is None) == (here is None)
         assert reading is None or reading.ramps == here.ramps
@@ -134,3 +134,18 @@ def test_the_daemon_answers_through_its_workers_and_survives_losing_one(tmp_path
 def workers_of(daemon: Daemon) -> list[int]:
     assert daemon.models.workers is not None
     return daemon.models.workers.pids()
+
+
+def test_the_setting_is_checked_and_minus_one_means_one_per_model_thread(tmp_path: Path):
+    from appliance.config import load_config
+    from appliance.errors import ValidationError
+    from appliance.services.batching import serving_workers
+    from appliance.services.models import estimate_processes
+
+    (tmp_path / "a.toml").write_text("[daemon]\nestimate_processes = 100\n")
+    with pytest.raises(ValidationError, match="estimate_processes 100"):
+        load_config(tmp_path, tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text("[daemon]\nestimate_processes = 0\n")
+    assert load_config(tmp_path, tmp_path / "b.toml").estimate_processes == 0
+    assert DaemonConfig(home=tmp_path).estimate_processes == -1
+    assert estimate_processes(-1) == serving_workers() and estimate_processes(3) == 3
