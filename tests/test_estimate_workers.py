@@ -149,3 +149,16 @@ def test_the_setting_is_checked_and_minus_one_means_one_per_model_thread(tmp_pat
     assert load_config(tmp_path, tmp_path / "b.toml").estimate_processes == 0
     assert DaemonConfig(home=tmp_path).estimate_processes == -1
     assert estimate_processes(-1) == serving_workers() and estimate_processes(3) == 3
+
+
+def test_a_worker_that_cannot_start_is_a_failed_worker(monkeypatch, tmp_path: Path):
+    from appliance.engine import workers as module
+
+    def no_processes(index: int) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(module, "EstimateProcess", no_processes)
+    pool = ProcessEstimator(1)
+    with pytest.raises(WorkerFailed, match="could not start .*Resource temporarily"):
+        pool.estimate(None, [ramp_trace()])
+    pool.close()

@@ -224,7 +224,11 @@ class ProcessEstimator:
                     raise WorkerFailed("the estimate workers are shut down")
                 proc = self._procs[slot]
                 if proc is None:
-                    proc = self._procs[slot] = EstimateProcess(slot)
+                    try:
+                        proc = self._procs[slot] = EstimateProcess(slot)
+                    except (OSError, RuntimeError) as exc:  # no process could be made
+                        raise WorkerFailed(f"estimate worker {slot} could not start "
+                                           f"({exc})") from exc
             try:
                 return proc.run(Batch(None if model_dir is None else str(model_dir),
                                       tuple(items)))
