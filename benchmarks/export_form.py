@@ -21,8 +21,7 @@ import onnxruntime as ort
 
 from appliance.engine.sessions import make_session
 from appliance.home import baseline_model_dir
-from appliance.train.export import check_parity, export_onnx, read_manifest
-from appliance.train.model import build_model
+from appliance.train.export import check_parity, export_onnx, load_members, read_manifest
 
 
 def main() -> None:
@@ -30,12 +29,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=baseline_model_dir())
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
-    from safetensors.torch import load_file
-
     raw = read_manifest(args.model)
-    model = build_model(raw["architecture"], raw["config"])
-    model.load_parent_state(load_file(str(args.model / raw["weights"][0])))
-    model.eval()
+    model = load_members(args.model, raw)[0]
     probe = np.load(args.model / raw["probe"], allow_pickle=False)
     x, s = probe["x"], probe["scalars"]
     offset = bool((raw.get("decode") or {}).get("residual", False))

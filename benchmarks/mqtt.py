@@ -46,7 +46,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from mqtt_broker import Mosquitto, free_port, mosquitto_path  # noqa: E402
+from loopback import free_port  # noqa: E402
+from mqtt_broker import Mosquitto, mosquitto_path  # noqa: E402
 from proctime import cpu_seconds  # noqa: E402
 
 from appliance.errors import IngestError  # noqa: E402

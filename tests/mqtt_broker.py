@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from loopback import HOST, free_port
 
 
 def mosquitto_path() -> str | None:
@@ -35,12 +35,6 @@ def mosquitto_path() -> str | None:
         if os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

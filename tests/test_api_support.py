@@ -7,10 +7,8 @@ or a tiny really trained one (`appliance train`), synthetic holes written as rea
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,8 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from litestar.testing import TestClient
+from loopback import free_port, serve_in_thread
 from model_fixtures import build_model_folder
 
 from api.app import create_app
@@ -73,23 +71,20 @@ def running_daemon(home: Path, baseline: Path | None, **overrides: object
 
 @contextmanager
 def served(daemon: Daemon) -> Iterator[str]:
-    """The daemon's app over real HTTP on a free loopback port (uvicorn in a thread, no
-    lifespan: the estimate path is not warmed); its base URL. uvicorn leaves the logging
-    set-up alone, so pytest's caplog still sees the daemon's log."""
-    server = uvicorn.Server(uvicorn.Config(create_app(daemon), host="127.0.0.1",
-                                           port=free_port(), log_level="warning",
-                                           log_config=None, lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the daemon did not start serving"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    """The daemon's app over real HTTP (loopback.serve_in_thread; no lifespan: the estimate
+    path is not warmed); its base URL."""
+    with serve_in_thread(create_app(daemon), "the daemon") as url:
+        yield url
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict]]:
+    """(event name, data) of each event of a server-sent event stream, as they arrive."""
+    name = None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            yield name or "message", json.loads(line.split(":", 1)[1])
 
 
 def ingest(client: TestClient, headers: dict[str, str], files: list[tuple[str, bytes, object]]
@@ -129,12 +124,6 @@ def trained_baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- a real `appliance serve` process ------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def prepare_home(home: Path, baseline: Path, config: str = "") -> None:
     """A home whose active model is `baseline` (registered on this first start)."""

@@ -9,7 +9,6 @@ that test is about the streams following a job, not about training.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import socket
 import sys
@@ -27,6 +26,7 @@ from test_api_support import (  # noqa: F401  (fixture)
     ingest,
     running_daemon,
     served,
+    sse_events,
     synth_files,
     write_config,
 )
@@ -121,18 +121,14 @@ sys.exit(3)
 
 def _stream_events(url: str, headers: dict[str, str], job_id: str,
                    events: list[tuple[str, dict]], opened: threading.Event) -> None:
-    name = None
     with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers,
                       timeout=httpx.Timeout(30.0)) as r:
         assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                events.append((name or "message", json.loads(line.split(":", 1)[1])))
-                opened.set()
-                if name == "end":
-                    return
+        for name, data in sse_events(r):
+            events.append((name, data))
+            opened.set()
+            if name == "end":
+                return
 
 
 def test_open_streams_all_follow_a_job_while_the_daemon_answers(

@@ -21,6 +21,7 @@ from test_api_support import (  # noqa: F401  (fixture)
     ServeProcess,
     cli,
     prepare_home,
+    sse_events,
     synth_files,
     trained_baseline,
 )
@@ -66,18 +67,14 @@ def _ingest_and_label(c: httpx.Client, n: int, seed: int) -> list[str]:
 def _follow_events(url: str, headers: dict[str, str], job_id: str, limit_s: float = 240
                    ) -> list[tuple[str, dict]]:
     events: list[tuple[str, dict]] = []
-    name = None
     deadline = time.monotonic() + limit_s
     with httpx.stream("GET", f"{url}/jobs/{job_id}/events", headers=headers,
                       timeout=httpx.Timeout(limit_s, read=60.0)) as r:
         assert r.status_code == 200
-        for line in r.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:"):
-                events.append((name or "message", json.loads(line.split(":", 1)[1])))
-                if name == "end":
-                    break
+        for name, data in sse_events(r):
+            events.append((name, data))
+            if name == "end":
+                break
             assert time.monotonic() < deadline, "event stream did not end in time"
     return events
 

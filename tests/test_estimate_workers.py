@@ -162,3 +162,22 @@ def test_a_worker_that_cannot_start_is_a_failed_worker(monkeypatch, tmp_path: Pa
     with pytest.raises(WorkerFailed, match="could not start .*Resource temporarily"):
         pool.estimate(None, [ramp_trace()])
     pool.close()
+
+
+def test_without_workers_the_daemon_parses_and_answers_uploads_itself(tmp_path: Path):
+    folder = build_model_folder(tmp_path / "shipped", "fixture-base")
+    daemon = Daemon.open(DaemonConfig(home=tmp_path / "home", estimate_processes=0),
+                         schedule=False, baseline_dir=folder)
+    assert daemon.models.workers is None and daemon.first_key_file is not None
+    headers = {"Authorization": f"Bearer {daemon.first_key_file.read_text().strip()}",
+               "Content-Type": "application/octet-stream"}
+    log = write_setitec(generate(1, 11)[0].trace)
+    try:
+        with served(daemon) as url:
+            good = httpx.post(f"{url}/estimate", content=log, headers=headers, timeout=60)
+            bad = httpx.post(f"{url}/estimate", params={"source": "cut.xls"},
+                             content=log[:200], headers=headers, timeout=60)
+    finally:
+        daemon.close()
+    assert good.status_code == 200 and good.json()["model_version"] == "fixture-base"
+    assert bad.status_code == 422 and "cut.xls" in bad.text

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import socket
-import threading
-import time
 import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +21,9 @@ import jsonschema
 import msgspec
 import numpy as np
 import pytest
-import uvicorn
 from litestar import Litestar, Request, Response, delete, get, post, put
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from loopback import serve_in_thread
 
 from appliance.monitor.drift import CHANNELS
 from appliance.points import DepthPoints
@@ -560,22 +557,8 @@ class FakeDaemon:
     @contextmanager
     def served(self) -> Iterator[str]:
         """The double over real HTTP on a free loopback port (uvicorn in a thread)."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline, "the daemon double did not start"
-            time.sleep(0.05)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with serve_in_thread(self.app(), "the daemon double") as url:
+            yield url
 
 
 # --- tests of the client (the caller) against the double ---------------------------------------

@@ -170,7 +170,7 @@ class EstimateProcess:
                 raise WorkerFailed(f"estimate worker {self.index} gave no answer in "
                                    f"{timeout:.0f} s")
             reply = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError) as exc:
+        except (EOFError, OSError) as exc:  # a broken pipe included
             raise WorkerFailed(f"estimate worker {self.index} (pid {self.pid}) is gone "
                                f"(exit code {self._proc.exitcode})") from exc
         if isinstance(reply, Exception):

@@ -193,7 +193,6 @@ class Daemon:
         if self.schedule is not None:
             self.schedule.stop()
         self.jobs.close()
-        self.holes.close()
         self.models.close()
         self.store.close()  # the serving facade shares this store: closed once, here
 

@@ -6,14 +6,11 @@ downsampling and estimation run outside it so one slow request never holds the o
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import hashlib
 import logging
 import math
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import msgspec
@@ -119,20 +116,8 @@ class HoleService:
         # the review queue's sort key of each estimate above, computed once when it arrives
         # rather than for every hole on every listing
         self._keys: dict[str, ReviewKey] = {}
-        # parsing is mostly Python (it holds the GIL): more threads than cores only fight
-        # the event loop and the model workers for it and stretch the slowest requests
-        # (measured with benchmarks/api.py: 2 threads beat 1, 3 and the loop's default 6)
-        self._parse_pool = ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 1)),
-                                              thread_name_prefix="parse")
-
-    def close(self) -> None:
-        self._parse_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- bytes in ----------------------------------------------------------------------------
-    def parse(self, data: bytes, source: str) -> Trace:
-        from appliance.ingest import parse_bytes
-
-        return parse_bytes(data, source)
 
     def ingest(self, data: bytes, source: str | None, group: str | None
                ) -> tuple[Hole, Estimate, bool]:
@@ -155,43 +140,27 @@ class HoleService:
     async def estimate_bytes(self, data: bytes, source: str | None) -> Estimate:
         """Stateless: parse and estimate, store nothing (not even a quarantine entry).
 
-        For the event loop: the bytes go to the estimate worker process that answers their
-        batch and parses them there (without worker processes: parsed in a small pool of
-        threads first), and the batch is awaited, so no request holds a thread meanwhile."""
-        if self._models.workers is not None:
-            # parsed by the estimate worker that answers it, beyond this process's lock
-            name = check_source(source) if source is not None else default_source(data)
-            est = await self._models.estimate_async(Upload(data, name))
-        else:
-            loop = asyncio.get_running_loop()
-            trace = await loop.run_in_executor(self._parse_pool, self.parse_upload, data,
-                                               source)
-            est = await self._models.estimate_async(trace)
+        For the event loop: the bytes are parsed where their batch is answered (an estimate
+        worker process, or the daemon's model thread without workers) and the batch is
+        awaited, so no request holds a thread meanwhile."""
+        name = check_source(source) if source is not None else default_source(data)
+        est = await self._models.estimate_async(Upload(data, name))
         self._metrics.count_estimate(est.estimator)
         return estimate_record(est.as_dict())
 
     def warm(self, holes: int = 32) -> None:
-        """Send a burst of synthetic uploads through the estimate path (every worker process
-        or the parse pool, every model thread) so the first burst of real requests does not
+        """Send a burst of synthetic uploads through the estimate path (every model thread and
+        its worker process) so the first burst of real requests does not
         pay the first allocations (nor the workers' start and model load): measured, a cold
         daemon answered its first 32 concurrent estimates ~1.5x slower than later ones."""
         from appliance.ingest.setitec_writer import write_setitec
         from appliance.synth import generate
 
         data = write_setitec(generate(1, 7)[0].trace)
-        if self._models.workers is not None:
-            waiting = [self._models.batcher.submit(Upload(data, "warm-up.xls"))
-                       for _ in range(holes)]
-        else:
-            parsed = [self._parse_pool.submit(self.parse_upload, data, "warm-up.xls")
-                      for _ in range(holes)]
-            waiting = [self._models.batcher.submit(f.result()) for f in parsed]
+        waiting = [self._models.batcher.submit(Upload(data, "warm-up.xls"))
+                   for _ in range(holes)]
         for fut in waiting:
             fut.result(timeout=120)
-
-    def parse_upload(self, data: bytes, source: str | None) -> Trace:
-        name = check_source(source) if source is not None else default_source(data)
-        return self.parse(data, name)
 
     # -- reads -------------------------------------------------------------------------------
     def get(self, hole_id: str) -> Hole:

@@ -109,10 +109,13 @@ trained on it: located, placed on its ramp's crossing, moved by the learnt resid
 {notes}"""
 
 
-def refresh_card(model_dir: str | Path, notes: str = "") -> None:
-    """Rewrite README.md of a model folder from its manifest and update its hash there."""
+def refresh_card(model_dir: str | Path, notes: str = "",
+                 manifest: dict[str, Any] | None = None) -> None:
+    """Rewrite README.md of a model folder from its manifest (`manifest`, when the caller
+    has changed it, else the folder's) and write the manifest with the card's hash."""
     model_dir = Path(model_dir)
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    if manifest is None:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
     (model_dir / "README.md").write_text(model_card(manifest, notes), encoding="utf-8")
     manifest["files"]["README.md"] = sha256_file(model_dir / "README.md")
     tmp = model_dir / "manifest.json.tmp"

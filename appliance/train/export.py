@@ -174,6 +174,21 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, x: np.ndarray,
     return diff
 
 
+def export_checked(model: torch.nn.Module, path: Path, x: np.ndarray, scalars: np.ndarray,
+                   offset: bool) -> float:
+    """export_onnx with the probe's first two holes as the example, then check_parity on the
+    whole probe and on a batch of another size and other values than the example: a graph
+    that baked in the example's shape or mistranslated the patching fails there. Returns the
+    worse parity."""
+    rng = np.random.default_rng(12345)
+    other_b = 3 if len(x) != 3 else 5
+    other_x = (rng.standard_normal((other_b, *x.shape[1:])) * 2).astype(np.float32)
+    other_s = rng.standard_normal((other_b, scalars.shape[1])).astype(np.float32)
+    export_onnx(model, path, x[:2], scalars[:2], offset=offset)
+    return max(check_parity(model, path, x, scalars),
+               check_parity(model, path, other_x, other_s))
+
+
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
     """A model folder's manifest (checked by the serving side's reader, files hash-verified),
     as the raw dict; a parent for fine-tuning must also carry its torch weights and config."""
@@ -205,8 +220,7 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
                        card_fn: Callable[[dict[str, Any]], str] | None = None,
                        placement: dict[str, Any] | None = None,
                        review: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export every member, check its parity on the probe and on a batch of another size and
-    other values than the export example, and write the folder. Returns the manifest."""
+    """Export every member (export_checked) and write the folder. Returns the manifest."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -217,22 +231,12 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
     try:
         # a model trained on the convention serves without its (zero) placement branch
         learnt = (placement or {}).get("mode", "learn") != "convention"
-        rng = np.random.default_rng(12345)
-        # Another batch size and other values than the example: a graph that baked in the
-        # example's shape or mistranslated the patching fails here.
-        other_b = 3 if len(probe) != 3 else 5
-        other_x = (rng.standard_normal((other_b, spec.n_channels, spec.length)) * 2
-                   ).astype(np.float32)
-        other_s = rng.standard_normal((other_b, spec.n_scalars)).astype(np.float32)
         probe_arrays: dict[str, np.ndarray] = {"x": probe.x, "scalars": probe.scalars,
                                                "origin_mm": probe.origin_mm}
         parity: list[float] = []
-        example_x, example_s = probe.x[:2], probe.scalars[:2]
         for i, model in enumerate(members):
-            onnx_path = tmp / "members" / f"m{i}.onnx"
-            export_onnx(model, onnx_path, example_x, example_s, offset=learnt)
-            parity.append(max(check_parity(model, onnx_path, probe.x, probe.scalars),
-                              check_parity(model, onnx_path, other_x, other_s)))
+            parity.append(export_checked(model, tmp / "members" / f"m{i}.onnx", probe.x,
+                                         probe.scalars, offset=learnt))
             scores, presence, offset = torch_outputs(model, probe.x, probe.scalars)
             probe_arrays[f"scores_{i}"] = scores
             probe_arrays[f"presence_{i}"] = presence
@@ -278,46 +282,45 @@ def write_model_folder(out_dir: str | Path, members: list[torch.nn.Module], *, a
     return manifest
 
 
+def load_members(model_dir: Path, manifest: dict[str, Any]) -> list[torch.nn.Module]:
+    """A folder's members as torch models (eval mode), from its weights."""
+    from appliance.train.model import build_model
+
+    members: list[torch.nn.Module] = []
+    for rel in manifest["weights"]:
+        model = build_model(manifest["architecture"], manifest["config"])
+        model.load_parent_state(load_file(str(model_dir / rel)))
+        members.append(model.eval())
+    return members
+
+
 def reexport_members(model_dir: str | Path, card_notes: str = "") -> float:
     """Export a folder's members again from its own weights (after a change to how models
-    are exported, such as appliance.train.served_form), each checked for parity with its
-    weights on the folder's probe and on a batch of other values. The weights, the probe and
-    so the version are unchanged; the members' hashes, the parity figure and the card are
-    updated (card_notes: what the folder's card adds to model_card's text). Returns the
-    worst parity. Nothing in the folder is touched if any member fails.
+    are exported, such as appliance.train.served_form), each through export_checked on the
+    folder's probe. The weights, the probe and so the version are unchanged; the members'
+    hashes, the parity figure and the card are updated (card_notes: what the folder's card
+    adds to model_card's text). Returns the worst parity. Nothing in the folder is touched
+    if any member fails.
     """
     from appliance.train.card import refresh_card
-    from appliance.train.model import build_model
 
     model_dir = Path(model_dir)
     raw = read_manifest(model_dir)
     learnt = bool((raw.get("decode") or {}).get("residual", False))
     probe = np.load(model_dir / raw["probe"], allow_pickle=False)
-    x, scalars = probe["x"], probe["scalars"]
-    rng = np.random.default_rng(12345)
-    other_x = (rng.standard_normal((3, *x.shape[1:])) * 2).astype(np.float32)
-    other_s = rng.standard_normal((3, scalars.shape[1])).astype(np.float32)
     tmp = model_dir / f".members.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    parity: list[float] = []
     try:
-        for rel_onnx, rel_weights in zip(raw["members"], raw["weights"], strict=True):
-            model = build_model(raw["architecture"], raw["config"])
-            model.load_parent_state(load_file(str(model_dir / rel_weights)))
-            model.eval()
-            path = tmp / Path(rel_onnx).name
-            export_onnx(model, path, x[:2], scalars[:2], offset=learnt)
-            parity.append(max(check_parity(model, path, x, scalars),
-                              check_parity(model, path, other_x, other_s)))
-        for rel_onnx in raw["members"]:
-            os.replace(tmp / Path(rel_onnx).name, model_dir / rel_onnx)
-            raw["files"][rel_onnx] = sha256_file(model_dir / rel_onnx)
+        parity = [export_checked(model, tmp / Path(rel).name, probe["x"], probe["scalars"],
+                                 offset=learnt)
+                  for model, rel in zip(load_members(model_dir, raw), raw["members"],
+                                        strict=True)]
+        for rel in raw["members"]:
+            os.replace(tmp / Path(rel).name, model_dir / rel)
+            raw["files"][rel] = sha256_file(model_dir / rel)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     raw["metrics"]["export_parity_max_abs"] = max(parity)
-    out = model_dir / "manifest.json.tmp"
-    out.write_text(json.dumps(raw, indent=2, default=float) + "\n", encoding="utf-8")
-    os.replace(out, model_dir / "manifest.json")
-    refresh_card(model_dir, card_notes)
+    refresh_card(model_dir, card_notes, raw)
     return max(parity)
