@@ -73,13 +73,13 @@ def test_duplicate_content_writes_nothing(home):
     copy = make_trace(4, source="V4_070.xls")  # same bytes, other name
     with Store.open(home) as store:
         first = store.add_hole(trace, "edge-cases")
-        n_samples = _count(store, "samples")
         second = store.add_hole(copy, "edge-cases")
         again = store.add_hole(trace, "edge-cases")
         assert first == (first[0], True)
         assert second == (first[0], False) and again == (first[0], False)
         assert _count(store, "holes") == 1
-        assert _count(store, "samples") == n_samples == len(trace)
+        assert _count(store, "traces") == 1  # one block of samples, written once
+        assert store.get_trace(first[0]).equals(trace)
         # both names lead to the one hole
         assert store.hole_sources(first[0]) == ["V4_069.xls", "V4_070.xls"]
         assert store.find_hole_by_source("V4_070.xls") == first[0]
@@ -96,14 +96,15 @@ def test_failure_mid_hole_leaves_nothing_and_store_usable(home, monkeypatch):
         monkeypatch.setattr(holes, "insert_samples", insert_then_fail)
         with pytest.raises(OSError, match="injected"):
             store.add_hole(make_trace(5))
-        for table in ("holes", "samples", "hole_sources"):
+        for table in ("holes", "traces", "hole_sources"):
             assert _count(store, table) == 0, table
         monkeypatch.setattr(holes, "insert_samples", original)
         hole_id, created = store.add_hole(make_trace(5))
         assert created
     with Store.open(home) as store:
         assert [h.hole_id for h in store.list_holes()] == [hole_id]
-        assert _count(store, "samples") == len(make_trace(5))
+        assert _count(store, "traces") == 1
+        assert store.get_trace(hole_id).equals(make_trace(5))
 
 
 def test_empty_trace_rejected(home):
@@ -188,7 +189,7 @@ def test_hole_id_collision_is_refused_not_merged(home):
         hole_id, _ = store.add_hole(a)
         with pytest.raises(ValidationError, match=f"hole id {hole_id} is already used"):
             store.add_hole(b)
-        assert store.get_trace(hole_id).equals(a) and _count(store, "samples") == len(a)
+        assert store.get_trace(hole_id).equals(a) and _count(store, "traces") == 1
 
 
 def test_a_trace_no_drilling_unit_could_log_is_refused_whole(tmp_path: Path) -> None:

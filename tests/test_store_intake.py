@@ -98,7 +98,7 @@ def test_failure_mid_batch_leaves_none_of_it(home, monkeypatch):
         with pytest.raises(OSError, match="injected"):
             store.add_holes([(make_trace(i), "g") for i in range(3)])
         with store.cursor() as con:
-            assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 0
+            assert con.execute("SELECT count(*) FROM traces").fetchone()[0] == 0
         assert store.count_holes() == 0
         monkeypatch.setattr(holes, "insert_samples", original)
         assert [created for _, created in store.add_holes(

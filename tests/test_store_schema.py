@@ -7,13 +7,16 @@ import sys
 import textwrap
 
 import duckdb
+import numpy as np
 import pytest
 from test_store_support import make_trace
 
 from appliance.errors import NotFoundError, StoreLockedError
 from appliance.points import DepthPoints
 from appliance.store import SchemaError, SchemaTooNewError, Store, StoreOpenError, schema
+from appliance.store.codec import SAMPLE_COLUMNS, samples_table
 from appliance.store.rows import one_row
+from appliance.trace import Trace
 
 
 def _version(path) -> int:
@@ -30,7 +33,7 @@ def test_fresh_file_gets_every_migration(home):
         with store.cursor() as con:
             tables = {r[0] for r in con.execute(
                 "SELECT table_name FROM information_schema.tables").fetchall()}
-    assert {"holes", "samples", "labels", "predictions", "models", "activations", "jobs",
+    assert {"holes", "traces", "labels", "predictions", "models", "activations", "jobs",
             "audit", "quarantine", "api_keys", "schema_version", "hole_sources"} <= tables
     assert _version(path) == len(schema.MIGRATIONS)
     with Store.open(home) as store:  # reopening applies nothing twice
@@ -57,7 +60,7 @@ def test_older_file_is_migrated_and_keeps_its_data(home, monkeypatch):
             from appliance.store.codec import utcnow
             batch = [holes.NewHole(hole_id, holes.next_seqs(con, 1)[0], trace, "tuhh-v4")]
             holes.insert_holes(con, batch, utcnow())
-            holes.insert_samples(con, batch)
+            _v1_samples(con, batch)
             con.execute(
                 """INSERT INTO predictions (hole_id, estimator, points, created_at)
                    VALUES (?, 'heuristic', '{"entry_mm": 2.0}', now())""", [hole_id]
@@ -80,6 +83,50 @@ def test_older_file_is_migrated_and_keeps_its_data(home, monkeypatch):
         assert store.find_hole_by_source("V4_070.xls") == hole_id
         lo, hi = store.get_hole(hole_id).depth_min_mm, trace.depth_range[1]
         store.add_label(hole_id, DepthPoints(lo + 1, None, hi - 1), by="ann")
+
+
+def _v1_samples(con: duckdb.DuckDBPyConnection, batch: list) -> None:
+    """The holes' samples as versions 1-5 stored them: a row per sample (NULL: no array)."""
+    for new in batch:
+        columns = {name: getattr(new.trace, name) for name, _ in SAMPLE_COLUMNS[1:]}
+        rows = samples_table(new.trace.n_samples, columns)  # noqa: F841 - scanned below
+        con.execute(f"INSERT INTO samples (hole_id, hole_seq, {', '.join(rows.column_names)}) "
+                    f"SELECT '{new.hole_id}', {new.hole_seq}, * FROM rows")
+
+
+def test_sample_rows_become_one_block_per_hole(home, monkeypatch):
+    """v6: holes of any length, with and without the optional arrays, NaN kept, across the
+    migration's chunks of holes; the blocks decode to the very traces stored as rows."""
+    from appliance.store import holes
+    from appliance.store.codec import utcnow
+    traces = [make_trace(i, n=50 + 37 * i, with_optional=i % 3 != 0) for i in range(300)]
+    t7 = traces[7]
+    torque = t7.torque_a.copy()
+    torque[3] = np.nan
+    traces[7] = Trace(t7.meta, t7.depth_mm, torque, t7.thrust_a, t7.step, t7.stop_code,
+                      t7.torque_empty_a, t7.thrust_empty_a, t7.power_w, t7.rpm)
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:5])
+    with Store.open(home) as old, old.transaction() as con:
+        seqs = holes.next_seqs(con, len(traces))
+        batch = [holes.NewHole(t.meta.content_hash[:16], q, t, None)
+                 for t, q in zip(traces, seqs, strict=True)]
+        holes.insert_holes(con, batch, utcnow())
+        _v1_samples(con, batch)
+    monkeypatch.undo()
+    with Store.open(home) as store:
+        for new in batch:
+            back = store.get_trace(new.hole_id)
+            for name, _ in SAMPLE_COLUMNS[1:]:
+                a, b = getattr(back, name), getattr(new.trace, name)
+                assert (a is None) == (b is None) and (a is None or (
+                    a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True))), name
+        with store.cursor() as con:
+            names = {r[0] for r in con.execute(
+                "SELECT table_name FROM information_schema.tables").fetchall()}
+            assert con.execute("SELECT count(*) FROM traces").fetchone()[0] == len(traces)
+        assert "samples" not in names
+        assert np.isnan(store.get_trace(batch[7].hole_id).torque_a[3])
+        assert store.get_trace(batch[0].hole_id).power_w is None
 
 
 def _count_versions(store: Store) -> int:

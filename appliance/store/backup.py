@@ -20,7 +20,7 @@ import duckdb
 from appliance.store.facade import Store
 
 # rows counted into a backup's manifest: enough to see at a glance what it holds
-COUNTED_TABLES = ("holes", "samples", "labels", "predictions", "models", "api_keys", "audit")
+COUNTED_TABLES = ("holes", "traces", "labels", "predictions", "models", "api_keys", "audit")
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,16 @@
-"""Trace <-> columns: how a hole is laid out in the holes/samples tables and in snapshots.
+"""Trace <-> columns: how a hole is laid out in the holes/traces tables and in snapshots.
 
-The same layout serves the DuckDB tables and the Parquet snapshot, so a trace read back
-from either is built by the same code.
+The same columns serve the DuckDB tables and the Parquet snapshot, so a trace read back
+from either is built by the same code. In the store a hole's samples are one compressed
+block (SampleBlock): a row per sample wrote ~160 KB of WAL per hole, and DuckDB's checkpoint
+of those rows, run inside whichever commit crossed the threshold, held every writer for
+0.2-0.9 s at the bus's 50 holes/s. A block is ~19 KB and checkpoints ~4x cheaper per hole.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,18 +131,66 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def samples_table(trace: Trace) -> pa.Table:
-    """The trace's sample columns (idx ... rpm) as an Arrow table, zero-copy where possible."""
-    n = trace.n_samples
-    cols: dict[str, pa.Array] = {}
-    cols["idx"] = pa.array(np.arange(n, dtype=np.int32))
+def samples_table(n: int, columns: dict[str, np.ndarray]) -> pa.Table:
+    """Sample columns (idx ... rpm; one missing from `columns` is all NULL) as an Arrow table
+    of n rows, zero-copy where possible: the snapshot's per-sample layout."""
+    cols: dict[str, pa.Array] = {"idx": pa.array(np.arange(n, dtype=np.int32))}
     for name, dtype in SAMPLE_COLUMNS[1:]:
-        arr = getattr(trace, name)
+        arr = columns.get(name)
         if arr is None:
             cols[name] = pa.nulls(n, pa.from_numpy_dtype(dtype))
         else:
             cols[name] = pa.array(np.ascontiguousarray(arr, dtype=dtype))
     return pa.table(cols)
+
+
+BLOCK_CODEC = "zstd"
+
+
+@dataclass(frozen=True)
+class SampleBlock:
+    """One hole's sample columns (idx implied) as one compressed buffer, self-describing:
+    `layout` names the columns in the block, in order, with their numpy dtypes."""
+
+    n_samples: int
+    layout: str  # e.g. "depth_mm:<f8,torque_a:<f8,...,step:<i4"
+    codec: str
+    block: bytes
+
+
+def sample_block(trace: Trace) -> SampleBlock:
+    """The trace's sample columns (an absent optional array is left out) as one block."""
+    return block_of(trace.n_samples, {name: getattr(trace, name) for name, _ in SAMPLE_COLUMNS[1:]})
+
+
+def block_of(n: int, columns: dict[str, np.ndarray | None]) -> SampleBlock:
+    """Sample columns of n samples (None: absent) as one block, in SAMPLE_COLUMNS order."""
+    parts, layout = [], []
+    for name, dtype in SAMPLE_COLUMNS[1:]:
+        arr = columns.get(name)
+        if arr is None:
+            continue
+        dt = np.dtype(dtype).newbyteorder("<")
+        parts.append(np.ascontiguousarray(arr, dtype=dt).tobytes())
+        layout.append(f"{name}:{dt.str}")
+    # level 1: ~19 KB a hole in ~0.1 ms; higher levels gained 2 % for twice the time
+    block = pa.Codec(BLOCK_CODEC, compression_level=1).compress(b"".join(parts), asbytes=True)
+    return SampleBlock(n, ",".join(layout), BLOCK_CODEC, block)
+
+
+def block_columns(block: SampleBlock) -> dict[str, np.ndarray]:
+    """The sample columns a block holds, by name (each a fresh array of its dtype)."""
+    fields = [part.split(":", 1) for part in block.layout.split(",") if part]
+    dtypes = [(name, np.dtype(dt)) for name, dt in fields]
+    size = block.n_samples * sum(dt.itemsize for _, dt in dtypes)
+    raw = pa.Codec(block.codec).decompress(block.block, decompressed_size=size, asbytes=True)
+    out, at = {}, 0
+    for name, dt in dtypes:
+        width = block.n_samples * dt.itemsize
+        out[name] = np.frombuffer(raw, dtype=dt, count=block.n_samples, offset=at).astype(
+            dt.newbyteorder("="))
+        at += width
+    return out
 
 
 def trace_from_columns(meta: TraceMeta, columns: dict[str, np.ndarray], arrays: list[str]) -> Trace:
@@ -149,11 +200,11 @@ def trace_from_columns(meta: TraceMeta, columns: dict[str, np.ndarray], arrays: 
         if name in OPTIONAL_ARRAYS and name not in arrays:
             kwargs[name] = None
             continue
-        kwargs[name] = _plain(columns[name], dtype)
+        kwargs[name] = plain(columns[name], dtype)
     return Trace(meta=meta, **kwargs)
 
 
-def _plain(values: Any, dtype: type) -> np.ndarray:
+def plain(values: Any, dtype: type) -> np.ndarray:
     """A numpy array of dtype from a fetched column (masked arrays: NULL -> NaN)."""
     if isinstance(values, np.ma.MaskedArray):
         if np.issubdtype(dtype, np.floating):

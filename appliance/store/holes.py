@@ -1,4 +1,4 @@
-"""SQL for holes, their samples and the names they were seen under."""
+"""SQL for holes, their samples (one block per hole) and the names they were seen under."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from appliance.errors import ValidationError
 from appliance.records import Hole, Label
 from appliance.store.codec import (
     META_COLUMNS,
-    SAMPLE_COLUMNS,
+    SampleBlock,
+    block_columns,
     build_meta,
     dumps,
     iso,
@@ -25,7 +26,7 @@ from appliance.store.codec import (
     meta_rest,
     program_from_json,
     program_to_json,
-    samples_table,
+    sample_block,
     trace_from_columns,
 )
 from appliance.store.labels import LATEST_LABELS
@@ -47,7 +48,10 @@ _HOLES_ARROW = pa.schema([
     ("depth_min", pa.float64()), ("depth_max", pa.float64()),
     ("ingested_at", pa.timestamp("us")), ("hole_seq", pa.int64()),
 ])
-_SAMPLE_NAMES = ", ".join(name for name, _ in SAMPLE_COLUMNS)
+_TRACES_ARROW = pa.schema([
+    ("hole_seq", pa.int64()), ("n_samples", pa.int32()), ("layout", pa.string()),
+    ("codec", pa.string()), ("block", pa.binary()),
+])
 
 
 def hole_id_for(content_hash: str) -> str:
@@ -122,20 +126,13 @@ def insert_holes(con: duckdb.DuckDBPyConnection, batch: list[NewHole], now: date
 
 
 def insert_samples(con: duckdb.DuckDBPyConnection, batch: list[NewHole]) -> None:
-    """Every sample of the holes, in one insert from one Arrow table."""
-    lengths = np.array([new.trace.n_samples for new in batch])
-    hole_of_row = np.repeat(np.arange(len(batch), dtype=np.int32), lengths)
-    body = pa.concat_tables([samples_table(new.trace) for new in batch])
-    new_samples = body.add_column(  # noqa: F841 - read by DuckDB's replacement scan below
-        0, "hole_id",
-        pa.DictionaryArray.from_arrays(hole_of_row, pa.array([n.hole_id for n in batch])),
-    ).add_column(
-        1, "hole_seq", pa.array(np.repeat([n.hole_seq for n in batch], lengths).astype(np.int64))
-    )
-    con.execute(
-        f"INSERT INTO samples (hole_id, hole_seq, {_SAMPLE_NAMES}) "
-        f"SELECT hole_id, hole_seq, {_SAMPLE_NAMES} FROM new_samples"
-    )
+    """Every hole's samples as one block each, in one insert."""
+    blocks = [sample_block(new.trace) for new in batch]
+    new_traces = pa.table(  # noqa: F841 - read by DuckDB's replacement scan below
+        [[n.hole_seq for n in batch], [b.n_samples for b in blocks], [b.layout for b in blocks],
+         [b.codec for b in blocks], [b.block for b in blocks]], schema=_TRACES_ARROW)
+    names = ", ".join(_TRACES_ARROW.names)
+    con.execute(f"INSERT INTO traces ({names}) SELECT {names} FROM new_traces")
 
 
 def add_alias(
@@ -162,11 +159,24 @@ def get_row(con: duckdb.DuckDBPyConnection, hole_id: str) -> dict[str, Any] | No
 
 def load_trace(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> Trace:
     """The hole's Trace (row from get_row): samples by hole_seq, metadata from the row."""
-    columns = con.execute(
-        f"SELECT {_SAMPLE_NAMES} FROM samples WHERE hole_seq = ? ORDER BY idx",
+    found = con.execute(
+        "SELECT n_samples, layout, codec, block FROM traces WHERE hole_seq = ?",
         [row["hole_seq"]],
-    ).fetchnumpy()
-    return trace_from_row(row, columns)
+    ).fetchone()
+    if found is None:
+        raise ValidationError(f"hole {row['hole_id']} has no samples in the store")
+    return trace_from_row(row, block_columns(SampleBlock(*found)))
+
+
+def columns_by_hole(con: duckdb.DuckDBPyConnection, hole_ids: list[str]
+                    ) -> dict[str, dict[str, np.ndarray]]:
+    """{hole_id: its sample columns} of these holes, in one query."""
+    rows = con.execute(
+        """SELECT h.hole_id, t.n_samples, t.layout, t.codec, t.block
+           FROM traces t JOIN holes h USING (hole_seq)
+           WHERE h.hole_id IN (SELECT unnest(?))""", [hole_ids],
+    ).fetchall()
+    return {hole_id: block_columns(SampleBlock(*rest)) for hole_id, *rest in rows}
 
 
 def trace_from_row(row: dict[str, Any], columns: dict[str, np.ndarray]) -> Trace:

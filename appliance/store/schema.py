@@ -7,13 +7,18 @@ a file written by newer code (higher version) is refused rather than misread.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from appliance.errors import ApplianceError
-from appliance.store.codec import utcnow
+from appliance.store.codec import OPTIONAL_ARRAYS, SAMPLE_COLUMNS, block_of, plain, utcnow
 from appliance.store.rows import one_row
+
+# a migration step: SQL, or Python for what SQL cannot do (re-encoding stored data)
+Step = str | Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class SchemaError(ApplianceError):
@@ -223,7 +228,54 @@ _V5 = [
     "ALTER TABLE api_keys ADD COLUMN role VARCHAR DEFAULT 'admin'",
 ]
 
-MIGRATIONS: list[Sequence[str]] = [_V1, _V2, _V3, _V4, _V5]
+
+
+def _samples_to_blocks(con: duckdb.DuckDBPyConnection) -> None:
+    """v6: each hole's sample rows become its block (codec.block_of), a few hundred holes per
+    query so that a large store converts in bounded memory."""
+    seqs = [int(r[0]) for r in con.execute(
+        "SELECT DISTINCT hole_seq FROM samples ORDER BY 1").fetchall()]
+    names = [name for name, _ in SAMPLE_COLUMNS[1:]]
+    dtypes = dict(SAMPLE_COLUMNS)
+    for at in range(0, len(seqs), 256):
+        chunk = seqs[at:at + 256]
+        cols = con.execute(
+            f"SELECT hole_seq, {', '.join(names)} FROM samples "
+            "WHERE hole_seq BETWEEN ? AND ? ORDER BY hole_seq, idx", [chunk[0], chunk[-1]],
+        ).fetchnumpy()
+        hole_seq = np.asarray(cols["hole_seq"])
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(hole_seq)) + 1, [len(hole_seq)]])
+        rows = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            part: dict[str, np.ndarray | None] = {}
+            for name in names:
+                values = cols[name][a:b]
+                absent = np.ma.getmaskarray(values).all() and name in OPTIONAL_ARRAYS
+                part[name] = None if absent else plain(values, dtypes[name])
+            block = block_of(int(b - a), part)
+            rows.append((int(hole_seq[a]), block.n_samples, block.layout, block.codec,
+                         block.block))
+        converted = pa.table(  # noqa: F841 - read by DuckDB's replacement scan below
+            list(map(list, zip(*rows, strict=True))),
+            names=["hole_seq", "n_samples", "layout", "codec", "block"])
+        con.execute("INSERT INTO traces SELECT * FROM converted")
+
+
+# v6: a hole's samples as one compressed block instead of a row each (codec.SampleBlock says
+# why: the bus's commits stalled on checkpointing sample rows).
+_V6: list[Step] = [
+    """CREATE TABLE traces (
+        hole_seq BIGINT NOT NULL,
+        n_samples INTEGER NOT NULL,
+        layout VARCHAR NOT NULL,
+        codec VARCHAR NOT NULL,
+        block BLOB NOT NULL
+    )""",
+    _samples_to_blocks,
+    "DROP TABLE samples",
+]
+
+MIGRATIONS: list[Sequence[Step]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -259,8 +311,11 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str, read_only: bool = False) 
                 "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP)"
             )
         for version in range(found + 1, target + 1):
-            for statement in MIGRATIONS[version - 1]:
-                con.execute(statement)
+            for step in MIGRATIONS[version - 1]:
+                if isinstance(step, str):
+                    con.execute(step)
+                else:
+                    step(con)
             con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
         con.commit()
     except BaseException:

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from appliance.errors import NotFoundError, ValidationError
 from appliance.points import DepthPoints
 from appliance.store import holes as holes_sql
-from appliance.store.codec import SAMPLE_COLUMNS, dumps, iso, meta_full, utcnow
+from appliance.store.codec import SAMPLE_COLUMNS, dumps, iso, meta_full, samples_table, utcnow
 from appliance.store.facade import Store
 from appliance.store.labels import LATEST_LABELS
 from appliance.store.rows import fetch_dicts
@@ -120,22 +120,25 @@ def export_dataset(store: Store, out_dir: Path, rig: str | None = None) -> dict[
     return manifest
 
 
-def _samples_of(store: Store, hole_ids: list[str]) -> pa.Table:
-    """The samples of these holes, sorted by hole_id and idx, in one scan."""
-    ids = pa.table({"hole_id": pa.array(hole_ids, pa.string())})
-    names = ", ".join(f"s.{name}" for name, _ in SAMPLE_COLUMNS)
-    # A cursor of its own: DuckDB refuses register() on a connection that another call
-    # left with an unfinished result, which happens while the daemon serves requests.
+def _columns_of(store: Store, hole_ids: list[str]) -> dict[str, dict[str, np.ndarray]]:
     with store.cursor() as con:
-        cur = con.cursor()
-        try:
-            cur.register("wanted_holes", ids)
-            return cur.sql(
-                f"""SELECT s.hole_id, {names} FROM samples s JOIN wanted_holes USING (hole_id)
-                    ORDER BY s.hole_id, s.idx"""
-            ).to_arrow_table()
-        finally:
-            cur.close()
+        return holes_sql.columns_by_hole(con, hole_ids)
+
+
+_SAMPLES_SCHEMA = pa.schema([("hole_id", pa.string())] + [
+    (name, pa.from_numpy_dtype(dtype)) for name, dtype in SAMPLE_COLUMNS])
+
+
+def _samples_of(store: Store, hole_ids: list[str]) -> pa.Table:
+    """The samples of these holes, a row each, sorted by hole_id and idx."""
+    by_hole = _columns_of(store, hole_ids)
+    parts = []
+    for hole_id in sorted(by_hole):
+        columns = by_hole[hole_id]
+        n = len(columns["depth_mm"])
+        body = samples_table(n, columns)
+        parts.append(body.add_column(0, "hole_id", pa.array([hole_id] * n, pa.string())))
+    return pa.concat_tables(parts).cast(_SAMPLES_SCHEMA) if parts else _SAMPLES_SCHEMA.empty_table()
 
 
 def _hole_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -250,7 +253,7 @@ def _split_samples(table: pa.Table) -> dict[str, dict[str, np.ndarray]]:
 def exam_set(store: Store) -> list[LabelledHole]:
     """The labelled holes of the exam set (never in a snapshot), with their latest label."""
     rows = [r for r in _labelled_rows(store) if store.is_exam(r["hole_id"])]
-    by_hole = _split_samples(_samples_of(store, [r["hole_id"] for r in rows]))
+    by_hole = _columns_of(store, [r["hole_id"] for r in rows])
     return [
         LabelledHole(holes_sql.trace_from_row(row, by_hole[row["hole_id"]]),
                      DepthPoints(row["entry_mm"], row["transition_mm"], row["exit_mm"]),
