@@ -146,9 +146,14 @@ class MqttBridge:
         # answering thread estimates and publishes while the worker stores the next batch
         self._to_answer: queue.SimpleQueue[list[tuple[BusHole, Trace | None]]] = \
             queue.SimpleQueue()
+        # answered holes for the drift watch, on a thread of its own: reading a group's
+        # plateaus held the answering thread ~1-2 ms a hole, and the next group waited
+        self._to_watch: queue.SimpleQueue[list[NewHole] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._run, name="mqtt-bus", daemon=True)
         self._answerer = threading.Thread(target=self._answer_loop, name="mqtt-answer",
                                           daemon=True)
+        self._watcher = threading.Thread(target=self._watch_loop, name="mqtt-drift-watch",
+                                         daemon=True)
 
     # -- life cycle ----------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -181,6 +186,7 @@ class MqttBridge:
         self._owed_at_start = self._store.bus_unpublished()
         self._worker.start()
         self._answerer.start()
+        self._watcher.start()
         # connect_async + loop_start: a broker that is down at start is retried with back-off
         # instead of stopping the daemon
         self._client.connect_async(self.address.host, self.address.port, keepalive=30)
@@ -192,6 +198,8 @@ class MqttBridge:
         self._stop.set()
         self._worker.join(timeout=30)
         self._answerer.join(timeout=30)
+        self._to_watch.put(None)  # after the answerer: what it answered is watched first
+        self._watcher.join(timeout=30)
         try:
             self._client.disconnect()
         finally:
@@ -304,13 +312,12 @@ class MqttBridge:
     def _answer(self, group: list[tuple[BusHole, Trace | None]]) -> None:
         """Estimate and publish, a chunk at a time: the first holes of a long queue are
         answered while the later ones are still being estimated. The drift watch reads them
-        all once they are answered."""
+        on its own thread once they are answered."""
         for h, _ in group:
             if h.hole_id is None or h.error is not None:
                 self._publish(Answer(h, None, h.error or "the hole was not stored"))
         fine = [(h, h.hole_id, t if t is not None else self._store.get_trace(h.hole_id))
                 for h, t in group if h.hole_id is not None and h.error is None]
-        new: list[NewHole] = []
         for i in range(0, len(fine), ANSWER_CHUNK):
             chunk = fine[i:i + ANSWER_CHUNK]
             estimates, fresh = self._holes.estimate_stored([(hid, t) for _, hid, t in chunk])
@@ -318,8 +325,12 @@ class MqttBridge:
             for (h, _, _), est in zip(chunk, estimates, strict=True):
                 self._publish(Answer(h, est, None))
             _kill_point("published")
-            new += fresh
-        self._holes.observe(new)
+            if fresh:
+                self._to_watch.put(fresh)
+
+    def _watch_loop(self) -> None:
+        while (holes := self._to_watch.get()) is not None:
+            self._holes.observe(holes)  # never raises: a failure of the watch is logged
 
     def _take_batch(self) -> list[tuple[int, int, int, str, bytes]]:
         if self._retry:
@@ -559,8 +570,8 @@ class MqttBridge:
             for out in outgoing:
                 info = self._client.publish(out.topic, out.payload, qos=1)
                 self._sent[info.mid] = key
-        self._counts["error_answers_since_start" if answer.error else
-                     "answers_since_start"] += 1
+            self._counts["error_answers_since_start" if answer.error else
+                         "answers_since_start"] += 1
 
     def _published(self) -> tuple[list[str], list[tuple[int, int, int]]]:
         """(hole keys now known to be at the broker and not yet recorded, echoes to

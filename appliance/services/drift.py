@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from appliance.errors import NotFoundError
+from appliance.estimators.heuristic import Reading
 from appliance.monitor import (
     UNKNOWN_DRILL,
     DriftMonitor,
@@ -44,6 +45,10 @@ class NewHole:
     hole_id: str
     trace: Trace
     estimate: DepthEstimate
+    # the rules' reading the estimate used, taken while it is still remembered: the watch
+    # runs once a whole group is answered, by when a busy bus has answered more holes than
+    # read_trace keeps (reading a hole again cost the bus ~1.3 ms a hole at 50 holes/s)
+    reading: Reading | None
 
 
 def _now() -> datetime:
@@ -88,7 +93,7 @@ class DriftService:
         fresh = [h for h in holes if h.hole_id not in self._drill_of]
         if not fresh:
             return
-        signals = [hole_signals(h.trace, h.estimate) for h in fresh]
+        signals = [hole_signals(h.trace, h.estimate, h.reading) for h in fresh]
         now = _now()
         events = [DriftEvent(now, s.drill, "hole", h.hole_id, signals_to_json(s))
                   for h, s in zip(fresh, signals, strict=True)]

@@ -18,6 +18,7 @@ import numpy as np
 
 from appliance.engine.workers import Upload
 from appliance.errors import NotFoundError, ValidationError
+from appliance.estimators.heuristic import read_trace
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
 from appliance.records import Estimate, Hole, Label
 from appliance.redact import shown_source
@@ -134,7 +135,7 @@ class HoleService:
             est = self._fresh_estimate(hole_id, trace)
             estimate = est.as_dict()
             if created:
-                self.observe([NewHole(hole_id, trace, est)])
+                self.observe([NewHole(hole_id, trace, est, read_trace(trace))])
         return self.get(hole_id), estimate_record(estimate), created
 
     async def estimate_bytes(self, data: bytes, source: str | None) -> Estimate:
@@ -288,7 +289,7 @@ class HoleService:
                 self._metrics.count_estimate(est.estimator)
                 known = est.as_dict()
                 self._remember(hole_id, known)
-                new.append(NewHole(hole_id, trace, est))
+                new.append(NewHole(hole_id, trace, est, read_trace(trace)))
             done.append(known)
         return done, new
 
@@ -311,7 +312,7 @@ class HoleService:
                 self._db.add_prediction(hole_id, est)
                 self._metrics.count_estimate(est.estimator)
                 self._remember(hole_id, est.as_dict())
-                new.append(NewHole(hole_id, trace, est))
+                new.append(NewHole(hole_id, trace, est, read_trace(trace)))
                 done += 1
             self.observe(new)
         return done
