@@ -11,6 +11,7 @@ too many of them is held back for a while (429): guessing keys costs time, not j
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -85,8 +86,11 @@ def bearer_key(header: str | None) -> str | None:
     return key.strip()
 
 
-def require_key(connection: ASGIConnection[Any, Any, Any, Any],
-                route_handler: BaseRouteHandler) -> None:
+async def require_key(connection: ASGIConnection[Any, Any, Any, Any],
+                      route_handler: BaseRouteHandler) -> None:
+    """Async, so that Litestar runs it on the event loop: a sync guard went through a worker
+    thread on every request (~13 % of the daemon's interpreter lock under POST /estimate
+    load); only a key not yet in memory is looked up in the store, on a thread."""
     daemon = connection.app.state.daemon
     logins: FailedLogins = connection.app.state.logins
     client = connection.client.host if connection.client else "unknown"
@@ -100,7 +104,9 @@ def require_key(connection: ASGIConnection[Any, Any, Any, Any],
                 detail=f"too many wrong API keys from {client}; try again in {wait:.0f} s",
                 headers={"Retry-After": str(int(wait) + 1)})
         key = bearer_key(header)
-        who = daemon.identify(key) if key else None
+        who = None
+        if key:
+            who = daemon.known_key(key) or await asyncio.to_thread(daemon.identify, key)
         if who is None:
             n = logins.failed(client)
             daemon.metrics.count_auth_failure("wrong_key")

@@ -202,6 +202,12 @@ class Daemon:
         who = self.identify(key)
         return None if who is None else who.name
 
+    def known_key(self, key: str) -> KeyIdentity | None:
+        """identify() for a key already in memory, without touching the store (the API's
+        event loop asks this first; only an unknown key costs a thread and a query)."""
+        with self._keys_lock:
+            return self._keys.get(hash_key(key))
+
     def identify(self, key: str) -> KeyIdentity | None:
         """The key's name and role when valid. Known keys are kept in memory; revoking one
         (revoke_key) drops it there too, so it stops working at once."""
