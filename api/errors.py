@@ -19,6 +19,7 @@ from appliance.errors import (
     DiskFullError,
     IngestError,
     NotFoundError,
+    StoredDataError,
     StoreLockedError,
     ValidationError,
     disk_full,
@@ -57,6 +58,9 @@ def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
         return _answer(request, 503, str(exc))
     if isinstance(exc, DiskFullError):
         return _disk_full(request, exc)
+    if isinstance(exc, StoredDataError):
+        log.error("%s: 500: %s", _where(request), exc)
+        return _answer(request, 500, str(exc))
     # other deliberate refusals (a failing gate, nothing to roll back to, ...)
     return _answer(request, 409, str(exc))
 

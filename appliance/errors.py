@@ -51,6 +51,11 @@ class ConflictError(ApplianceError):
     """The request collides with what exists (e.g. a key of that name)."""
 
 
+class StoredDataError(ApplianceError):
+    """What the store holds cannot be read back (a damaged file, a block of an unknown
+    codec): not the caller's fault. HTTP 500, logged; the message names the hole."""
+
+
 class DiskFullError(ApplianceError):
     """The disk holding the home (or the user's quota on it) is full. The message names what
     was being written; nothing half-written is kept. CLI exit 4, HTTP 507.

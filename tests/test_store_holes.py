@@ -203,3 +203,24 @@ def test_a_trace_no_drilling_unit_could_log_is_refused_whole(tmp_path: Path) -> 
         assert store.count_holes() == 0
         store.add_hole(trace)
         assert store.count_holes() == 1
+
+
+def test_a_damaged_samples_block_is_named_not_misread(home):
+    """Bytes of a block that no longer decode, or a codec this release does not know: the
+    hole is named and nothing is returned, not an Arrow error or wrong samples."""
+    from appliance.errors import StoredDataError
+
+    with Store.open(home) as store:
+        damaged, _ = store.add_hole(make_trace(40))
+        unknown, _ = store.add_hole(make_trace(41))
+        intact, _ = store.add_hole(make_trace(42))
+        with store.transaction() as con:
+            con.execute("UPDATE traces SET block = 'not zstd'::BLOB WHERE hole_seq = "
+                        "(SELECT hole_seq FROM holes WHERE hole_id = ?)", [damaged])
+            con.execute("UPDATE traces SET codec = 'brotli9' WHERE hole_seq = "
+                        "(SELECT hole_seq FROM holes WHERE hole_id = ?)", [unknown])
+        for hole_id in (damaged, unknown):
+            with pytest.raises(StoredDataError, match=f"hole {hole_id}: its samples cannot be "
+                                                      "read back"):
+                store.get_trace(hole_id)
+        assert store.get_trace(intact).equals(make_trace(42))

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from appliance.config import MAX_SAMPLES_PER_HOLE
-from appliance.errors import ValidationError
+from appliance.errors import StoredDataError, ValidationError
 from appliance.records import Hole, Label
 from appliance.store.codec import (
     META_COLUMNS,
@@ -164,8 +164,8 @@ def load_trace(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> Trace:
         [row["hole_seq"]],
     ).fetchone()
     if found is None:
-        raise ValidationError(f"hole {row['hole_id']} has no samples in the store")
-    return trace_from_row(row, block_columns(SampleBlock(*found)))
+        raise StoredDataError(f"hole {row['hole_id']} has no samples in the store")
+    return trace_from_row(row, _columns(row["hole_id"], SampleBlock(*found)))
 
 
 def columns_by_hole(con: duckdb.DuckDBPyConnection, hole_ids: list[str]
@@ -176,7 +176,17 @@ def columns_by_hole(con: duckdb.DuckDBPyConnection, hole_ids: list[str]
            FROM traces t JOIN holes h USING (hole_seq)
            WHERE h.hole_id IN (SELECT unnest(?))""", [hole_ids],
     ).fetchall()
-    return {hole_id: block_columns(SampleBlock(*rest)) for hole_id, *rest in rows}
+    return {hole_id: _columns(hole_id, SampleBlock(*rest)) for hole_id, *rest in rows}
+
+
+def _columns(hole_id: str, block: SampleBlock) -> dict[str, np.ndarray]:
+    try:
+        return block_columns(block)
+    except (pa.ArrowException, OSError, ValueError, TypeError) as exc:  # Arrow says OSError
+        raise StoredDataError(
+            f"hole {hole_id}: its samples cannot be read back from the store ({block.codec} "
+            f"block of {len(block.block):,} bytes for {block.n_samples:,} samples: {exc}); "
+            "restore the store from a backup") from None
 
 
 def trace_from_row(row: dict[str, Any], columns: dict[str, np.ndarray]) -> Trace:
