@@ -28,9 +28,9 @@ def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(str(path), read_only=read_only)
         if not read_only:
             # A checkpoint runs inside the commit that crosses this much WAL and holds every
-            # writer meanwhile. A hole is ~20 KB of WAL (its samples one block, codec.py), so
-            # 64 MB is ~3,000 holes a checkpoint: ~0.1 ms a hole of blocks to write, once a
-            # minute at the bus's 50 holes/s. 16 MB measured no better for the bus's latency.
+            # writer meanwhile (~0.25 s). A hole is ~17 KB of WAL (its samples one block,
+            # codec.py), so 64 MB is ~3,700 holes: once every ~75 s at the bus's 50 holes/s
+            # (benchmarks/store_writes.py). 16 MB measured no better for the bus's latency.
             con.execute("SET checkpoint_threshold = '64MB'")
         return con
     except duckdb.IOException as exc:
