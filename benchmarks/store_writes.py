@@ -17,26 +17,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 
-from appliance.errors import IngestError
-from appliance.ingest import parse_file
-from appliance.store import Store, holes
-from appliance.store.codec import SAMPLE_COLUMNS, samples_table
-from appliance.store.connection import db_path
-from appliance.synth import generate
-from appliance.trace import Trace
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from sample_rows import SAMPLES_TABLE, insert_sample_rows  # noqa: E402
+
+from appliance.errors import IngestError  # noqa: E402
+from appliance.ingest import parse_file  # noqa: E402
+from appliance.store import Store, holes  # noqa: E402
+from appliance.store.connection import db_path  # noqa: E402
+from appliance.synth import generate  # noqa: E402
+from appliance.trace import Trace  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "setitec"
-ROWS_TABLE = """CREATE TABLE samples (hole_id VARCHAR, hole_seq BIGINT, idx INTEGER,
-    depth_mm DOUBLE, torque_a DOUBLE, thrust_a DOUBLE, step INTEGER, stop_code BIGINT,
-    torque_empty_a DOUBLE, thrust_empty_a DOUBLE, power_w DOUBLE, rpm DOUBLE)"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -71,22 +71,14 @@ def wal_bytes(db: Path) -> int:
     return wal.stat().st_size if wal.exists() else 0
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, batch: list[holes.NewHole]) -> None:
-    """holes.insert_samples as schemas 1-5 had it: a row a sample."""
-    for new in batch:
-        columns = {name: getattr(new.trace, name) for name, _ in SAMPLE_COLUMNS[1:]}
-        body = samples_table(new.trace.n_samples, columns)  # noqa: F841 - scanned below
-        con.execute(f"INSERT INTO samples SELECT '{new.hole_id}', {new.hole_seq}, * FROM body")
-
-
 def run(layout: str, traces: list[Trace], n: int, home: Path) -> dict[str, float]:
     """Holes written by the store itself; for "rows" its samples go to the old table."""
     store = Store.open(home)
     original = holes.insert_samples
     if layout == "rows":
         with store.transaction() as con:
-            con.execute(ROWS_TABLE)
-        holes.insert_samples = insert_rows
+            con.execute(SAMPLES_TABLE)
+        holes.insert_samples = insert_sample_rows
     db = db_path(home)
     try:
         commits, stalls, grown = [], [], []

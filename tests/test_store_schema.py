@@ -9,12 +9,13 @@ import textwrap
 import duckdb
 import numpy as np
 import pytest
+from sample_rows import insert_sample_rows
 from test_store_support import make_trace
 
 from appliance.errors import NotFoundError, StoreLockedError
 from appliance.points import DepthPoints
 from appliance.store import SchemaError, SchemaTooNewError, Store, StoreOpenError, schema
-from appliance.store.codec import SAMPLE_COLUMNS, samples_table
+from appliance.store.codec import SAMPLE_COLUMNS
 from appliance.store.rows import one_row
 from appliance.trace import Trace
 
@@ -60,7 +61,7 @@ def test_older_file_is_migrated_and_keeps_its_data(home, monkeypatch):
             from appliance.store.codec import utcnow
             batch = [holes.NewHole(hole_id, holes.next_seqs(con, 1)[0], trace, "tuhh-v4")]
             holes.insert_holes(con, batch, utcnow())
-            _v1_samples(con, batch)
+            insert_sample_rows(con, batch)
             con.execute(
                 """INSERT INTO predictions (hole_id, estimator, points, created_at)
                    VALUES (?, 'heuristic', '{"entry_mm": 2.0}', now())""", [hole_id]
@@ -85,15 +86,6 @@ def test_older_file_is_migrated_and_keeps_its_data(home, monkeypatch):
         store.add_label(hole_id, DepthPoints(lo + 1, None, hi - 1), by="ann")
 
 
-def _v1_samples(con: duckdb.DuckDBPyConnection, batch: list) -> None:
-    """The holes' samples as versions 1-5 stored them: a row per sample (NULL: no array)."""
-    for new in batch:
-        columns = {name: getattr(new.trace, name) for name, _ in SAMPLE_COLUMNS[1:]}
-        rows = samples_table(new.trace.n_samples, columns)  # noqa: F841 - scanned below
-        con.execute(f"INSERT INTO samples (hole_id, hole_seq, {', '.join(rows.column_names)}) "
-                    f"SELECT '{new.hole_id}', {new.hole_seq}, * FROM rows")
-
-
 def test_sample_rows_become_one_block_per_hole(home, monkeypatch):
     """v6: holes of any length, with and without the optional arrays, NaN kept, across the
     migration's chunks of holes; the blocks decode to the very traces stored as rows."""
@@ -111,7 +103,7 @@ def test_sample_rows_become_one_block_per_hole(home, monkeypatch):
         batch = [holes.NewHole(t.meta.content_hash[:16], q, t, None)
                  for t, q in zip(traces, seqs, strict=True)]
         holes.insert_holes(con, batch, utcnow())
-        _v1_samples(con, batch)
+        insert_sample_rows(con, batch)
     monkeypatch.undo()
     with Store.open(home) as store:
         for new in batch:

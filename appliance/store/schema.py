@@ -232,7 +232,6 @@ _V5 = [
 ]
 
 
-
 def _samples_to_blocks(con: duckdb.DuckDBPyConnection) -> None:
     """v6: each hole's sample rows become its block (codec.block_of), a few hundred holes per
     query so that a large store converts in bounded memory."""
