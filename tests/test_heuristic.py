@@ -188,3 +188,20 @@ def test_points_are_never_served_out_of_order() -> None:
     reversed_, note = DepthPoints(36.28, None, 0.547).in_order()
     assert reversed_ == DepthPoints(36.28, None, None) and "exit above the entry" in (note or "")
     assert reversed_.order_problem() is None
+
+
+def test_the_reading_gives_torque_in_units_of_the_drills_no_load_current() -> None:
+    from appliance.estimators.heuristic import read_trace
+
+    hole = generate(1, 5)[0].trace
+    assert hole.torque_empty_a is not None
+    one = read_trace(hole)
+    scaled = replace(hole, torque_a=hole.torque_a * 2.5, thrust_a=hole.thrust_a * 2.5,
+                     torque_empty_a=hole.torque_empty_a * 2.5)
+    other = read_trace(scaled)
+    assert one is not None and other is not None and one.per_no_load is not None
+    expected = np.percentile(np.abs(hole.torque_a), 99) / np.median(hole.torque_empty_a)
+    assert one.per_no_load == pytest.approx(expected)
+    assert other.per_no_load == pytest.approx(one.per_no_load)  # free of the current scale
+    bare = read_trace(replace(hole, torque_empty_a=None))
+    assert bare is not None and bare.per_no_load is None

@@ -102,10 +102,48 @@ def test_a_feature_that_separates_keeps_the_fit_finite() -> None:
     wrong = x[:, 0] > 0.8  # perfectly separable: an unpenalised fit runs off to infinity
     cal = fit(x, wrong)
     assert np.all(np.isfinite(cal.coef)) and abs(cal.intercept) < 50
-    assert cal.priority(np.full(len(FEATURES), 0.95)) > 0.9 > 0.1 > cal.priority(
-        np.full(len(FEATURES), 0.1))
+    # the separating feature high or low, the others (noise) at their middle
+    high, low = np.full(len(FEATURES), 0.5), np.full(len(FEATURES), 0.5)
+    high[0], low[0] = 0.95, 0.1
+    assert cal.priority(high) > 0.9 > 0.1 > cal.priority(low)
 
 
 def test_nothing_wrong_to_learn_from_keeps_the_default() -> None:
     x = np.random.default_rng(9).random((50, len(FEATURES)))
     assert fit(x, np.zeros(50, dtype=bool)) is DEFAULT
+
+
+def test_a_point_below_a_quarter_of_the_no_load_current_is_suspect() -> None:
+    entry_only = DepthPoints(3.8, None, None)
+    ramps = {"entry": [(3.6, 4.0, 0.35)]}
+
+    def below(points: DepthPoints, per_no_load: float | None) -> float:
+        f = features(_evidence(), points, points, ramps, per_no_load=per_no_load)
+        return float(f[FEATURES.index("below_no_load")])
+
+    # air wobble on a drill that logs x2.5: 3.5 % of its no-load current
+    assert below(entry_only, 0.035) == pytest.approx(np.log10(0.25 / 0.035))
+    assert below(entry_only, 1e-6) == 2.0  # capped
+    assert below(entry_only, 0.3) == 0.0  # a cut
+    assert below(entry_only, None) == 0.0  # no no-load current logged
+    assert below(DepthPoints(None, None, None), 0.035) == 0.0  # nothing reported
+
+
+def test_a_calibration_fitted_before_a_feature_was_added_weighs_its_own() -> None:
+    # a model folder of an earlier release: its calibration names the first 9 features
+    rng = np.random.default_rng(11)
+    old_n = FEATURES.index("below_no_load")
+    x, wrong = _world(600, rng)
+    old = fit(x[:, :old_n], wrong)
+    stored = old.to_dict()
+    assert stored["features"] == list(FEATURES[:old_n])
+    loaded = ReviewCalibration.from_dict(stored)
+    assert loaded.features == FEATURES[:old_n]
+    full = rng.random((5, len(FEATURES)))
+    moved = full.copy()
+    moved[:, old_n:] += 10.0  # what it never weighed cannot move it
+    assert np.allclose(loaded.priorities(full), old.priorities(full[:, :old_n]))
+    assert np.allclose(loaded.priorities(moved), loaded.priorities(full))
+    # a list that is not the start of this code's features is refused
+    with pytest.raises(ValueError, match="features"):
+        ReviewCalibration.from_dict(stored | {"features": list(FEATURES[1:old_n + 1])})

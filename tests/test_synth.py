@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from appliance.cli import main
+from appliance.points import DepthPoints
 from appliance.synth import Layer, StackSpec, generate, random_spec, synthesize
 from appliance.synth.spec import STACK_TYPES, with_offset_step
 from appliance.synth.truth import truth_points
@@ -315,6 +316,9 @@ def test_random_specs_cover_the_field_distribution() -> None:
     assert np.median(levels["cfrp"]) < np.median(levels["al"]) < np.median(levels["ti"])
     # absent points where the case says so
     for h in holes:
+        if h.spec.fragment_end_mm is not None:
+            assert h.truth == DepthPoints(None, None, None)
+            continue
         assert (h.truth.entry_mm is None) == h.spec.starts_inside
         assert (h.truth.exit_mm is None) == h.spec.aborted
         if len(h.spec.layers) == 1:
@@ -514,6 +518,37 @@ def test_current_gain_scales_the_signal_not_the_truth() -> None:
     assert _phenomena(low) == {"current_gain"}
 
 
+def test_no_load_current_is_logged_on_the_drills_scale() -> None:
+    spec = _one_step(layers=(Layer("cfrp", 8.0, 1.0),))
+    one, low = synthesize(spec), synthesize(replace(spec, current_gain=0.3))
+    assert one.trace.torque_empty_a is not None and low.trace.torque_empty_a is not None
+    assert np.allclose(low.trace.torque_empty_a, 0.3 * one.trace.torque_empty_a, atol=1e-3)
+
+
+def test_an_air_fragment_stops_before_contact_and_has_no_point() -> None:
+    spec = _one_step(layers=(Layer("cfrp", 8.0, 1.0), Layer("al", 6.0, 2.2)))
+    whole = synthesize(spec)
+    stop = spec.top_mm - 1.0
+    frag = synthesize(replace(spec, fragment_end_mm=stop))
+    assert frag.truth == DepthPoints(None, None, None)
+    assert 10 < len(frag.trace) < len(whole.trace)
+    assert frag.trace.depth_mm.max() <= stop
+    # what is left is the whole hole's first samples, and only air
+    n = len(frag.trace)
+    assert np.array_equal(frag.trace.torque_a, whole.trace.torque_a[:n])
+    assert np.all(frag.noiseless_torque == frag.noiseless_torque[0])
+    assert _phenomena(frag) == {"air_fragment"}
+    assert frag.trace.meta.content_hash != whole.trace.meta.content_hash
+    # drawn from a stream of their own: the other draws of a seed are unchanged
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    drawn = [random_spec(rng_a) for _ in range(300)]
+    assert 2 <= sum(s.fragment_end_mm is not None for s in drawn) <= 25
+    for s, again in zip(drawn, (random_spec(rng_b) for _ in range(300)), strict=True):
+        assert replace(s, fragment_end_mm=None) == replace(again, fragment_end_mm=None)
+        if s.fragment_end_mm is not None:
+            assert s.start_depth_mm + 0.5 <= s.fragment_end_mm <= s.top_mm - 0.3
+
+
 def test_random_specs_draw_each_phenomenon_at_its_share() -> None:
     rng = np.random.default_rng(2024)
     specs = [random_spec(rng) for _ in range(600)]
@@ -556,6 +591,9 @@ def test_random_phenomena_holes_keep_an_exact_truth() -> None:
             if truth is not None:
                 assert abs(truth - value) < 0.02, (spec.seed, spec.phenomena, name, truth, value)
         assert h.truth.order_problem() is None
+        if spec.fragment_end_mm is not None:
+            assert h.truth == DepthPoints(None, None, None)
+            continue
         assert (h.truth.entry_mm is None) == spec.starts_inside
         assert (h.truth.exit_mm is None) == spec.aborted
         if len(spec.layers) > 1:

@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--exam", type=int, default=1000, metavar="N",
                    help="unseen synthetic holes to measure the ensemble on (model card)")
     p.add_argument("--version", default=None, help="version name (default: baseline-2)")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="train nothing: refit the review priority of the folder at --out on "
+                        "its own members' out-of-fold answers (after a review feature was "
+                        "added); the folder must have been trained with these options")
     add_training_options(p, epochs=BASELINE_EPOCHS, folds=5, seed=BASELINE_SEED,
                          arch=BASELINE_ARCH, patience=BASELINE_PATIENCE,
                          placement="convention", augment=BASELINE_AUGMENT)

@@ -111,7 +111,8 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
     rivals = ({n: ramp_spans(reading, n) for n in POINT_NAMES if anchors.get(n) is not None}
               if reading is not None else {})
     f = features(evidence, anchors, rules, rivals, out_of_order,
-                 reading.noise if reading is not None else None)
+                 reading.noise if reading is not None else None,
+                 reading.per_no_load if reading is not None else None)
     priority = decoding.review.priority(f)
     note = order_note if out_of_order else est.note
     return replace(est, entry_mm=points.entry_mm, transition_mm=points.transition_mm,

@@ -19,6 +19,16 @@ evidence that does is combined here, per hole (the largest over its three points
 - weak_step: exp(-snr / 10) for the point whose ramp steps least above the trace's noise
   (snr = the ramp's level change / the torque noise): a point read on a wiggle, as in a
   trace of air only. Scale-free: another drill's gain moves step and noise together.
+- below_no_load: a point reported on a hole whose torque never reaches a quarter of the
+  drill's no-load current: log10(0.25 / their ratio) (Reading.per_no_load), capped at 2; 0
+  from a quarter up, or with no point. A drill that logs every current x2.5 lifts air
+  wobble over the convention's 0.2 A entry, yet it stays a few % of its no-load current
+  (on the same scale). Every cut of the 120 real logs reaches 1.15 times it or more, the
+  generator's cuts 0.21 or more (0.4 % of them under a quarter), its air fragments 0.12 at
+  most.
+
+A calibration fitted before a feature was added holds the features of its time (a prefix of
+FEATURES) and weighs only those.
 
 A logistic model maps them to a probability. It is fitted at training time on out-of-fold
 predictions (each hole answered by members that never trained on it, augmented copies
@@ -40,11 +50,13 @@ from appliance.points import POINT_NAMES, DepthPoints
 
 FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread", "rules_presence",
                              "rules_distance", "rival_ramp", "off_ramp", "out_of_order",
-                             "weak_step")
+                             "weak_step", "below_no_load")
 WRONG_MM = 0.5
 RIVAL_SCALE_MM = 2.0
 SNR_SCALE = 10.0
 OWN_RAMP_MM = 0.25  # a point this close to a ramp's span sits on that ramp
+NO_LOAD_SHARE = 0.25  # below_no_load: a cut reaches this share of the no-load current ...
+NO_LOAD_CAP = 2.0  # ... and a hundredth of it or less counts as a hundredth
 
 
 @dataclass(frozen=True)
@@ -59,10 +71,12 @@ class PointEvidence:
 
 def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
              rivals: Mapping[str, Sequence[tuple[float, float, float]]],
-             out_of_order: bool = False, noise_a: float | None = None) -> np.ndarray:
+             out_of_order: bool = False, noise_a: float | None = None,
+             per_no_load: float | None = None) -> np.ndarray:
     """The FEATURES vector of one hole. `rivals`: per point name, the ramps of its direction
     as (start mm, end mm, level change A) (appliance.estimators.snap.ramp_spans);
-    `noise_a`: the trace's torque noise (the rules' reading of it)."""
+    `noise_a`: the trace's torque noise, `per_no_load`: its torque over the drill's no-load
+    current (the rules' reading of both)."""
     f = np.zeros(len(FEATURES))
     p = np.asarray(ev.presence, dtype=np.float64)
     f[0] = float(np.max(1.0 - np.abs(2.0 * p - 1.0)))
@@ -84,6 +98,8 @@ def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
             if noise_a:
                 step = _own_step(v, rivals.get(name, ()))
                 f[8] = max(f[8], float(np.exp(-(step / noise_a) / SNR_SCALE)))
+    if present.any() and per_no_load is not None and per_no_load > 0:
+        f[9] = float(np.clip(np.log10(NO_LOAD_SHARE / per_no_load), 0.0, NO_LOAD_CAP))
     return f
 
 
@@ -131,12 +147,18 @@ class ReviewCalibration:
     def priority(self, f: np.ndarray) -> float:
         return float(self.priorities(np.asarray(f)[None, :])[0])
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The FEATURES it weighs: all, or those of when it was fitted (a prefix)."""
+        return FEATURES[:len(self.coef)]
+
     def priorities(self, x: np.ndarray) -> np.ndarray:
-        z = (np.asarray(x, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        x = np.asarray(x, dtype=np.float64)[:, :len(self.coef)]
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return sigmoid(self.intercept + z @ np.asarray(self.coef))
 
     def to_dict(self) -> dict[str, object]:
-        return {"features": list(FEATURES), "coef": list(self.coef),
+        return {"features": list(self.features), "coef": list(self.coef),
                 "intercept": self.intercept, "mean": list(self.mean),
                 "scale": list(self.scale), "fitted": self.fitted, "n": self.n,
                 "n_wrong": self.n_wrong, "brier": self.brier,
@@ -147,14 +169,14 @@ class ReviewCalibration:
         """From parsed manifest JSON: a value of the wrong kind raises TypeError or
         ValueError in the conversions below, which the caller reports against the folder."""
         names = tuple(d.get("features") or ())
-        if names != FEATURES:
+        if not names or names != FEATURES[:len(names)]:
             raise ValueError(f"review calibration features {list(names)} are not this "
-                             f"code's {list(FEATURES)}")
+                             f"code's {list(FEATURES)} (or the first of them)")
 
         def floats(key: str) -> tuple[float, ...]:
             vals = tuple(float(v) for v in d[key])
-            if len(vals) != len(FEATURES) or not all(np.isfinite(vals)):
-                raise ValueError(f"review calibration {key!r} must hold {len(FEATURES)} "
+            if len(vals) != len(names) or not all(np.isfinite(vals)):
+                raise ValueError(f"review calibration {key!r} must hold {len(names)} "
                                  "finite numbers")
             return vals
 
@@ -172,7 +194,8 @@ class ReviewCalibration:
 
 # Hand-set for folders without a calibration: ambiguity and disagreement with the rules
 # weigh most; the numbers rank holes, they are not probabilities.
-DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0), intercept=-3.0,
+DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0, 1.0),
+                            intercept=-3.0,
                             mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES),
                             fitted=False)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -66,7 +66,8 @@ def synthesize(spec: StackSpec) -> SynthHole:
         "thrust_a": path.expand(quantise(thrust, THRUST_QUANTUM_A)),
         "step": path.expand(path.step).astype(np.int32),
         "stop_code": path.stop_codes(),
-        "torque_empty_a": path.expand(np.round(torque_empty, 3)),
+        # logged on the drill's scale, as the net torque is (features read one over the other)
+        "torque_empty_a": path.expand(np.round(gain * torque_empty, 3)),
         "thrust_empty_a": path.expand(np.round(thrust_empty, 3)),
         "power_w": path.expand(power),
         "rpm": path.expand(path.rpm),
@@ -89,11 +90,20 @@ def synthesize(spec: StackSpec) -> SynthHole:
         extra={"stack": spec.stack_type, "exit_style": spec.exit_style,
                "seed": str(spec.seed), "phenomena": ",".join(spec.phenomena)},
     )
+    noiseless = path.expand(gain * clean)
+    if spec.fragment_end_mm is not None:
+        # air only: the samples up to where the log stops, and no point
+        kept = int(np.searchsorted(np.maximum.accumulate(depth), spec.fragment_end_mm,
+                                   side="right"))
+        arrays = {k: v[:kept] for k, v in arrays.items()}
+        digest.update(b"fragment:%d" % kept)
+        meta = replace(meta, content_hash=digest.hexdigest(), cycle_ok=False)
+        return SynthHole(trace=Trace(meta=meta, **arrays), truth=DepthPoints(None, None, None),
+                         spec=spec, noiseless_torque=noiseless[:kept])
     trace = Trace(meta=meta, **arrays)
     # the logged copies of a sample never advance, so the truth reads the distinct samples
     truth = truth_points(spec, depth_d, clean, path.step)
-    return SynthHole(trace=trace, truth=truth, spec=spec,
-                     noiseless_torque=path.expand(gain * clean))
+    return SynthHole(trace=trace, truth=truth, spec=spec, noiseless_torque=noiseless)
 
 
 def _offset_before_step(spec: StackSpec, path: Path) -> np.ndarray | float:

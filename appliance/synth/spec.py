@@ -48,6 +48,9 @@ P_TWO_STAGE_EXIT = 0.11
 P_THIN_FIRST = 0.10
 P_OFFSET_STEP = 0.10
 P_CURRENT_GAIN = 0.15
+P_AIR_FRAGMENT = 0.03
+FRAGMENT_MIN_MM = 0.5  # a fragment holds at least this much travel ...
+FRAGMENT_CLEAR_MM = 0.3  # ... and stops this far before anything touches
 PRECONTACT_RAMP_MM = 0.1  # the point's tip touching: a short rise
 PRECONTACT_MAX_A = 0.45  # a bump is smaller than this ...
 PRECONTACT_SHARE = 0.3  # ... and than this share of the first layer's level
@@ -108,6 +111,9 @@ class StackSpec:
     offset_step_mm: float | None = None  # a step change in air where the no-load offset ...
     offset_before_a: float = 0.0  # ... changes: net torque offset of the samples before it
     current_gain: float = 1.0  # the drill's current scale (torque and thrust)
+    # the log stops here, in air before the point touches (a transfer cut short, as the
+    # 56-row MQTT fragments of the field): no point exists in what is left
+    fragment_end_mm: float | None = None
     seed: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +187,8 @@ class StackSpec:
             out.append("offset_step")
         if self.current_gain != 1.0:
             out.append("current_gain")
+        if self.fragment_end_mm is not None:
+            out.append("air_fragment")
         return tuple(out)
 
     @property
@@ -380,8 +388,21 @@ def random_spec(rng: np.random.Generator) -> StackSpec:
         offset_step_mm=offset_d,
         offset_before_a=float(rng.uniform(-0.6, -0.15)) if offset_d is not None else 0.0,
         current_gain=gain,
+        fragment_end_mm=_draw_fragment(seed, start, top, precontact_mm, starts_inside),
         seed=seed,
     )
+
+
+def _draw_fragment(seed: int, start: float, top: float, precontact_mm: float,
+                   starts_inside: bool) -> float | None:
+    """Where an air-only fragment stops, or None. Drawn from its own stream of the hole's
+    seed, so the holes of a seed stay what they were before fragments were drawn."""
+    rng = np.random.default_rng([seed, 0xF4A6])
+    if starts_inside or not rng.random() < P_AIR_FRAGMENT:
+        return None
+    hi = top - precontact_mm - PRECONTACT_RAMP_MM - FRAGMENT_CLEAR_MM
+    lo = start + FRAGMENT_MIN_MM
+    return float(rng.uniform(lo, hi)) if hi > lo else None
 
 
 def _draw_precontact(rng: np.random.Generator, air_gap: float, level0: float,

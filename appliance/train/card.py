@@ -36,10 +36,15 @@ def review_text(review: dict[str, Any] | None) -> str:
     rel = "\n".join(f"| {p:.3f} | {o:.3f} | {n} |" for p, o, n in review.get("reliability", []))
     coefs = ", ".join(f"{f} {c:+.2f}" for f, c in zip(review["features"], review["coef"],
                                                       strict=True))
+    refit = review.get("refit")
+    when = (f" Refitted on {refit['at'][:10]} without training (`appliance train-baseline "
+            f"--recalibrate`): the members and their answers are those trained; the holes "
+            f"were the recipe's as the generator makes them now (data set "
+            f"{str(refit['dataset_hash'])[:12]})." if isinstance(refit, dict) else "")
     return (f"Logistic model fitted on {review.get('n')} out-of-fold answers ("
             f"{review.get('n_wrong')} wrong: a point > 0.5 mm off or a presence error; "
-            f"augmented copies included), Brier score {review.get('brier')}. Standardised "
-            f"coefficients: {coefs}.\n\n| mean priority | share wrong | holes |\n"
+            f"augmented copies included), Brier score {review.get('brier')}.{when} "
+            f"Standardised coefficients: {coefs}.\n\n| mean priority | share wrong | holes |\n"
             f"|---|---|---|\n{rel}")
 
 

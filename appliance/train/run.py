@@ -249,6 +249,13 @@ def run_baseline(args: argparse.Namespace) -> int:
         labels = shared_dir() / "data" / "setitec" / "labels.csv"
         if not args.no_real and labels.is_file():
             real, problems = train_data.real_labelled(labels, labels.parent / "MANIFEST.csv")
+        if getattr(args, "recalibrate", False):
+            from appliance.train.recalibrate import recalibrate
+
+            review = recalibrate(Path(args.out), holes + real, opts, BASELINE_NOTE, progress)
+            progress.emit("calibrated", holes=review["n"], wrong=review["n_wrong"],
+                          brier=review["brier"], out=str(args.out))
+            return 0
         exam = train_data.synthetic(args.exam, EXAM_SEED)
 
         def evaluate(members: list[torch.nn.Module], spec: FeatureSpec) -> dict[str, Any]:

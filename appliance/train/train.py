@@ -456,19 +456,29 @@ def _save_fold(work: Path, result: FoldResult) -> None:
 
 def fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None = None,
                  parent_dir: str | Path | None = None, progress: Progress | None = None,
-                 ) -> Fitted:
+                 resume_only: bool = False) -> Fitted:
     """Train opts.folds members on `holes` (plus opts.augment augmented copies of each).
-    With `work`, each finished fold is checkpointed there and a rerun resumes from it."""
+    With `work`, each finished fold is checkpointed there and a rerun resumes from it;
+    `resume_only`: every fold must be resumed from `work` (RuntimeError before any training
+    otherwise)."""
     if not opts.ray:
-        return _fit_ensemble(holes, opts, work, parent_dir, progress)
+        return _fit_ensemble(holes, opts, work, parent_dir, progress, resume_only)
     from appliance.train.cluster import session
 
     with session(opts):
-        return _fit_ensemble(holes, opts, work, parent_dir, progress)
+        return _fit_ensemble(holes, opts, work, parent_dir, progress, resume_only)
+
+
+def shape_model_to_spec(opts: TrainOptions) -> None:
+    """The model's input sizes are the feature spec's (the run's options record them so)."""
+    spec = opts.spec
+    opts.model.in_channels, opts.model.n_scalars = spec.n_channels, spec.n_scalars
+    opts.model.length = spec.length
 
 
 def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
-                  parent_dir: str | Path | None, progress: Progress | None) -> Fitted:
+                  parent_dir: str | Path | None, progress: Progress | None,
+                  resume_only: bool = False) -> Fitted:
     progress = progress or Progress()
     if not opts.ray:  # a missing GPU is said before minutes of feature building (a Ray
         resolve_device(opts.device)  # cluster's GPUs are checked where they are)
@@ -479,8 +489,7 @@ def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
     if parent_dir is not None:
         parent_manifest, parent_states = _load_parent(Path(parent_dir), opts)
     spec = opts.spec
-    opts.model.in_channels, opts.model.n_scalars = spec.n_channels, spec.n_scalars
-    opts.model.length = spec.length
+    shape_model_to_spec(opts)
 
     ds_hash = dataset_hash(holes)
     n_original = len(holes)
@@ -525,6 +534,8 @@ def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
                           epochs_run=resumed.report["epochs_run"], resumed=True,
                           folds_done=len(results), folds_total=opts.folds)
     todo = [f for f in range(opts.folds) if f not in results]
+    if todo and resume_only:
+        raise RuntimeError(f"folds {todo} have no checkpoint of this run to resume")
     clock = EpochClock(progress, opts.folds, opts.epochs, done_folds=len(results))
     if opts.ray and todo:
         from appliance.train.cluster import train_folds_on_ray
