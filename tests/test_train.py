@@ -18,6 +18,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 import appliance.features as features  # noqa: E402
 from appliance.engine import sha256_file  # noqa: E402
+from appliance.engine.review import FEATURES as REVIEW_FEATURES  # noqa: E402
 from appliance.errors import ValidationError  # noqa: E402
 from appliance.estimators.heuristic import read_trace  # noqa: E402
 from appliance.estimators.placement import anchor_labels  # noqa: E402
@@ -96,7 +97,9 @@ def test_tiny_patchtsmixer_end_to_end(tmp_path):
     # served as its held-out metrics were: on the ramps, plus the learnt residual
     assert m["decode"] == {"place_on_ramps": True, "residual": True}
     assert set(m["placement"]["labels"]) == {"entry", "transition", "exit"}
-    assert m["review"]["fitted"] in (True, False) and len(m["review"]["coef"]) == 9
+    assert m["review"]["fitted"] in (True, False)
+    assert m["review"]["features"] == list(REVIEW_FEATURES)
+    assert len(m["review"]["coef"]) == len(REVIEW_FEATURES)
     assert set(m["files"]) == {"members/m0.onnx", "members/m1.onnx", "probe.npz", "README.md",
                                "weights/m0.safetensors", "weights/m1.safetensors"}
     card = (out / "README.md").read_text()
