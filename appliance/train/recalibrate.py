@@ -9,13 +9,12 @@ hole with the member that never trained on it, and only the calibration and the 
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from appliance.errors import UsageError
 from appliance.train.card import refresh_card
@@ -23,7 +22,15 @@ from appliance.train.data import TrainHole, dataset_hash
 from appliance.train.export import read_manifest
 from appliance.train.heldout import held_out
 from appliance.train.progress import Progress
-from appliance.train.train import TrainOptions, fit_ensemble, shape_model_to_spec
+from appliance.train.train import (
+    FoldResult,
+    TrainOptions,
+    claim_work,
+    fit_ensemble,
+    run_key,
+    save_fold,
+    shape_model_to_spec,
+)
 
 
 def recalibrate(model_dir: str | Path, holes: list[TrainHole], opts: TrainOptions,
@@ -48,13 +55,11 @@ def recalibrate(model_dir: str | Path, holes: list[TrainHole], opts: TrainOption
         raise UsageError(f"{model_dir}: {len(raw['weights'])} members, not {opts.folds} folds")
     reports = raw["training"].get("fold_reports") or [{} for _ in raw["weights"]]
     with tempfile.TemporaryDirectory(prefix="recalibrate-") as tmp:
-        work = Path(tmp)
-        key = {"dataset_hash": dataset_hash(holes), "options": opts.key_dict(), "parent": None}
-        (work / "run.json").write_text(json.dumps(key, sort_keys=True))
+        work = Path(tmp) / "work"
+        claim_work(work, run_key(dataset_hash(holes), opts, None))
         for fold, rel in enumerate(raw["weights"]):
-            save_file(load_file(str(model_dir / rel)), str(work / f"fold{fold}.safetensors"))
             report = {"best_val_loss": None, "epochs_run": 0, **reports[fold], "fold": fold}
-            (work / f"fold{fold}.json").write_text(json.dumps(report))
+            save_fold(work, FoldResult(fold, load_file(str(model_dir / rel)), report))
         fit = fit_ensemble(holes, opts, work, progress=progress, resume_only=True)
     review = {**held_out(fit, opts).review.to_dict(),
               "refit": {"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

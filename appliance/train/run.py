@@ -249,7 +249,7 @@ def run_baseline(args: argparse.Namespace) -> int:
         labels = shared_dir() / "data" / "setitec" / "labels.csv"
         if not args.no_real and labels.is_file():
             real, problems = train_data.real_labelled(labels, labels.parent / "MANIFEST.csv")
-        if getattr(args, "recalibrate", False):
+        if args.recalibrate:
             from appliance.train.recalibrate import recalibrate
 
             review = recalibrate(Path(args.out), holes + real, opts, BASELINE_NOTE, progress)

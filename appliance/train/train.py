@@ -444,7 +444,22 @@ def _load_fold(work: Path, fold: int) -> FoldResult | None:
     return FoldResult(fold, load_file(str(ckpt)), report)
 
 
-def _save_fold(work: Path, result: FoldResult) -> None:
+def run_key(ds_hash: str, opts: TrainOptions, parent: str | None) -> dict[str, Any]:
+    """What a run's checkpoints belong to: a work folder of another key is not resumed."""
+    return {"dataset_hash": ds_hash, "options": opts.key_dict(), "parent": parent}
+
+
+def claim_work(work: Path, key: dict[str, Any]) -> None:
+    """Make `work` the checkpoint folder of the run `key`: kept when it already is one,
+    emptied when it holds another run's."""
+    key_file = work / "run.json"
+    if work.exists() and (not key_file.exists() or json.loads(key_file.read_text()) != key):
+        shutil.rmtree(work)  # checkpoints of another run: not resumable
+    work.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(json.dumps(key, sort_keys=True))
+
+
+def save_fold(work: Path, result: FoldResult) -> None:
     """The weights first, renamed into place, then the report: a fold counts as finished only
     once both are there."""
     ckpt = work / f"fold{result.fold}.safetensors"
@@ -512,14 +527,8 @@ def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
     data = Tensors.of(batch, [h.label for h in holes], spec, anchored, learn_residual)
     fold_of = assign_folds([h.group for h in holes], opts.folds, opts.seed)
     if work is not None:
-        run_key = {"dataset_hash": ds_hash, "options": opts.key_dict(),
-                   "parent": parent_manifest["version"] if parent_manifest else None}
-        key_file = work / "run.json"
-        if work.exists() and (not key_file.exists()
-                              or json.loads(key_file.read_text()) != run_key):
-            shutil.rmtree(work)  # checkpoints of another run: not resumable
-        work.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps(run_key, sort_keys=True))
+        claim_work(work, run_key(ds_hash, opts,
+                                 parent_manifest["version"] if parent_manifest else None))
 
     def parent_for(fold: int) -> dict[str, Any] | None:
         """Member i starts from parent member i (mod the parent's count)."""
@@ -546,7 +555,7 @@ def _fit_ensemble(holes: list[TrainHole], opts: TrainOptions, work: Path | None,
                     for f in todo)
     for result in finished:
         if work is not None:
-            _save_fold(work, result)
+            save_fold(work, result)
         result.report["resumed"] = False
         results[result.fold] = result
         clock.fold_done(result.fold)
