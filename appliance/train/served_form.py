@@ -123,7 +123,8 @@ class Conv1dAs2d(nn.Module):
                 self.conv.bias.copy_(conv.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x[:, :, None, :])[:, :, 0, :]
+        # squeeze, not [:, :, 0]: onnxruntime copies a Gather's output, a Squeeze it aliases
+        return self.conv(x.unsqueeze(2)).squeeze(2)
 
 
 def convs_as_2d(module: nn.Module) -> None:
