@@ -7,9 +7,10 @@ In onnxruntime on one core those small-axis operations cost ~10 ns per element a
 ~1 ns for the same work on a long contiguous axis, and the mixer took over half of a member's
 time on a [16, 1088] feature map it barely touches. Here the mixed axis stays where it is
 and the weights multiply from the left, so every operation runs over long contiguous rows.
-Two smaller changes: layer scales folded into their convolutions, and convolutions run as
-2-D ones of height 1, which onnxruntime executes in its blocked layout. Measured on the
-baseline (benchmarks/export_form.py): a member costs ~0.75 of the training module's export.
+Smaller changes: layer scales folded into their convolutions, and convolutions run as 2-D
+ones of height 1 on feature maps kept 4-D from input to output, which onnxruntime executes in
+its blocked layout without reordering around each one. Measured on the baseline
+(benchmarks/export_form.py): a member costs ~0.7 of the training module's export.
 
 Training keeps transformers' module (its weights are what this form reads); the export's
 parity check compares this form's graph with the training module itself, so a mismatch
@@ -25,7 +26,12 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PatchTSMixerModel
 
-from appliance.train.model import DepthPointModel, LayerScale, PatchTSMixerBackbone
+from appliance.train.model import (
+    DepthPointModel,
+    LayerScale,
+    PatchTSMixerBackbone,
+    PointHead,
+)
 
 
 def _left(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -74,65 +80,108 @@ def supported(mixer: PatchTSMixerModel) -> bool:
 
 
 class ServedBackbone(nn.Module):
-    """PatchTSMixerBackbone's function: stem features plus the mixer's, unpatched, [B, H, L]."""
+    """PatchTSMixerBackbone's function: stem features plus the mixer's, unpatched, as a
+    [B, H, 1, L] map. The mixer runs in the form above when its configuration is one that form
+    covers (`supported`), else as transformers' module."""
 
     def __init__(self, backbone: PatchTSMixerBackbone) -> None:
         super().__init__()
-        self.cfg = backbone.cfg
+        self.cfg = cfg = backbone.cfg
         self.stem = backbone.stem
-        self.patcher = backbone.mixer.encoder.patcher
-        mixers = backbone.mixer.encoder.mlp_mixer_encoder.mixers
-        self.layers = nn.ModuleList(_Layer(m) for m in mixers)
+        mixer = backbone.mixer
+        self.mixer: PatchTSMixerModel | None = None if supported(mixer) else mixer
+        self.patcher = mixer.encoder.patcher
+        self.layers = nn.ModuleList(
+            _Layer(m) for m in (mixer.encoder.mlp_mixer_encoder.mixers if self.mixer is None
+                                else ()))
         # unpatch rows reordered from (position in patch, hidden) to (hidden, position), so
         # its output reshapes to [B, H, P, patch] and one block transpose gives [B, H, L]
-        cfg, unpatch = backbone.cfg, backbone.unpatch
+        unpatch = backbone.unpatch
         w = unpatch.weight.reshape(cfg.patch_length, cfg.hidden, -1).transpose(0, 1)
         bias = unpatch.bias.reshape(cfg.patch_length, cfg.hidden).transpose(0, 1)
         self.unpatch_w = nn.Parameter(w.reshape(cfg.patch_length * cfg.hidden, -1).clone())
         self.unpatch_b = nn.Parameter(bias.reshape(-1).clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+        """x [B, C, L] and the same as x4 [B, C, 1, L]."""
         b, length = x.shape[0], x.shape[2]
         cfg = self.cfg
-        local = self.stem(x) if self.stem is not None else None
-        src = local if local is not None and cfg.mixer_on_stem else x
+        local = self.stem(x4) if self.stem is not None else None
+        src = local.squeeze(2) if local is not None and cfg.mixer_on_stem else x
         c = src.shape[1]
         p = length // cfg.patch_length
-        h = self.patcher(src.reshape(b, c, p, cfg.patch_length))  # [B, C, P, D]
-        for layer in self.layers:
-            h = layer(h)
+        if self.mixer is None:
+            h = self.patcher(src.reshape(b, c, p, cfg.patch_length))  # [B, C, P, D]
+            for layer in self.layers:
+                h = layer(h)
+        else:
+            h = self.mixer(past_values=src.transpose(1, 2)).last_hidden_state
         h = h.permute(0, 2, 1, 3).reshape(b, p, -1)  # [B, P, C*D]
         h = F.linear(h, self.unpatch_w, self.unpatch_b)  # [B, P, H*patch]
         h = h.reshape(b, p, cfg.hidden, cfg.patch_length).transpose(1, 2)
-        h = h.reshape(b, cfg.hidden, length)
+        h = h.reshape(b, cfg.hidden, 1, length)
         return h if local is None else local + h
 
 
-class Conv1dAs2d(nn.Module):
-    """A Conv1d run as a Conv2d of height 1: onnxruntime's blocked-layout (NCHWc) kernels
+def conv_as_2d(conv: nn.Conv1d) -> nn.Conv2d:
+    """The same convolution over [B, C, 1, L]: onnxruntime's blocked-layout (NCHWc) kernels
     take 2-D convolutions only, and halve the time of the [16, 1088] feature convolutions."""
-
-    def __init__(self, conv: nn.Conv1d) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
-                              padding=(0, int(conv.padding[0])), dilation=(1, conv.dilation[0]),
-                              groups=conv.groups, bias=conv.bias is not None)
-        with torch.no_grad():
-            self.conv.weight.copy_(conv.weight[:, :, None, :])
-            if conv.bias is not None:
-                self.conv.bias.copy_(conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # squeeze, not [:, :, 0]: onnxruntime copies a Gather's output, a Squeeze it aliases
-        return self.conv(x.unsqueeze(2)).squeeze(2)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                    padding=(0, int(conv.padding[0])), dilation=(1, conv.dilation[0]),
+                    groups=conv.groups, bias=conv.bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(conv.weight[:, :, None, :])
+        if conv.bias is not None:
+            out.bias.copy_(conv.bias)
+    return out
 
 
 def convs_as_2d(module: nn.Module) -> None:
+    """Every Conv1d in `module` becomes its conv_as_2d: the module then runs on [B, C, 1, L]."""
     for name, child in module.named_children():
         if isinstance(child, nn.Conv1d) and child.padding_mode == "zeros":
-            setattr(module, name, Conv1dAs2d(child))
+            setattr(module, name, conv_as_2d(child))
         else:
             convs_as_2d(child)
+
+
+class ServedHead(nn.Module):
+    """PointHead's function on [B, H, 1, L] feature maps."""
+
+    def __init__(self, head: PointHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, feats: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        head = self.head
+        s = head.scalar_embed(scalars)
+        h = feats + head.local(x) + s[:, :, None, None]
+        flat = feats.squeeze(2)
+        pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2), s], dim=1)
+        return (head.refine(h).squeeze(2), head.presence(pooled),
+                head.place(h).squeeze(2))
+
+
+class ServedModel(nn.Module):
+    """DepthPointModel's function with every feature map kept 4-D ([B, C, 1, L]) from the
+    input to the outputs. Between two convolutions onnxruntime then keeps the map in its
+    blocked layout (a GELU runs on it as it is) and adds a residual inside the convolution,
+    where a 3-D map cost a reorder in and out of that layout around every convolution:
+    ~0.95 of a member's time (benchmarks/export_form.py)."""
+
+    def __init__(self, model: DepthPointModel) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = ServedHead(model.head)
+
+    def forward(self, x: torch.Tensor, scalars: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x4 = x.unsqueeze(2)
+        backbone = self.backbone
+        feats = backbone(x4) if not isinstance(backbone, ServedBackbone) else backbone(x, x4)
+        scores, presence, offset = self.head(feats, x4, scalars)
+        return scores, presence, offset
 
 
 def fold_layer_scales(module: nn.Module) -> None:
@@ -154,13 +203,14 @@ def fold_layer_scales(module: nn.Module) -> None:
 
 def served_form(model: nn.Module) -> nn.Module:
     """A copy of `model` as it is exported: the PatchTSMixer backbone in the form above
-    (when its configuration is one this form covers), layer scales folded into their
-    convolutions, convolutions as 2-D. Same outputs to float rounding (~1e-5); the export's
-    parity check holds the graph to the original model."""
-    served = copy.deepcopy(model).eval()
-    if (isinstance(served, DepthPointModel) and isinstance(served.backbone, PatchTSMixerBackbone)
-            and supported(served.backbone.mixer)):
-        served.backbone = ServedBackbone(served.backbone)
-    fold_layer_scales(served)
-    convs_as_2d(served)
-    return served
+    (its mixer too when its configuration is one this form covers), layer scales folded into
+    their convolutions, feature maps 4-D and convolutions 2-D. Same outputs to float rounding
+    (~1e-5); the export's parity check holds the graph to the original model."""
+    model = copy.deepcopy(model).eval()
+    if not isinstance(model, DepthPointModel):
+        raise TypeError(f"served_form takes a DepthPointModel, not a {type(model).__name__}")
+    if isinstance(model.backbone, PatchTSMixerBackbone):
+        model.backbone = ServedBackbone(model.backbone)
+    fold_layer_scales(model)
+    convs_as_2d(model)
+    return ServedModel(model).eval()
