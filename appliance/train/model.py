@@ -33,6 +33,7 @@ class ModelConfig:
     # PatchTSMixer: a short convolutional stem gives sub-patch precision, the mixer the
     # whole-hole context (which ramp is which); their features are summed per position.
     # Sized for the daemon: 5 members cost ~4 ms of onnxruntime per hole on one core.
+    # Smaller mixers cost less but fine-tune less reliably (the baseline card's table).
     stem_dilations: tuple[int, ...] = (1, 2, 4)
     mixer_on_stem: bool = False  # the mixer reads the stem's features (slower, no better)
     patch_length: int = 32
