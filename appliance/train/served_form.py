@@ -89,11 +89,11 @@ class ServedBackbone(nn.Module):
         self.cfg = cfg = backbone.cfg
         self.stem = backbone.stem
         mixer = backbone.mixer
-        self.mixer: PatchTSMixerModel | None = None if supported(mixer) else mixer
+        served = supported(mixer)
+        self.mixer: PatchTSMixerModel | None = None if served else mixer
         self.patcher = mixer.encoder.patcher
         self.layers = nn.ModuleList(
-            _Layer(m) for m in (mixer.encoder.mlp_mixer_encoder.mixers if self.mixer is None
-                                else ()))
+            _Layer(m) for m in (mixer.encoder.mlp_mixer_encoder.mixers if served else ()))
         # unpatch rows reordered from (position in patch, hidden) to (hidden, position), so
         # its output reshapes to [B, H, P, patch] and one block transpose gives [B, H, L]
         unpatch = backbone.unpatch
@@ -102,8 +102,8 @@ class ServedBackbone(nn.Module):
         self.unpatch_w = nn.Parameter(w.reshape(cfg.patch_length * cfg.hidden, -1).clone())
         self.unpatch_b = nn.Parameter(bias.reshape(-1).clone())
 
-    def forward(self, x: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
-        """x [B, C, L] and the same as x4 [B, C, 1, L]."""
+    def forward(self, x4: torch.Tensor) -> torch.Tensor:
+        x = x4.squeeze(2)  # the mixer's view; onnxruntime aliases a Squeeze, copies nothing
         b, length = x.shape[0], x.shape[2]
         cfg = self.cfg
         local = self.stem(x4) if self.stem is not None else None
@@ -178,9 +178,7 @@ class ServedModel(nn.Module):
     def forward(self, x: torch.Tensor, scalars: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x4 = x.unsqueeze(2)
-        backbone = self.backbone
-        feats = backbone(x4) if not isinstance(backbone, ServedBackbone) else backbone(x, x4)
-        scores, presence, offset = self.head(feats, x4, scalars)
+        scores, presence, offset = self.head(self.backbone(x4), x4, scalars)
         return scores, presence, offset
 
 
