@@ -26,7 +26,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-from proctime import cpu_seconds  # noqa: E402
+from proctime import cpu_seconds, own_seconds  # noqa: E402
 
 from appliance.ingest.setitec_writer import write_setitec  # noqa: E402
 from appliance.synth import generate  # noqa: E402
@@ -120,16 +120,20 @@ async def hammer(url: str, key: str, make, n: int, concurrency: int  # noqa: ANN
 
 
 def report_cpu(pid: int | None, daemon_cpu: float | None, client_cpu: float, n: int,
-               wall: float) -> None:
-    """CPU time per request of the daemon (since daemon_cpu) and of this load generator."""
+               wall: float, main_cpu: float | None = None) -> None:
+    """CPU time per request of the daemon (since daemon_cpu; of which its own process, since
+    main_cpu, the rest its estimate workers) and of this load generator."""
     now = cpu_seconds(pid)
     client = 1000 * (time.process_time() - client_cpu) / n
-    if now is None or daemon_cpu is None:
+    if pid is None or now is None or daemon_cpu is None:
         print(f"{'':<34} load generator CPU {client:.2f} ms per request")
         return
     used = now - daemon_cpu
+    main_now = own_seconds(pid)
+    split = ("" if main_cpu is None or main_now is None else
+             f", of which its HTTP process {1000 * (main_now - main_cpu) / n:.2f} ms")
     print(f"{'':<34} daemon CPU {1000 * used / n:.2f} ms per request ({used / wall:.2f} cores "
-          f"busy); load generator CPU {client:.2f} ms per request")
+          f"busy{split}); load generator CPU {client:.2f} ms per request")
 
 
 def report(name: str, lat: list[float], statuses: list[int], wall: float) -> dict[str, float]:
@@ -155,10 +159,11 @@ async def run(url: str, key: str, args: argparse.Namespace, pid: int | None = No
         octet = {"Content-Type": "application/octet-stream"}
         await client.post("/estimate", content=data, headers=octet)  # warm
         daemon_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+        main_cpu = None if pid is None else own_seconds(pid)
         est_lat, est_st, est_wall = await hammer(
             url, key, lambda i: ("POST", "/estimate", data), args.estimates, args.concurrency)
         est = report("POST /estimate (" + name[:18] + ")", est_lat, est_st, est_wall)
-        report_cpu(pid, daemon_cpu, client_cpu, len(est_lat), est_wall)
+        report_cpu(pid, daemon_cpu, client_cpu, len(est_lat), est_wall, main_cpu)
         if args.estimate_only:
             return
 

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 
-def _own(pid: int) -> float | None:
+def own_seconds(pid: int) -> float | None:
+    """User + system CPU time so far of this one process (not its children)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
@@ -31,7 +32,7 @@ def cpu_seconds(pid: int | None) -> float | None:
     its time with it: compare figures taken while the same workers run."""
     if pid is None:
         return None
-    own = _own(pid)
+    own = own_seconds(pid)
     if own is None:
         return None
-    return own + sum(t for c in children(pid) if (t := _own(c)) is not None)
+    return own + sum(t for c in children(pid) if (t := own_seconds(c)) is not None)

@@ -246,6 +246,31 @@ def test_crlf_and_semicolons_parse_the_same() -> None:
     assert semi.meta.extra["separator"] == "semicolon"
 
 
+def test_without_the_bare_tokenizer_read_csv_reads_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample block is read by pandas' C tokenizer alone where this pandas has it; a
+    pandas without it (or whose tokenizer takes other arguments) gets read_csv: same trace,
+    same errors."""
+    import appliance.ingest.setitec as setitec
+
+    trace = sample_trace(40)
+    logs = [write_setitec(trace, "v9"), write_setitec(trace, "v9", ";")]
+    bad = logs[0].decode("latin-1").replace("\n-0,", "\nx-0,", 1).encode("latin-1")
+    fast = [parse_setitec(data, "a") for data in logs]
+    fast_error = _error(bad)
+    monkeypatch.setattr(setitec, "_TextReader", None)
+    for data, seen in zip(logs, fast, strict=True):
+        assert parse_setitec(data, "a").equals(seen)
+    slow_error = _error(bad)
+    assert (slow_error.where, slow_error.problem) == (fast_error.where, fast_error.problem)
+
+    def other_signature(*args: object, **kwargs: object) -> None:
+        raise TypeError("__cinit__() got an unexpected keyword argument 'usecols'")
+
+    monkeypatch.setattr(setitec, "_TextReader", other_signature)
+    assert parse_setitec(logs[0], "a").equals(fast[0])
+
+
 def test_header_over_nine_fields_rule(v9_text: str) -> None:
     header = v9_text.split("\n")[_line_of(v9_text, "Position (mm)") - 1]
     thirteen = ("Position (mm)\tI Torque (A)\tI Thrust (A)\tI Torque Empty (A)\t"
