@@ -1,9 +1,10 @@
 """The vectorised reading primitives give exactly what the straightforward ones give.
 
 ramp_edges_many (every peak at once, from moving maxima) against run_edge on each peak's own
-`low` mask, reading.median against np.median, reading.gradient against np.gradient: the
-rule-based estimator, the synthetic truth and the model features all read through the fast
-ones, so any difference would move points and truth alike.
+`low` mask, reading.median and reading.percentile against np.median and np.percentile,
+reading.gradient against np.gradient: the rule-based estimator, the synthetic truth and the
+model features all read through the fast ones, so any difference would move points and
+truth alike.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from appliance.estimators.reading import (
     detection_slope,
     gradient,
     median,
+    percentile,
     ramp_edges_many,
     run_edge,
 )
@@ -75,6 +77,22 @@ def test_median_is_np_median() -> None:
         for values in (rng.standard_normal(n), rng.integers(0, 4, n).astype(float)):
             assert median(values) == float(np.median(values))
     assert np.isnan(median(np.zeros(0)))
+
+
+def test_median_of_float32_is_np_median() -> None:
+    # the members' residual maps are float32: their median is taken in float32 as numpy does
+    rng = np.random.default_rng(4)
+    for n in range(1, 12):
+        values = rng.standard_normal(n).astype(np.float32)
+        assert median(values) == float(np.median(values))
+
+
+def test_percentile_is_np_percentile() -> None:
+    rng = np.random.default_rng(6)
+    for n in [*range(1, 80), 1827, 5000]:
+        for values in (np.abs(rng.standard_normal(n)) * 3.0, rng.integers(0, 4, n) * 0.1):
+            for q in (0, 1, 50, 90, 99, 100):
+                assert percentile(values, q) == float(np.percentile(values, q)), (n, q)
 
 
 def test_gradient_is_np_gradient() -> None:

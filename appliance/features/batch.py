@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from appliance.estimators.heuristic import Reading, estimate_heuristic
-from appliance.estimators.reading import step_change_positions
+from appliance.estimators.reading import median, percentile, step_change_positions
 from appliance.features.grid import Grid, check_trace, moving_mean
 from appliance.features.spec import FeatureSpec
 from appliance.points import POINT_NAMES, DepthPoints
@@ -59,9 +59,9 @@ def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = Non
     valid = grid.valid
     torque = grid.resample(trace.torque_a)
     thrust = grid.resample(trace.thrust_a)
-    t_scale = max(float(np.percentile(np.abs(torque[valid]), 99)) if valid.any() else 0.0,
+    t_scale = max(percentile(np.abs(torque[valid]), 99) if valid.any() else 0.0,
                   MIN_TORQUE_SCALE_A)
-    f_scale = max(float(np.percentile(np.abs(thrust[valid]), 99)) if valid.any() else 0.0,
+    f_scale = max(percentile(np.abs(thrust[valid]), 99) if valid.any() else 0.0,
                   MIN_THRUST_SCALE_A)
     width = max(1, int(round(spec.smooth_mm / spec.grid_mm)))
     smooth = moving_mean(torque, width)
@@ -88,8 +88,8 @@ def hole_features(trace: Trace, spec: FeatureSpec, reading: Reading | None = Non
     # Presence cues a pooled backbone can miss: torque where the hole starts and ends.
     edge = max(1, int(round(EDGE_MM / spec.grid_mm)))
     cells = np.flatnonzero(valid)
-    start_t = float(np.median(torque[cells[:edge]])) / t_scale if len(cells) else 0.0
-    end_t = float(np.median(torque[cells[-edge:]])) / t_scale if len(cells) else 0.0
+    start_t = median(torque[cells[:edge]]) / t_scale if len(cells) else 0.0
+    end_t = median(torque[cells[-edge:]]) / t_scale if len(cells) else 0.0
     if spec.version >= 3:
         rule_x, rule_s = _rule_reading(trace, grid, reading, rules)
         x = np.concatenate([x, rule_x])
