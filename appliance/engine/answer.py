@@ -44,7 +44,9 @@ class HoleOutputs:
     offsets: np.ndarray | None  # [M, 3, L] placement residual per position (mm), or None
     origin_mm: float
     grid_mm: float
-    spread_mm: np.ndarray | None = None  # [3] override: see train.train's calibration
+    # whose agreement the review's spreads read: None, these members (as served); out of
+    # fold one member answers and the whole ensemble stands in (train.heldout)
+    peers: HoleOutputs | None = None
 
 
 def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None = None
@@ -65,8 +67,7 @@ def combine_members(depths: np.ndarray, probs: np.ndarray, version: str | None =
         if p_mean < 0.5:
             values[name] = spread[name] = confidence[name] = None
             continue
-        d = depths[_voters(probs, k), k]
-        d = d[np.isfinite(d)]
+        d = _voting_depths(depths, probs, k)
         if d.size == 0:
             values[name] = spread[name] = confidence[name] = None
             continue
@@ -99,12 +100,13 @@ def answer_with_features(out: HoleOutputs, reading: Reading | None, rules: Depth
         placed = {n: _plus_residual(out, k, placed[n]) for k, n in enumerate(POINT_NAMES)}
     points, order_note = DepthPoints(*(placed[n] for n in POINT_NAMES)).in_order()
     out_of_order = order_note is not None
-    spread = out.spread_mm if out.spread_mm is not None else np.array(
-        [est.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
+    peers = out.peers if out.peers is not None else out
+    spread, majority = _spreads(peers.depths, peers.probs)
     evidence = PointEvidence(
         presence=np.array([est.presence[n] for n in POINT_NAMES]),
         mass=np.array([float(out.mass[_voters(out.probs, k), k].mean()) for k in range(3)]),
-        spread_mm=spread, on_ramp=np.array([on_ramp[n] for n in POINT_NAMES]))
+        spread_mm=spread, majority_spread_mm=majority,
+        on_ramp=np.array([on_ramp[n] for n in POINT_NAMES]))
     # the rules and the rival ramps are compared with the crossing the point was anchored
     # on, not with the rig's residual on top of it
     anchors = DepthPoints(*((snapped if decoding.place_on_ramps else located)[n]
@@ -124,6 +126,29 @@ def _voters(probs: np.ndarray, k: int) -> np.ndarray:
     """Members that place point k themselves (all of them when none does)."""
     voters = probs[:, k] >= 0.5
     return voters if voters.any() else np.ones(len(probs), dtype=bool)
+
+
+def _voting_depths(depths: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
+    """The finite depths of point k from the members that vote on it."""
+    d: np.ndarray = depths[_voters(probs, k), k]
+    finite: np.ndarray = d[np.isfinite(d)]
+    return finite
+
+
+def _spreads(depths: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point the voting members' range (combine_members' spread_mm) and the range
+    without the member furthest from their median (three or more voters); 0 for a point
+    the members do not report."""
+    spread, majority = np.zeros(len(POINT_NAMES)), np.zeros(len(POINT_NAMES))
+    for k in range(len(POINT_NAMES)):
+        d = _voting_depths(depths, probs, k)
+        if float(probs[:, k].mean()) < 0.5 or d.size == 0:
+            continue
+        spread[k] = float(d.max() - d.min())
+        if d.size >= 3:
+            d = np.delete(d, int(np.argmax(np.abs(d - median(d)))))
+        majority[k] = float(d.max() - d.min())
+    return spread, majority
 
 
 def _plus_residual(out: HoleOutputs, k: int, at_mm: float | None) -> float | None:

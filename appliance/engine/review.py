@@ -7,7 +7,14 @@ evidence that does is combined here, per hole (the largest over its three points
 
 - presence_ambiguity: 1 - |2p - 1| of the members' mean presence (1 at p = 0.5);
 - competition: the members' score mass outside the located peak (another place scored too);
-- spread: log(1 + range of the members' depths / 0.1 mm);
+- majority_spread: log(1 + range / 0.1 mm) of the voting members' depths without the one
+  furthest from their median (with three or more): the members' doubt about the answer
+  served, which is their median, so one member astray does not move it (a x0.4 rig: one of
+  five members put the transition on the exit of 40 holes the median answered right);
+- spread: the same over all voting members. Computed for calibrations fitted with it, but
+  no longer fitted: out of fold one member answers each hole and the whole ensemble's range
+  stands in for its doubt, so a wide range there mostly says "the one answering is the
+  member astray", which is wrong out of fold and outvoted when served;
 - rules_presence: the model and the rule-based reading disagree on whether a point exists;
 - rules_distance: both place it, this far apart (mm, capped at 2);
 - rival_ramp: a competing ramp of the point's direction: exp(-d / 2 mm) for another ramp
@@ -27,8 +34,8 @@ evidence that does is combined here, per hole (the largest over its three points
   generator's cuts 0.21 or more (0.4 % of them under a quarter), its air fragments 0.12 at
   most.
 
-A calibration fitted before a feature was added holds the features of its time (a prefix of
-FEATURES) and weighs only those.
+A calibration weighs the features it names (stored with it): one fitted before a feature
+was added, or with one since retired, is served as it was fitted.
 
 A logistic model maps them to a probability. It is fitted at training time on out-of-fold
 predictions (each hole answered by members that never trained on it, augmented copies
@@ -48,9 +55,13 @@ import numpy as np
 from appliance.features.decode import sigmoid
 from appliance.points import POINT_NAMES, DepthPoints
 
-FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread", "rules_presence",
-                             "rules_distance", "rival_ramp", "off_ramp", "out_of_order",
-                             "weak_step", "below_no_load")
+# every feature this code computes, in the order of features()'s vector
+ALL_FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread",
+                                 "rules_presence", "rules_distance", "rival_ramp", "off_ramp",
+                                 "out_of_order", "weak_step", "below_no_load",
+                                 "majority_spread")
+# what a calibration is fitted on now (see the module docstring for "spread")
+FEATURES: tuple[str, ...] = tuple(n for n in ALL_FEATURES if n != "spread")
 WRONG_MM = 0.5
 RIVAL_SCALE_MM = 2.0
 SNR_SCALE = 10.0
@@ -66,6 +77,7 @@ class PointEvidence:
     presence: np.ndarray  # [3] members' mean presence probability
     mass: np.ndarray  # [3] members' mean score mass in the located peak, 0..1
     spread_mm: np.ndarray  # [3] range of the voting members' depths (0 where absent)
+    majority_spread_mm: np.ndarray  # [3] the same without the member furthest from the median
     on_ramp: np.ndarray  # [3] bool: a reported point that sits on a ramp's crossing
 
 
@@ -73,17 +85,18 @@ def features(ev: PointEvidence, points: DepthPoints, rules: DepthPoints | None,
              rivals: Mapping[str, Sequence[tuple[float, float, float]]],
              out_of_order: bool = False, noise_a: float | None = None,
              per_no_load: float | None = None) -> np.ndarray:
-    """The FEATURES vector of one hole. `rivals`: per point name, the ramps of its direction
+    """The ALL_FEATURES vector of one hole. `rivals`: per point name, the ramps of its direction
     as (start mm, end mm, level change A) (appliance.estimators.snap.ramp_spans);
     `noise_a`: the trace's torque noise, `per_no_load`: its torque over the drill's no-load
     current (the rules' reading of both)."""
-    f = np.zeros(len(FEATURES))
+    f = np.zeros(len(ALL_FEATURES))
     p = np.asarray(ev.presence, dtype=np.float64)
     f[0] = float(np.max(1.0 - np.abs(2.0 * p - 1.0)))
     present = np.array([points.get(n) is not None for n in POINT_NAMES])
     if present.any():
         f[1] = float(np.max(1.0 - np.asarray(ev.mass)[present]))
         f[2] = float(np.log1p(np.max(np.asarray(ev.spread_mm)[present]) / 0.1))
+        f[10] = float(np.log1p(np.max(np.asarray(ev.majority_spread_mm)[present]) / 0.1))
         f[6] = float(np.any(~np.asarray(ev.on_ramp)[present]))
     f[7] = float(out_of_order or points.order_problem() is not None)
     for name in POINT_NAMES:
@@ -132,8 +145,9 @@ def is_wrong(pred: DepthPoints, truth: DepthPoints, tol_mm: float = WRONG_MM) ->
 
 @dataclass(frozen=True)
 class ReviewCalibration:
-    """Logistic model over standardised FEATURES."""
+    """Logistic model over the standardised features it names."""
 
+    features: tuple[str, ...]  # of ALL_FEATURES: what it was fitted on
     coef: tuple[float, ...]
     intercept: float
     mean: tuple[float, ...]
@@ -147,13 +161,9 @@ class ReviewCalibration:
     def priority(self, f: np.ndarray) -> float:
         return float(self.priorities(np.asarray(f)[None, :])[0])
 
-    @property
-    def features(self) -> tuple[str, ...]:
-        """The FEATURES it weighs: all, or those of when it was fitted (a prefix)."""
-        return FEATURES[:len(self.coef)]
-
     def priorities(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)[:, :len(self.coef)]
+        """Per row of x [N, ALL_FEATURES]."""
+        x = np.asarray(x, dtype=np.float64)[:, [ALL_FEATURES.index(n) for n in self.features]]
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         return sigmoid(self.intercept + z @ np.asarray(self.coef))
 
@@ -169,9 +179,10 @@ class ReviewCalibration:
         """From parsed manifest JSON: a value of the wrong kind raises TypeError or
         ValueError in the conversions below, which the caller reports against the folder."""
         names = tuple(d.get("features") or ())
-        if not names or names != FEATURES[:len(names)]:
-            raise ValueError(f"review calibration features {list(names)} are not this "
-                             f"code's {list(FEATURES)} (or the first of them)")
+        unknown = [n for n in names if n not in ALL_FEATURES]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ValueError(f"review calibration features {list(names)} are not distinct "
+                             f"features of this code's {list(ALL_FEATURES)}")
 
         def floats(key: str) -> tuple[float, ...]:
             vals = tuple(float(v) for v in d[key])
@@ -184,7 +195,7 @@ class ReviewCalibration:
         if min(scale) <= 0:
             raise ValueError("review calibration 'scale' must be positive")
         rel = d.get("reliability") or ()
-        return cls(coef=floats("coef"), intercept=float(d["intercept"]),
+        return cls(features=names, coef=floats("coef"), intercept=float(d["intercept"]),
                    mean=floats("mean"), scale=scale, fitted=bool(d.get("fitted", True)),
                    n=int(d.get("n") or 0), n_wrong=int(d.get("n_wrong") or 0),
                    brier=None if d.get("brier") is None else float(d["brier"]),
@@ -194,17 +205,17 @@ class ReviewCalibration:
 
 # Hand-set for folders without a calibration: ambiguity and disagreement with the rules
 # weigh most; the numbers rank holes, they are not probabilities.
-DEFAULT = ReviewCalibration(coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0, 1.0),
-                            intercept=-3.0,
-                            mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES),
-                            fitted=False)
+DEFAULT = ReviewCalibration(features=ALL_FEATURES[:10],
+                            coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0, 1.0),
+                            intercept=-3.0, mean=(0.0,) * 10, scale=(1.0,) * 10, fitted=False)
 
 
-def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
-        ) -> ReviewCalibration:
-    """Logistic regression (Newton steps, L2 on the coefficients) of `wrong` on features x
-    [N, F]. With no wrong (or no right) hole there is nothing to learn from: DEFAULT."""
-    x = np.asarray(x, dtype=np.float64)
+def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5,
+        names: tuple[str, ...] = FEATURES) -> ReviewCalibration:
+    """Logistic regression (Newton steps, L2 on the coefficients) of `wrong` on the `names`
+    columns of x [N, ALL_FEATURES]. With no wrong (or no right) hole there is nothing to
+    learn from: DEFAULT."""
+    x = np.asarray(x, dtype=np.float64)[:, [ALL_FEATURES.index(n) for n in names]]
     y = np.asarray(wrong, dtype=np.float64)
     n_wrong = int(y.sum())
     if len(y) == 0 or n_wrong == 0 or n_wrong == len(y):
@@ -240,7 +251,8 @@ def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5
             break
         current = new
     p = sigmoid(z @ w)
-    return ReviewCalibration(coef=tuple(float(v) for v in w[1:]), intercept=float(w[0]),
+    return ReviewCalibration(features=names, coef=tuple(float(v) for v in w[1:]),
+                             intercept=float(w[0]),
                              mean=tuple(float(v) for v in mean),
                              scale=tuple(float(v) for v in scale), fitted=True, n=len(y),
                              n_wrong=n_wrong, brier=round(float(np.mean((p - y) ** 2)), 5),

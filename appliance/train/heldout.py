@@ -10,13 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from appliance.engine.answer import (
-    Decoding,
-    answer_with_features,
-    combine_members,
-    hole_outputs,
-)
-from appliance.engine.review import FEATURES as REVIEW_FEATURES
+from appliance.engine.answer import Decoding, answer_with_features, hole_outputs
+from appliance.engine.review import ALL_FEATURES as REVIEW_FEATURES
 from appliance.engine.review import ReviewCalibration, is_wrong
 from appliance.engine.review import fit as fit_review
 from appliance.estimators.heuristic import Reading
@@ -57,7 +52,7 @@ def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: n
                  ) -> tuple[list[DepthEstimate], np.ndarray]:
     """Each hole answered by its held-out member, and the review features of that answer.
 
-    One member has no spread: the spread feature is the whole ensemble's on that hole
+    One member has no spread: the spread features read the whole ensemble on that hole
     (members that trained on it agree more than unseen ones would: a conservative proxy)."""
     outs = [predict(m, batch.x, batch.scalars) for m in members]
     every = hole_outputs(np.stack([o[0] for o in outs]), np.stack([o[1] for o in outs]),
@@ -70,9 +65,7 @@ def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: n
         held = hole_outputs(out[0][None, idx], out[1][None, idx], out[2][None, idx],
                             batch.origin_mm[idx], spec.grid_mm)
         for j, i in enumerate(idx):
-            ens = combine_members(every[i].depths, every[i].probs)
-            spread = np.array([ens.spread_mm.get(n) or 0.0 for n in POINT_NAMES])
-            answers[i], feats[i] = answer_with_features(replace(held[j], spread_mm=spread),
+            answers[i], feats[i] = answer_with_features(replace(held[j], peers=every[i]),
                                                         readings[i], rules[i], decoding)
     return [a for a in answers if a is not None], feats
 
