@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="synthetic holes only, even when ../shared is present")
     p.add_argument("--exam", type=int, default=1000, metavar="N",
                    help="unseen synthetic holes to measure the ensemble on (model card)")
-    p.add_argument("--version", default=None, help="version name (default: baseline-2)")
+    p.add_argument("--version", default=None, help="version name (default: baseline-3)")
     p.add_argument("--recalibrate", action="store_true",
                    help="train nothing: refit the review priority of the folder at --out on "
                         "its own members' out-of-fold answers (after a review feature was "
