@@ -204,7 +204,9 @@ class ReviewCalibration:
 
 
 # Hand-set for folders without a calibration: ambiguity and disagreement with the rules
-# weigh most; the numbers rank holes, they are not probabilities.
+# weigh most; the numbers rank holes, they are not probabilities. Set over the features of
+# its time (the whole range's spread, not the majority's), and kept so: folders served
+# with it keep their order.
 DEFAULT = ReviewCalibration(features=ALL_FEATURES[:10],
                             coef=(2.0, 1.0, 0.5, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0, 1.0),
                             intercept=-3.0, mean=(0.0,) * 10, scale=(1.0,) * 10, fitted=False)

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 
 from appliance.engine.answer import Decoding, answer_with_features, hole_outputs
-from appliance.engine.review import ALL_FEATURES as REVIEW_FEATURES
-from appliance.engine.review import ReviewCalibration, is_wrong
+from appliance.engine.review import ALL_FEATURES, ReviewCalibration, is_wrong
 from appliance.engine.review import fit as fit_review
 from appliance.estimators.heuristic import Reading
 from appliance.estimators.placement import Anchored
@@ -59,7 +58,7 @@ def _out_of_fold(members: list[torch.nn.Module], batch: FeatureBatch, fold_of: n
                          None, batch.origin_mm, spec.grid_mm)
     decoding = Decoding(place_on_ramps=True, residual=True)
     answers: list[DepthEstimate | None] = [None] * len(batch)
-    feats = np.zeros((len(batch), len(REVIEW_FEATURES)))
+    feats = np.zeros((len(batch), len(ALL_FEATURES)))
     for fold, out in enumerate(outs):
         idx = np.flatnonzero(fold_of == fold)
         held = hole_outputs(out[0][None, idx], out[1][None, idx], out[2][None, idx],
