@@ -62,6 +62,7 @@ ALL_FEATURES: tuple[str, ...] = ("presence_ambiguity", "competition", "spread",
                                  "majority_spread")
 # what a calibration is fitted on now (see the module docstring for "spread")
 FEATURES: tuple[str, ...] = tuple(n for n in ALL_FEATURES if n != "spread")
+
 WRONG_MM = 0.5
 RIVAL_SCALE_MM = 2.0
 SNR_SCALE = 10.0
@@ -143,6 +144,11 @@ def is_wrong(pred: DepthPoints, truth: DepthPoints, tol_mm: float = WRONG_MM) ->
     return False
 
 
+def _columns(x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The `names` columns of x [N, ALL_FEATURES]."""
+    return np.asarray(x, dtype=np.float64)[:, [ALL_FEATURES.index(n) for n in names]]
+
+
 @dataclass(frozen=True)
 class ReviewCalibration:
     """Logistic model over the standardised features it names."""
@@ -163,8 +169,7 @@ class ReviewCalibration:
 
     def priorities(self, x: np.ndarray) -> np.ndarray:
         """Per row of x [N, ALL_FEATURES]."""
-        x = np.asarray(x, dtype=np.float64)[:, [ALL_FEATURES.index(n) for n in self.features]]
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        z = (_columns(x, self.features) - np.asarray(self.mean)) / np.asarray(self.scale)
         return sigmoid(self.intercept + z @ np.asarray(self.coef))
 
     def to_dict(self) -> dict[str, object]:
@@ -217,7 +222,7 @@ def fit(x: np.ndarray, wrong: np.ndarray, l2: float = 1.0, bins: int = 5,
     """Logistic regression (Newton steps, L2 on the coefficients) of `wrong` on the `names`
     columns of x [N, ALL_FEATURES]. With no wrong (or no right) hole there is nothing to
     learn from: DEFAULT."""
-    x = np.asarray(x, dtype=np.float64)[:, [ALL_FEATURES.index(n) for n in names]]
+    x = _columns(x, names)
     y = np.asarray(wrong, dtype=np.float64)
     n_wrong = int(y.sum())
     if len(y) == 0 or n_wrong == 0 or n_wrong == len(y):

@@ -181,9 +181,11 @@ class PointHead(nn.Module):
     def forward(self, feats: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.scalar_embed(scalars)  # [B, H]
-        h = feats + self.local(x) + s[:, :, None]
+        # maps are [B, H, L] here and [B, H, 1, L] as exported (appliance.train.served_form)
+        h = feats + self.local(x) + s.reshape(*s.shape, *(1,) * (feats.dim() - 2))
         scores = self.refine(h)
-        pooled = torch.cat([feats.mean(dim=2), feats.amax(dim=2), s], dim=1)
+        flat = feats.flatten(2)
+        pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2), s], dim=1)
         # detached: the rig's placement is learnt on the features that find the ramps, and
         # never pulls them away from finding the ramps
         return scores, self.presence(pooled), self.place(h.detach())

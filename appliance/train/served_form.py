@@ -26,12 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PatchTSMixerModel
 
-from appliance.train.model import (
-    DepthPointModel,
-    LayerScale,
-    PatchTSMixerBackbone,
-    PointHead,
-)
+from appliance.train.model import DepthPointModel, LayerScale, PatchTSMixerBackbone
 
 
 def _left(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -145,24 +140,6 @@ def convs_as_2d(module: nn.Module) -> None:
             convs_as_2d(child)
 
 
-class ServedHead(nn.Module):
-    """PointHead's function on [B, H, 1, L] feature maps."""
-
-    def __init__(self, head: PointHead) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, feats: torch.Tensor, x: torch.Tensor, scalars: torch.Tensor,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        head = self.head
-        s = head.scalar_embed(scalars)
-        h = feats + head.local(x) + s[:, :, None, None]
-        flat = feats.squeeze(2)
-        pooled = torch.cat([flat.mean(dim=2), flat.amax(dim=2), s], dim=1)
-        return (head.refine(h).squeeze(2), head.presence(pooled),
-                head.place(h).squeeze(2))
-
-
 class ServedModel(nn.Module):
     """DepthPointModel's function with every feature map kept 4-D ([B, C, 1, L]) from the
     input to the outputs. Between two convolutions onnxruntime then keeps the map in its
@@ -173,13 +150,13 @@ class ServedModel(nn.Module):
     def __init__(self, model: DepthPointModel) -> None:
         super().__init__()
         self.backbone = model.backbone
-        self.head = ServedHead(model.head)
+        self.head = model.head
 
     def forward(self, x: torch.Tensor, scalars: torch.Tensor,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x4 = x.unsqueeze(2)
         scores, presence, offset = self.head(self.backbone(x4), x4, scalars)
-        return scores, presence, offset
+        return scores.squeeze(2), presence, offset.squeeze(2)
 
 
 def fold_layer_scales(module: nn.Module) -> None:
